@@ -1,0 +1,282 @@
+"""The YAML configuration, validated up front into plain dataclasses.
+
+Every problem is reported as one line naming the key; nothing here raises
+anything but ConfigError. Everything has a default, so no file is needed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import yaml
+
+from . import profiles as profiles_mod
+from .errors import ConfigError
+from .profiles import HOST_MEASURES, Limit, parse_limit_value
+from .units import parse_count, parse_duration, parse_size
+
+# node_exporter's defaults (collector/filesystem_linux.go), plus the
+# container runtimes' overlay trees.
+DEFAULT_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)"
+DEFAULT_FS_TYPES_EXCLUDE = (r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|"
+                            r"hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|"
+                            r"selinuxfs|squashfs|erofs|sysfs|tracefs|tmpfs|ramfs)$")
+DEFAULT_STATE_FILE = "/var/lib/imaging-exporter/state.json"
+PROVIDERS = ("openstack", "linode")
+DEFAULT_LINODE_API_URL = "https://api.linode.com/v4"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    profile: str = "generic"
+    server_id: str = ""
+    mount_points_include: str = ""
+    mount_points_exclude: str = DEFAULT_MOUNT_POINTS_EXCLUDE
+    fs_types_include: str = ""
+    fs_types_exclude: str = DEFAULT_FS_TYPES_EXCLUDE
+    mount_timeout: float = 5.0
+    root_path: str = "/"          # "/host" when the host's root is mounted into a container
+    limits: Tuple[Limit, ...] = ()
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    name: str
+    provider: str                  # "openstack" or "linode"
+    refresh_interval: float = 300.0
+    lookback: float = 48 * 3600.0
+    request_timeout: float = 30.0
+    profile: str = ""              # limits profile; default: the provider's own
+    image_quota: Optional[int] = None
+    image_bytes_quota: Optional[int] = None
+    max_image_size: Optional[int] = None
+    # openstack
+    cloud: str = ""                # clouds.yaml entry; "" = OS_CLOUD / the environment
+    all_projects: bool = False
+    # linode
+    token_env: str = "LINODE_TOKEN"
+    api_url: str = DEFAULT_LINODE_API_URL
+
+
+@dataclass(frozen=True)
+class Config:
+    host: HostConfig = field(default_factory=HostConfig)
+    clouds: Tuple[CloudConfig, ...] = ()
+    state_file: str = DEFAULT_STATE_FILE
+    path: str = ""
+
+
+# ---- validation -------------------------------------------------------------
+
+class _Problems:
+    def __init__(self):
+        self.lines: List[str] = []
+
+    def add(self, key, msg):
+        self.lines.append(f"{key}: {msg}")
+
+
+def _typename(v):
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number", bool: "true/false", type(None): "empty"}.get(type(v), type(v).__name__)
+
+
+def _check_keys(p, key, mapping, allowed):
+    for k in mapping:
+        if k not in allowed:
+            close = [a for a in allowed if a.replace("_", "") == str(k).replace("_", "").replace("-", "")]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            p.add(f"{key}.{k}" if key else str(k), f"unknown key{hint}; known keys: {', '.join(sorted(allowed))}")
+
+
+def _get(p, key, mapping, name, kind, default, parse=None):
+    """Read mapping[name], check its type, parse it; on error note it and return default."""
+    if name not in mapping:
+        return default
+    v = mapping[name]
+    full = f"{key}.{name}" if key else name
+    if kind is str and not isinstance(v, str):
+        p.add(full, f"must be a string, not {_typename(v)}")
+        return default
+    if kind is bool and not isinstance(v, bool):
+        p.add(full, f"must be true or false, not {_typename(v)}")
+        return default
+    if parse is not None:
+        try:
+            return parse(v)
+        except ValueError as e:
+            p.add(full, str(e))
+            return default
+    return v
+
+
+def _regex(v):
+    if not isinstance(v, str):
+        raise ValueError(f"must be a regular expression string, not {_typename(v)}")
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"bad regular expression {v!r}: {e}") from None
+    return v
+
+
+def _positive(parse):
+    def inner(v):
+        x = parse(v)
+        if x <= 0:
+            raise ValueError(f"{v!r} must be greater than zero")
+        return x
+    return inner
+
+
+def _profile_name(v):
+    if not isinstance(v, str) or v not in profiles_mod.profiles():
+        raise ValueError(f"unknown profile {v!r}; known profiles: {', '.join(profiles_mod.profiles())}")
+    return v
+
+
+_HOST_KEYS = ("profile", "server_id", "mount_points_include", "mount_points_exclude", "fs_types_include",
+              "fs_types_exclude", "mount_timeout", "root_path", "limits")
+_LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
+_CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
+                 "image_quota", "image_bytes_quota", "max_image_size")
+_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects"),
+               "linode": _CLOUD_COMMON + ("token_env", "api_url")}
+
+
+def _parse_host(p, raw):
+    key = "host"
+    if not isinstance(raw, dict):
+        p.add(key, f"must be a mapping, not {_typename(raw)}")
+        return HostConfig()
+    _check_keys(p, key, raw, _HOST_KEYS)
+    d = HostConfig()
+    limits = []
+    raw_limits = raw.get("limits", [])
+    if not isinstance(raw_limits, list):
+        p.add("host.limits", f"must be a list, not {_typename(raw_limits)}")
+        raw_limits = []
+    for i, rl in enumerate(raw_limits):
+        lk = f"host.limits[{i}]"
+        if not isinstance(rl, dict):
+            p.add(lk, f"must be a mapping with name, measure and value, not {_typename(rl)}")
+            continue
+        _check_keys(p, lk, rl, _LIMIT_KEYS)
+        missing = [k for k in ("name", "measure", "value") if k not in rl]
+        if missing:
+            p.add(lk, f"missing {', '.join(missing)}")
+            continue
+        name = _get(p, lk, rl, "name", str, None)
+        measure = rl["measure"]
+        if measure not in HOST_MEASURES:
+            p.add(f"{lk}.measure", f"unknown measure {measure!r}; known: {', '.join(HOST_MEASURES)}")
+            continue
+        value = _get(p, lk, rl, "value", None, None, lambda v: parse_limit_value(measure, v))
+        if isinstance(value, int) and value <= 0:
+            p.add(f"{lk}.value", "must be greater than zero")
+            value = None
+        mps = _get(p, lk, rl, "mountpoints", None, None, _regex)
+        if name and value is not None:
+            limits.append(Limit(name=name, measure=measure, value=value, source="config", mountpoints=mps))
+    return HostConfig(
+        profile=_get(p, key, raw, "profile", None, d.profile, _profile_name),
+        server_id=str(_get(p, key, raw, "server_id", None, d.server_id) or ""),
+        mount_points_include=_get(p, key, raw, "mount_points_include", None, d.mount_points_include, _regex),
+        mount_points_exclude=_get(p, key, raw, "mount_points_exclude", None, d.mount_points_exclude, _regex),
+        fs_types_include=_get(p, key, raw, "fs_types_include", None, d.fs_types_include, _regex),
+        fs_types_exclude=_get(p, key, raw, "fs_types_exclude", None, d.fs_types_exclude, _regex),
+        mount_timeout=_get(p, key, raw, "mount_timeout", None, d.mount_timeout, _positive(parse_duration)),
+        root_path=_get(p, key, raw, "root_path", str, d.root_path),
+        limits=tuple(limits),
+    )
+
+
+def _parse_cloud(p, i, raw, seen):
+    key = f"clouds[{i}]"
+    if not isinstance(raw, dict):
+        p.add(key, f"must be a mapping, not {_typename(raw)}")
+        return None
+    provider = raw.get("provider")
+    if provider not in PROVIDERS:
+        p.add(f"{key}.provider", f"must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.:-]+$", name or ""):
+        p.add(f"{key}.name", "must be a short name of letters, digits, '_', '.', ':' or '-'")
+        return None
+    if name in seen:
+        p.add(f"{key}.name", f"{name!r} is used by another cloud; names must be unique")
+    seen.add(name)
+    key = f"clouds[{i}] ({name})"
+    _check_keys(p, key, raw, _CLOUD_KEYS[provider])
+    d = CloudConfig(name=name, provider=provider)
+    cfg = CloudConfig(
+        name=name, provider=provider,
+        refresh_interval=_get(p, key, raw, "refresh_interval", None, d.refresh_interval, _positive(parse_duration)),
+        lookback=_get(p, key, raw, "lookback", None, d.lookback, _positive(parse_duration)),
+        request_timeout=_get(p, key, raw, "request_timeout", None, d.request_timeout, _positive(parse_duration)),
+        profile=_get(p, key, raw, "profile", None, provider, _profile_name),
+        image_quota=_get(p, key, raw, "image_quota", None, None, _positive(parse_count)),
+        image_bytes_quota=_get(p, key, raw, "image_bytes_quota", None, None, _positive(parse_size)),
+        max_image_size=_get(p, key, raw, "max_image_size", None, None, _positive(parse_size)),
+        cloud=_get(p, key, raw, "cloud", str, d.cloud),
+        all_projects=_get(p, key, raw, "all_projects", bool, d.all_projects),
+        token_env=_get(p, key, raw, "token_env", str, d.token_env),
+        api_url=_get(p, key, raw, "api_url", str, d.api_url),
+    )
+    if provider == "linode" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.token_env):
+        p.add(f"{key}.token_env", f"{cfg.token_env!r} is not an environment variable name")
+    if provider == "linode" and not re.match(r"^https?://", cfg.api_url):
+        p.add(f"{key}.api_url", f"{cfg.api_url!r} must start with http:// or https://")
+    return cfg
+
+
+_TOP_KEYS = ("host", "clouds", "state_file")
+
+
+def parse(data, path="") -> Config:
+    """Validate a loaded YAML document; raise ConfigError listing every problem."""
+    p = _Problems()
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: the top level must be a mapping, not {_typename(data)}")
+    _check_keys(p, "", data, _TOP_KEYS)
+    host = _parse_host(p, data["host"]) if "host" in data else HostConfig()
+    clouds = []
+    raw_clouds = data.get("clouds", [])
+    if raw_clouds is None:
+        raw_clouds = []
+    if not isinstance(raw_clouds, list):
+        p.add("clouds", f"must be a list, not {_typename(raw_clouds)}")
+        raw_clouds = []
+    seen = set()
+    for i, rc in enumerate(raw_clouds):
+        c = _parse_cloud(p, i, rc, seen)
+        if c is not None:
+            clouds.append(c)
+    state_file = _get(p, "", data, "state_file", str, DEFAULT_STATE_FILE)
+    if p.lines:
+        prefix = f"{path}: " if path else ""
+        raise ConfigError([prefix + line for line in p.lines])
+    return Config(host=host, clouds=tuple(clouds), state_file=state_file, path=path)
+
+
+def load(path) -> Config:
+    """Read and validate the file at ``path``; None gives the defaults."""
+    if not path:
+        return Config()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse(data, path)

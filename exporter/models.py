@@ -1,0 +1,137 @@
+"""Immutable snapshots that sources return and collectors read.
+
+Sources do the I/O and build these; collectors only turn them into metric
+families. Timestamps are Unix seconds (float), sizes are bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+
+# ---- host mode -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filesystem:
+    device: str
+    mountpoint: str
+    fstype: str
+    role: str                 # "system" (captured by an image) or "data"
+    size_bytes: int
+    free_bytes: int
+    avail_bytes: int
+    inodes: int
+    inodes_free: int
+
+    @property
+    def used_bytes(self) -> int:
+        return self.size_bytes - self.free_bytes
+
+    @property
+    def inodes_used(self) -> int:
+        return self.inodes - self.inodes_free
+
+
+@dataclass(frozen=True)
+class DeviceError:
+    device: str
+    mountpoint: str
+    fstype: str
+    error: str                # "timeout", "stuck" or the errno name
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    device: str               # kernel name, e.g. "vda"
+    role: str                 # "system" or "data"
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    filesystems: Tuple[Filesystem, ...]
+    errors: Tuple[DeviceError, ...] = ()
+    disks: Tuple[BlockDevice, ...] = ()
+    database_processes: Tuple[Tuple[str, int], ...] = ()   # (engine, count)
+    hostname: str = ""
+
+
+# ---- cloud mode ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Image:
+    image_id: str
+    name: str
+    status: str               # the provider's own status (active, saving, available, ...)
+    size_bytes: Optional[int]
+    created: float
+    server_id: str = ""       # the server it was taken from, "" when unknown
+    kind: str = "image"       # "image" (snapshot) or "backup"
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job_id: str
+    kind: str                 # "image", "backup" or "volume_snapshot"
+    server_id: str
+    server_name: str
+    phase: str                # the provider's own state (queued, saving, pending, running, ...)
+    started: float
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    job_id: str
+    kind: str
+    server_id: str
+    started: float
+    finished: float
+    succeeded: bool
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished - self.started)
+
+
+@dataclass(frozen=True)
+class Server:
+    server_id: str
+    name: str
+    boot_from_volume: bool = False
+    backups_enabled: Optional[bool] = None   # None: the provider has no backup service
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A server's disk as the cloud API reports it (Linode)."""
+    server_id: str
+    server_name: str
+    disk_id: str
+    label: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class QuotaValue:
+    value: int
+    source: str               # "api", "config" or "profile"
+
+
+@dataclass(frozen=True)
+class Quota:
+    images: Optional[QuotaValue] = None
+    bytes: Optional[QuotaValue] = None
+    max_image_bytes: Optional[QuotaValue] = None
+
+
+@dataclass(frozen=True)
+class CloudSnapshot:
+    cloud: str                # the configured name of the cloud
+    project: str              # project / account the credentials see
+    taken_at: float
+    images: Tuple[Image, ...] = ()
+    running_jobs: Tuple[RunningJob, ...] = ()
+    finished_jobs: Tuple[FinishedJob, ...] = ()   # inside the lookback window
+    servers: Tuple[Server, ...] = ()
+    disks: Tuple[Disk, ...] = ()
+    quota: Quota = field(default_factory=Quota)

@@ -1,0 +1,108 @@
+"""Limit profiles: the shipped data file, loaded into plain dataclasses."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import yaml
+
+from .units import parse_count, parse_duration, parse_size
+
+HOST_BYTE_MEASURES = ("used_bytes", "used_high_water_bytes", "system_disk_bytes")
+HOST_INODE_MEASURES = ("used_inodes",)
+HOST_MEASURES = HOST_BYTE_MEASURES + HOST_INODE_MEASURES
+CLOUD_MEASURES = ("image_count", "image_bytes_total", "image_size")
+MEASURES = HOST_MEASURES + CLOUD_MEASURES
+COUNT_MEASURES = ("used_inodes", "image_count")
+
+PROFILES_FILE = os.path.join(os.path.dirname(__file__), "profiles.yaml")
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    measure: str
+    value: int                      # bytes, inodes or images
+    source: str = ""                # the sentence and where it is from
+    mountpoints: Optional[str] = None   # regex; None = the system filesystems
+
+    @property
+    def unit(self) -> str:
+        if self.measure in ("used_inodes",):
+            return "inodes"
+        if self.measure == "image_count":
+            return "images"
+        return "bytes"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    limits: Tuple[Limit, ...] = ()
+    note: str = ""
+
+    def host_limits(self):
+        return tuple(l for l in self.limits if l.measure in HOST_MEASURES)
+
+    def cloud_limit(self, measure):
+        for l in self.limits:
+            if l.measure == measure:
+                return l
+        return None
+
+
+@dataclass(frozen=True)
+class Common:
+    job_stuck_after: float
+    repeated_failures: int
+    retry_after: float
+    sources: Dict[str, str] = field(default_factory=dict)
+
+
+def parse_limit_value(measure, value):
+    if measure in COUNT_MEASURES:
+        return parse_count(value)
+    return parse_size(value)
+
+
+def _cite(sources, ref):
+    if not ref:
+        return ""
+    doc, sentence = ref
+    return f'"{sentence}" ({sources.get(str(doc), doc)})'
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path=PROFILES_FILE):
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    sources = {str(k): v for k, v in data["sources"].items()}
+    profiles = {}
+    for name, p in data["profiles"].items():
+        limits = tuple(
+            Limit(name=l["name"], measure=l["measure"],
+                  value=parse_limit_value(l["measure"], l["value"]),
+                  source=_cite(sources, l.get("source")))
+            for l in p.get("limits") or ())
+        profiles[name] = Profile(name=name, description=p.get("description", ""),
+                                 limits=limits, note=_cite(sources, p.get("note")))
+    c = data["common"]
+    common = Common(job_stuck_after=parse_duration(c["job_stuck_after"]),
+                    repeated_failures=int(c["repeated_failures"]),
+                    retry_after=parse_duration(c["retry_after"]), sources=sources)
+    return profiles, common
+
+
+def profiles() -> Dict[str, Profile]:
+    return _load()[0]
+
+
+def common() -> Common:
+    return _load()[1]
+
+
+def get(name) -> Profile:
+    return profiles()[name]
