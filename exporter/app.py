@@ -1,0 +1,98 @@
+"""Assembles the exporter from a config: sources, pollers, state, registry, WSGI app."""
+from __future__ import annotations
+
+import html
+import logging
+from typing import List, Optional
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from . import __version__, limits as limits_mod, profiles
+from .collectors.exporter import ExporterCollector, HostPart
+from .config import Config
+from .ledger import JobLedger
+from .poller import Poller
+from .sources.host import HostSource
+from .state import State, default_path
+
+log = logging.getLogger(__name__)
+
+
+def _cloud_source(cfg):
+    # Imported here so host mode never pays for importing the cloud SDKs.
+    profile = profiles.get(cfg.profile or cfg.provider)
+    if cfg.provider == "openstack":
+        from .sources.openstack import OpenStackSource
+        return OpenStackSource(cfg, profile)
+    from .sources.linode import LinodeSource
+    return LinodeSource(cfg, profile)
+
+
+class Exporter:
+    def __init__(self, config: Config, collectors: dict, host_source: Optional[HostSource] = None):
+        self.config = config
+        self.state = State(config.state_file or default_path())
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.pollers: List[Poller] = []
+        host = None
+        if collectors.get("host", True):
+            hc = config.host
+            profile = profiles.get(hc.profile)
+            limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits)
+            host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, hc.server_id)
+        for cc in config.clouds:
+            if not collectors.get(cc.provider, True):
+                continue
+            self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
+                                       ledger=JobLedger(self.state, cc.name)))
+        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers)
+        self.registry.register(self.collector)
+
+    def start(self):
+        for p in self.pollers:
+            p.start()
+
+    def refresh_all(self):
+        """One synchronous refresh of every cloud (for --once)."""
+        for p in self.pollers:
+            p.refresh_once()
+
+    def stop(self):
+        for p in self.pollers:
+            p.stop()
+        self.state.flush()
+
+    def wsgi_app(self, telemetry_path: str = "/metrics"):
+        metrics = make_wsgi_app(self.registry)
+        landing = _landing_page(telemetry_path)
+
+        def app(environ, start_response):
+            path = environ.get("PATH_INFO") or "/"
+            if path == telemetry_path:
+                return metrics(environ, start_response)
+            if path == "/":
+                start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+                return [landing]
+            if path in ("/-/healthy", "/-/ready"):
+                start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+                return [b"OK\n"]
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"404 page not found\n"]
+        return app
+
+
+def _landing_page(telemetry_path: str) -> bytes:
+    p = html.escape(telemetry_path, quote=True)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>imaging-exporter</title></head>
+<body>
+<h1>imaging-exporter</h1>
+<p>Warns before a cloud server image or backup fails. Version {html.escape(__version__)}.</p>
+<ul>
+<li><a href="{p}">Metrics</a></li>
+<li><a href="/-/healthy">Health</a></li>
+</ul>
+</body>
+</html>
+""".encode()

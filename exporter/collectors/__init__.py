@@ -1,0 +1,1 @@
+"""prometheus_client custom collectors that turn snapshots into metric families."""

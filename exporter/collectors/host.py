@@ -1,0 +1,77 @@
+"""Host collector: filesystems, disks, limits and headroom of this server."""
+from __future__ import annotations
+
+from .. import limits as limits_mod
+from ..models import HostSnapshot
+from ..sources.host import DATABASE_ENGINES
+from .spec import Families, gauge
+
+FS = ("device", "mountpoint", "fstype", "role")
+
+FS_SIZE = gauge("imaging_filesystem_size_bytes", "Filesystem size in bytes.", *FS)
+FS_FREE = gauge("imaging_filesystem_free_bytes", "Filesystem free space in bytes.", *FS)
+FS_AVAIL = gauge("imaging_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", *FS)
+FS_USED = gauge("imaging_filesystem_used_bytes", "Filesystem used space in bytes (size minus free).", *FS)
+FS_INODES = gauge("imaging_filesystem_inodes", "Filesystem total inodes.", *FS)
+FS_INODES_USED = gauge("imaging_filesystem_inodes_used", "Filesystem used inodes.", *FS)
+FS_ERROR = gauge("imaging_filesystem_device_error",
+                 "1 when the filesystem could not be read (error: errno name, timeout or stuck).",
+                 "device", "mountpoint", "fstype", "error")
+DISK_SIZE = gauge("imaging_disk_size_bytes", "Size of the block device (virtual disk) in bytes.", "device", "role")
+HIGH_WATER = gauge("imaging_filesystem_used_high_water_bytes",
+                   "Highest used bytes ever seen on the filesystem, kept across restarts.", "device", "mountpoint")
+LIMIT_BYTES = gauge("imaging_limit_bytes", "Imaging size limit in force, in bytes.", "limit")
+LIMIT_INODES = gauge("imaging_limit_inodes", "Imaging inode limit in force.", "limit")
+LIMIT_IMAGES = gauge("imaging_limit_images", "Image count limit of the profile in force.", "limit")
+HEADROOM_BYTES = gauge("imaging_headroom_bytes", "Limit minus measured bytes; negative when over.", "limit", "mountpoint")
+HEADROOM_INODES = gauge("imaging_headroom_inodes", "Limit minus used inodes; negative when over.", "limit", "mountpoint")
+HEADROOM_RATIO = gauge("imaging_headroom_ratio", "Headroom divided by the limit (0-1; negative when over).",
+                       "limit", "mountpoint")
+UNCOVERED = gauge("imaging_uncovered_bytes", "Used bytes that an image of this server will not contain.",
+                  "mountpoint", "reason")
+DATABASES = gauge("imaging_database_processes",
+                  "Running database servers; an image of a running database is not a consistent backup.", "engine")
+HOST_INFO = gauge("imaging_host_info", "Host mode information; server_id joins host and cloud series.",
+                  "profile", "server_id", "hostname")
+
+ENGINES = sorted({e for e in DATABASE_ENGINES.values() if e})
+
+SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERROR, DISK_SIZE, HIGH_WATER,
+         LIMIT_BYTES, LIMIT_INODES, LIMIT_IMAGES, HEADROOM_BYTES, HEADROOM_INODES, HEADROOM_RATIO,
+         UNCOVERED, DATABASES, HOST_INFO)
+
+
+def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: str):
+    """Metric families for one host snapshot. ``state`` keeps the high-water marks."""
+    fams = Families(SPECS)
+    high_water = {}
+    for fs in snap.filesystems:
+        labels = (fs.device, fs.mountpoint, fs.fstype, fs.role)
+        fams.add(FS_SIZE, labels, fs.size_bytes)
+        fams.add(FS_FREE, labels, fs.free_bytes)
+        fams.add(FS_AVAIL, labels, fs.avail_bytes)
+        fams.add(FS_USED, labels, fs.used_bytes)
+        fams.add(FS_INODES, labels, fs.inodes)
+        fams.add(FS_INODES_USED, labels, fs.inodes_used)
+        hw = state.high_water(fs.device, fs.mountpoint, fs.used_bytes)
+        high_water[(fs.device, fs.mountpoint)] = hw
+        fams.add(HIGH_WATER, (fs.device, fs.mountpoint), hw)
+        if fs.role == "data":
+            fams.add(UNCOVERED, (fs.mountpoint, "data_filesystem"), fs.used_bytes)
+    for err in snap.errors:
+        fams.add(FS_ERROR, (err.device, err.mountpoint, err.fstype, err.error), 1)
+    for disk in snap.disks:
+        fams.add(DISK_SIZE, (disk.device, disk.role), disk.size_bytes)
+    for limit in limits:
+        spec = {"bytes": LIMIT_BYTES, "inodes": LIMIT_INODES, "images": LIMIT_IMAGES}[limit.unit]
+        fams.add(spec, (limit.name,), limit.value)
+    for h in limits_mod.evaluate(limits, snap, high_water):
+        spec = HEADROOM_BYTES if h.unit == "bytes" else HEADROOM_INODES
+        fams.add(spec, (h.limit, h.mountpoint), h.headroom)
+        fams.add(HEADROOM_RATIO, (h.limit, h.mountpoint), h.ratio)
+    # Every known engine, zeros included, so "no database" is a value, not an absence.
+    counts = dict(snap.database_processes)
+    for engine in ENGINES:
+        fams.add(DATABASES, (engine,), counts.get(engine, 0))
+    fams.add(HOST_INFO, (profile, server_id, snap.hostname), 1)
+    return list(fams)

@@ -1,0 +1,89 @@
+"""Job ledger: what a cloud's finished jobs add up to, kept across restarts.
+
+A refresh sees every finished job inside the lookback window again and
+again; the ledger observes each successful one once into the duration
+histogram, and remembers each server's last success and last duration even
+after that job has left the window (a backup 3 days old must still show as
+3 days old, not vanish).
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Dict, Iterable, Tuple
+
+from .models import FinishedJob
+from .state import State
+
+# Imaging "can take several hours" (source 000) and is stuck after 24 h.
+BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0)
+
+
+class JobLedger:
+    def __init__(self, state: State, cloud: str):
+        self.state = state
+        self.cloud = cloud
+
+    def _section(self):
+        sec = self.state.jobs(self.cloud)
+        sec.setdefault("counted", {})
+        sec.setdefault("last_success", {})
+        sec.setdefault("histogram", {})
+        return sec
+
+    def observe(self, finished: Iterable[FinishedJob], lookback: float, now: float,
+                servers: Iterable[str] = ()) -> int:
+        """Record new finished jobs; return how many were newly counted."""
+        new = 0
+        with self.state.lock:
+            sec = self._section()
+            counted, last, hist = sec["counted"], sec["last_success"], sec["histogram"]
+            for job in finished:
+                key = f"{job.kind}/{job.job_id}"
+                if key in counted:
+                    continue
+                counted[key] = job.finished
+                new += 1
+                if not job.succeeded:
+                    continue
+                h = hist.setdefault(job.kind, {"buckets": [0] * len(BUCKETS), "count": 0, "sum": 0.0})
+                i = bisect.bisect_left(BUCKETS, job.duration)
+                if i < len(BUCKETS):
+                    h["buckets"][i] += 1      # stored per bucket, made cumulative on output
+                h["count"] += 1
+                h["sum"] += job.duration
+                lk = f"{job.server_id}/{job.kind}"
+                if job.finished >= last.get(lk, [0.0])[0]:
+                    last[lk] = [job.finished, job.duration]
+            # Forget ids that can no longer come back into the window.
+            horizon = now - 2 * lookback
+            for key in [k for k, t in counted.items() if t < horizon]:
+                del counted[key]
+            servers = set(servers)
+            if servers:
+                for lk in [k for k in last if k.rsplit("/", 1)[0] not in servers]:
+                    del last[lk]
+            self.state.mark_dirty()
+        self.state.flush(force=bool(new))
+        return new
+
+    def histogram(self) -> Dict[str, Tuple[list, int, float]]:
+        """{kind: ([(le, cumulative), ...], count, sum)} for HistogramMetricFamily."""
+        out = {}
+        with self.state.lock:
+            for kind, h in self._section()["histogram"].items():
+                cum, rows = 0, []
+                for le, n in zip(BUCKETS, h["buckets"]):
+                    cum += n
+                    rows.append((_le(le), cum))
+                rows.append(("+Inf", h["count"]))
+                out[kind] = (rows, h["count"], h["sum"])
+        return out
+
+    def last_success(self) -> Dict[Tuple[str, str], Tuple[float, float]]:
+        """{(server_id, kind): (finished, duration)}."""
+        with self.state.lock:
+            return {tuple(k.rsplit("/", 1)): (v[0], v[1]) for k, v in self._section()["last_success"].items()}
+
+
+def _le(v: float) -> str:
+    return str(int(v)) + ".0" if v == int(v) else str(v)

@@ -1,0 +1,120 @@
+"""Background refresh of a cloud source into the last good snapshot.
+
+Cloud APIs are slow and sometimes down; a scrape must never wait on them.
+Each cloud has a thread that calls source.refresh() every interval; a failed
+refresh keeps the last good snapshot, counts its reason and retries with a
+backoff. Scrapes read ``snapshot`` and ``health``, which are swapped whole.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+from .errors import SourceError
+from .ledger import JobLedger
+from .models import CloudSnapshot
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = 10.0      # seconds after the first failure; doubles up to the interval
+
+
+@dataclass(frozen=True)
+class Health:
+    up: bool = False
+    last_success: float = 0.0
+    last_duration: float = 0.0
+    last_error: str = ""
+    errors: Dict[str, int] = field(default_factory=dict)   # reason -> count since start
+    refreshes: int = 0
+
+
+class Poller:
+    def __init__(self, source, name: str, interval: float, lookback: float,
+                 ledger: Optional[JobLedger] = None, clock: Callable[[], float] = time.time):
+        self.source = source
+        self.name = name                 # the configured cloud name
+        self.provider = source.provider  # the source label
+        self.interval = interval
+        self.lookback = lookback
+        self.ledger = ledger
+        self._clock = clock
+        self.snapshot: Optional[CloudSnapshot] = None
+        self.health = Health()
+        self._errors: Counter = Counter()
+        self._failures_in_row = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- one refresh ---------------------------------------------------------
+
+    def refresh_once(self) -> bool:
+        started = time.monotonic()
+        try:
+            snap = self.source.refresh()
+        except SourceError as e:
+            return self._failed(e.reason, str(e), started)
+        except Exception as e:  # noqa: BLE001 - a bug in a source must not kill the thread
+            log.debug("unexpected error refreshing %s", self.name, exc_info=True)
+            return self._failed("other", f"{type(e).__name__}: {e}", started)
+        duration = time.monotonic() - started
+        if self.ledger is not None:
+            try:
+                self.ledger.observe(snap.finished_jobs, self.lookback, self._clock(),
+                                    servers=[s.server_id for s in snap.servers])
+            except Exception:  # noqa: BLE001 - bookkeeping must not lose a good snapshot
+                log.exception("cloud %s: could not record finished jobs", self.name)
+        self.snapshot = snap
+        self._failures_in_row = 0
+        self.health = Health(up=True, last_success=self._clock(), last_duration=duration,
+                             errors=dict(self._errors), refreshes=self.health.refreshes + 1)
+        log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
+                 len(snap.images), len(snap.running_jobs), len(snap.servers))
+        return True
+
+    def _failed(self, reason: str, message: str, started: float) -> bool:
+        self._errors[reason] += 1
+        self._failures_in_row += 1
+        h = self.health
+        self.health = Health(up=False, last_success=h.last_success, last_duration=time.monotonic() - started,
+                             last_error=message, errors=dict(self._errors), refreshes=h.refreshes + 1)
+        log.warning("cloud %s: refresh failed (%s): %s; keeping the last good data", self.name, reason, message)
+        return False
+
+    # -- the thread ------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        if self._failures_in_row == 0:
+            return self.interval
+        return min(self.interval, FIRST_RETRY * 2 ** (self._failures_in_row - 1))
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.refresh_once()
+            except Exception:  # noqa: BLE001 - belt and braces: the thread never dies
+                log.exception("cloud %s: refresh crashed", self.name)
+            self._stop.wait(self.next_delay())
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name=f"poll-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+        close = getattr(self.source, "close", None)
+        if close:
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())

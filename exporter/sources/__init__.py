@@ -1,0 +1,1 @@
+"""Sources read one system and return an immutable snapshot (exporter.models)."""

@@ -1,0 +1,266 @@
+"""Host source: the server's own filesystems, disks and database processes.
+
+Read at scrape time. Each statvfs runs in a worker thread bounded by the
+mount timeout, so a hung network mount never hangs a scrape; a mount that
+timed out is remembered as stuck and skipped until its stat returns, as
+node_exporter's filesystem collector does.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import psutil
+
+from ..config import HostConfig
+from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
+
+log = logging.getLogger(__name__)
+
+# Process names of database servers whose data an image does not capture
+# consistently (source 000: "not a reliable way to back up a dynamic database").
+DATABASE_ENGINES = {
+    "mysqld": "mysql", "mariadbd": "mysql", "mysqld_safe": None,
+    "postgres": "postgresql", "postmaster": "postgresql",
+    "mongod": "mongodb", "redis-server": "redis", "sqlservr": "mssql",
+    "oracle": "oracle", "tnslsnr": None, "cassandra": "cassandra",
+    "couchdb": "couchdb", "beam.smp": None, "influxd": "influxdb",
+    "etcd": "etcd", "clickhouse-server": "clickhouse", "memcached": None,
+}
+# Virtual block devices that are never a server's disk.
+_SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
+_PROCESS_CACHE_SECONDS = 10.0
+
+
+def _unescape(field: str) -> str:
+    # /proc/mounts escapes space, tab, newline and backslash as octal.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def read_mounts(root_path: str = "/") -> List[Tuple[str, str, str]]:
+    """(device, mountpoint, fstype) from PID 1's mount table.
+
+    PID 1's table rather than our own, like node_exporter: under systemd's
+    ProtectSystem or in a container our namespace differs from the host's.
+    """
+    proc = os.path.join(root_path, "proc")
+    for path in (os.path.join(proc, "1", "mounts"), os.path.join(proc, "self", "mounts")):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+            break
+        except OSError:
+            continue
+    else:
+        return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    mounts = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3:
+            mounts.append((_unescape(parts[0]), _unescape(parts[1]), parts[2]))
+    return mounts
+
+
+class _Filter:
+    def __init__(self, cfg: HostConfig):
+        c = lambda s: re.compile(s) if s else None  # noqa: E731
+        self.mp_inc, self.mp_exc = c(cfg.mount_points_include), c(cfg.mount_points_exclude)
+        self.fs_inc, self.fs_exc = c(cfg.fs_types_include), c(cfg.fs_types_exclude)
+
+    def wanted(self, mountpoint: str, fstype: str) -> bool:
+        if self.mp_exc and self.mp_exc.search(mountpoint):
+            return False
+        if self.mp_inc and not self.mp_inc.search(mountpoint):
+            return False
+        if self.fs_exc and self.fs_exc.search(fstype):
+            return False
+        if self.fs_inc and not self.fs_inc.search(fstype):
+            return False
+        return True
+
+
+class BlockTopology:
+    """Maps devices to the whole disks behind them, from sysfs."""
+
+    def __init__(self, sys_path: str = "/sys"):
+        self.sys_path = sys_path
+
+    def disks_of(self, device: str) -> frozenset:
+        """Whole-disk kernel names behind /dev/X (partitions, dm and md resolved)."""
+        if not device.startswith("/dev/"):
+            return frozenset()
+        name = os.path.basename(os.path.realpath(device))
+        return frozenset(self._disks_of_name(name, depth=0))
+
+    def _disks_of_name(self, name: str, depth: int):
+        cls = os.path.join(self.sys_path, "class", "block", name)
+        if depth > 8 or not os.path.exists(cls):
+            return set()
+        slaves = os.path.join(cls, "slaves")
+        try:
+            below = os.listdir(slaves)
+        except OSError:
+            below = []
+        if below:            # device mapper / md: the disks of every slave
+            out = set()
+            for s in below:
+                out |= self._disks_of_name(s, depth + 1)
+            return out
+        if os.path.exists(os.path.join(cls, "partition")):
+            return {os.path.basename(os.path.dirname(os.path.realpath(cls)))}
+        return {name}
+
+    def disk_sizes(self) -> Dict[str, int]:
+        out = {}
+        block = os.path.join(self.sys_path, "block")
+        try:
+            names = sorted(os.listdir(block))
+        except OSError:
+            return out
+        for name in names:
+            if _SKIP_BLOCK.match(name):
+                continue
+            try:
+                with open(os.path.join(block, name, "size")) as f:
+                    sectors = int(f.read().strip())   # always 512-byte units
+            except (OSError, ValueError):
+                continue
+            # dm and md devices are built from disks, not disks themselves.
+            if sectors > 0 and not _listdir(os.path.join(block, name, "slaves")):
+                out[name] = sectors * 512
+        return out
+
+
+class _Statter:
+    """Runs stat calls on worker threads with a deadline; remembers stuck mounts."""
+
+    def __init__(self, stat_fn: Callable, timeout: float, workers: int = 8):
+        self.stat_fn, self.timeout, self.workers = stat_fn, timeout, workers
+        self._pool = self._new_pool()
+        self._stuck: Dict[str, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+
+    def _new_pool(self):
+        return concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="statfs")
+
+    def stat_all(self, paths: List[str]):
+        """Return {path: result | exception | "timeout" | "stuck"}."""
+        results, futures = {}, {}
+        with self._lock:
+            stuck = set(self._stuck)
+            # Every worker blocked on a hung mount: start a fresh pool; the old
+            # threads stay blocked in the kernel but no longer starve us.
+            if len(stuck) >= self.workers - 1:
+                self._pool = self._new_pool()
+        for p in paths:
+            if p in stuck:
+                results[p] = "stuck"
+            else:
+                futures[p] = self._pool.submit(self.stat_fn, p)
+        deadline = time.monotonic() + self.timeout
+        for p, fut in futures.items():
+            try:
+                results[p] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                results[p] = "timeout"
+                self._mark_stuck(p, fut)
+            except Exception as e:  # noqa: BLE001 - reported as device_error
+                results[p] = e
+        return results
+
+    def _mark_stuck(self, path, fut):
+        log.warning("statfs of %s did not return within %.1fs; skipping it until it does", path, self.timeout)
+        with self._lock:
+            self._stuck[path] = fut
+
+        def done(_f, path=path):
+            with self._lock:
+                self._stuck.pop(path, None)
+            log.info("statfs of %s returned; the mount is watched again", path)
+        fut.add_done_callback(done)
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _error_name(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno:
+        return errno.errorcode.get(e.errno, str(e.errno)).lower()
+    return type(e).__name__.lower()
+
+
+class HostSource:
+    def __init__(self, cfg: HostConfig, stat_fn: Callable = os.statvfs, sys_path: Optional[str] = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.filter = _Filter(cfg)
+        self.statter = _Statter(stat_fn, cfg.mount_timeout)
+        root = cfg.root_path or "/"
+        self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
+        self._clock = clock
+        self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
+
+    def _host_path(self, mountpoint: str) -> str:
+        root = self.cfg.root_path or "/"
+        return mountpoint if root == "/" else os.path.join(root, mountpoint.lstrip("/"))
+
+    def read(self) -> HostSnapshot:
+        mounts, seen = [], set()
+        for device, mountpoint, fstype in read_mounts(self.cfg.root_path or "/"):
+            if mountpoint in seen or not self.filter.wanted(mountpoint, fstype):
+                continue   # the first of stacked mounts, as the kernel shows it
+            seen.add(mountpoint)
+            mounts.append((device, mountpoint, fstype))
+        root_disks = next((self.topology.disks_of(d) for d, m, _ in read_mounts(self.cfg.root_path or "/")
+                           if m == "/"), frozenset())
+        results = self.statter.stat_all([self._host_path(m) for _, m, _ in mounts])
+        filesystems, errors = [], []
+        for device, mountpoint, fstype in mounts:
+            r = results[self._host_path(mountpoint)]
+            if isinstance(r, str) or isinstance(r, BaseException):
+                errors.append(DeviceError(device, mountpoint, fstype,
+                                          r if isinstance(r, str) else _error_name(r)))
+                continue
+            disks = self.topology.disks_of(device)
+            role = "system" if (mountpoint == "/" or (disks and disks & root_disks)) else "data"
+            bs = r.f_frsize or r.f_bsize
+            filesystems.append(Filesystem(
+                device=device, mountpoint=mountpoint, fstype=fstype, role=role,
+                size_bytes=r.f_blocks * bs, free_bytes=r.f_bfree * bs, avail_bytes=r.f_bavail * bs,
+                inodes=r.f_files, inodes_free=r.f_ffree))
+        disks = tuple(BlockDevice(name, "system" if name in root_disks else "data", size)
+                      for name, size in self.topology.disk_sizes().items())
+        return HostSnapshot(filesystems=tuple(filesystems), errors=tuple(errors), disks=disks,
+                            database_processes=self._database_processes(), hostname=socket.gethostname())
+
+    def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
+        # Walking /proc costs milliseconds on a busy host; databases do not
+        # come and go between two scrapes, so the count is reused briefly.
+        taken, cached = self._proc_cache
+        now = self._clock()
+        if now - taken < _PROCESS_CACHE_SECONDS:
+            return cached
+        names: Dict[int, Tuple[str, int]] = {}
+        for proc in psutil.process_iter(["name", "ppid"]):
+            names[proc.pid] = (proc.info.get("name") or "", proc.info.get("ppid") or 0)
+        counts: Dict[str, int] = {}
+        for name, ppid in names.values():
+            engine = DATABASE_ENGINES.get(name)
+            # One server, not its workers: PostgreSQL forks a process per
+            # connection, all named like their parent.
+            if engine and DATABASE_ENGINES.get(names.get(ppid, ("", 0))[0]) != engine:
+                counts[engine] = counts.get(engine, 0) + 1
+        result = tuple(sorted(counts.items()))
+        self._proc_cache = (now, result)
+        return result
