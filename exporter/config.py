@@ -5,6 +5,7 @@ anything but ConfigError. Everything has a default, so no file is needed.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -85,7 +86,7 @@ def _typename(v):
 def _check_keys(p, key, mapping, allowed):
     for k in mapping:
         if k not in allowed:
-            close = [a for a in allowed if a.replace("_", "") == str(k).replace("_", "").replace("-", "")]
+            close = difflib.get_close_matches(str(k).replace("-", "_"), allowed, n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             p.add(f"{key}.{k}" if key else str(k), f"unknown key{hint}; known keys: {', '.join(sorted(allowed))}")
 

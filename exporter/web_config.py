@@ -234,16 +234,10 @@ class _Parser:
         key = "tls_server_config"
         raw = self.mapping(key, raw)
         self.keys(key, raw, _TLS_KEYS, _TLS_UNSUPPORTED)
-        if not any(raw.get(k) for k in ("cert_file", "key_file", "client_ca_file", "client_auth_type")):
-            return None     # the toolkit's TLSConfig.IsEnabled
         cert, tls_key = self.path(key, raw, "cert_file"), self.path(key, raw, "key_file")
-        if not cert:
-            self.add(key, "cert_file is required when TLS is configured")
-        if not tls_key:
-            self.add(key, "key_file is required when TLS is configured")
         ca = self.path(key, raw, "client_ca_file")
         verify = self.choice(key, raw, "client_auth_type", CLIENT_AUTH_TYPES, ssl.CERT_NONE)
-        if ca and verify == ssl.CERT_NONE and raw.get("client_auth_type", "NoClientCert") == "NoClientCert":
+        if ca and raw.get("client_auth_type") in (None, "", "NoClientCert"):
             self.add(key, "client_ca_file is set but client_auth_type is NoClientCert; "
                           "set client_auth_type: RequireAndVerifyClientCert")
         if verify != ssl.CERT_NONE and not ca:
@@ -272,6 +266,12 @@ class _Parser:
         if not isinstance(prefer, bool):
             self.add(f"{key}.prefer_server_cipher_suites", f"must be true or false, not {_kind(prefer)}")
             prefer = True
+        if not (cert or tls_key or ca or raw.get("client_auth_type")):
+            return None     # the toolkit's TLSConfig.IsEnabled: no TLS
+        if not cert:
+            self.add(key, "cert_file is required when TLS is configured")
+        if not tls_key:
+            self.add(key, "key_file is required when TLS is configured")
         if not (cert and tls_key):
             return None
         return TLSConfig(cert_file=cert, key_file=tls_key, verify_mode=verify, client_ca_file=ca,

@@ -141,7 +141,9 @@ class BlockTopology:
 class _Statter:
     """Runs stat calls on worker threads with a deadline; remembers stuck mounts."""
 
-    def __init__(self, stat_fn: Callable, timeout: float, workers: int = 8):
+    # Threads start lazily and idle ones are reused, so a high ceiling costs
+    # nothing until mounts hang; then each hung mount holds one thread.
+    def __init__(self, stat_fn: Callable, timeout: float, workers: int = 64):
         self.stat_fn, self.timeout, self.workers = stat_fn, timeout, workers
         self._pool = self._new_pool()
         self._stuck: Dict[str, concurrent.futures.Future] = {}
@@ -170,7 +172,9 @@ class _Statter:
                 results[p] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
                 results[p] = "timeout"
-                self._mark_stuck(p, fut)
+                # Still queued behind hung stats: not stuck itself, just late.
+                if not fut.cancel():
+                    self._mark_stuck(p, fut)
             except Exception as e:  # noqa: BLE001 - reported as device_error
                 results[p] = e
         return results

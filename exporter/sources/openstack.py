@@ -1,0 +1,408 @@
+"""OpenStack cloud source: one project's images, imaging jobs and image quota.
+
+One refresh is a fixed handful of paginated GET requests through openstacksdk,
+whatever the size of the project (no call per image or per server):
+
+    Glance  GET /v2/images?owner=<project>&limit=1000   the project's images
+    Glance  GET /v2/info/usage                          unified limits, when the cloud has them
+    Nova    GET /servers/detail?limit=1000              task states, boot from volume, names
+    Cinder  GET /snapshots/detail?limit=1000            volume snapshots
+
+plus the Keystone token POST and version discovery, which the SDK caches.
+Errors become SourceError with a fixed reason; messages are built here from
+safe parts only (never from the SDK's text, which can carry URLs and bodies).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+from urllib.parse import urlsplit
+
+from keystoneauth1 import exceptions as ksa_exc
+import openstack
+from openstack import exceptions as sdk_exc
+
+from .. import __version__
+from ..config import CloudConfig
+from ..errors import SourceError
+from ..models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
+from ..profiles import Profile
+
+PAGE_SIZE = 1000          # the services' default maximum page (api_limit_max, osapi_max_limit)
+MAX_PAGES = 1000          # per listing: a next chain longer than this is runaway pagination
+MIB = 1024 * 1024         # Glance's image_size_total is in MiB
+
+# Glance image statuses. "killed" is Glance's only failure status: an upload
+# that failed; Nova leaves the image killed when the snapshot fails.
+IMAGE_IN_PROGRESS = frozenset({"queued", "saving", "uploading", "importing"})
+IMAGE_FAILED = frozenset({"killed"})
+IMAGE_DONE = "active"
+# Nova task states while a server is being imaged; more precise than Glance's status.
+IMAGING_TASK_STATES = frozenset({"image_snapshot", "image_snapshot_pending", "image_pending_upload",
+                                 "image_uploading", "image_backup"})
+# Nova marks the images it creates with these properties.
+SERVER_IMAGE_TYPES = frozenset({"snapshot", "backup"})
+VOLSNAP_IN_PROGRESS = frozenset({"creating"})
+VOLSNAP_FAILED = frozenset({"error"})
+VOLSNAP_DONE = "available"
+
+T = TypeVar("T")
+
+
+# ---- what one refresh reads, as plain records --------------------------------
+
+@dataclass(frozen=True)
+class _Image:
+    image_id: str
+    name: str
+    status: str
+    size: Optional[int]
+    created: float
+    updated: float
+    server_id: str
+    kind: str                 # "image" or "backup"
+    from_server: bool         # made by Nova (snapshot/backup), not uploaded by a user
+
+
+@dataclass(frozen=True)
+class _Server:
+    server_id: str
+    name: str
+    task_state: Optional[str]
+    boot_from_volume: bool
+    volume_ids: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _VolumeSnapshot:
+    snapshot_id: str
+    status: str
+    volume_id: str
+    created: float
+    updated: float
+
+
+class OpenStackSource:
+    provider = "openstack"
+
+    def __init__(self, cfg: CloudConfig, profile: Profile, clock: Callable[[], float] = time.time,
+                 *, page_size: int = PAGE_SIZE, max_pages: int = MAX_PAGES):
+        self.cfg = cfg
+        self.profile = profile
+        self._clock = clock
+        self._page_size = page_size
+        self._max_items = page_size * max_pages
+        self._conn = None     # made on the first refresh, so a broken cloud cannot stop startup
+        # Memory between refreshes: jobs running at the last good refresh, and
+        # those that vanished since (deleted before they finished = failed).
+        self._in_flight: Dict[str, RunningJob] = {}
+        self._vanished: Dict[str, FinishedJob] = {}
+
+    # ---- the contract ----
+
+    def refresh(self) -> CloudSnapshot:
+        now = self._clock()
+        conn = _call("loading the cloud configuration", self._connection, self.cfg)
+        access = _call("authenticating", lambda: conn.session.auth.get_access(conn.session), self.cfg)
+        project_id = access.project_id
+        images = [_image_record(i) for i in self._drain(
+            "listing images", lambda: conn.image.images(limit=self._page_size, **self._owner_filter(project_id)))]
+        servers = [_server_record(s) for s in self._drain(
+            "listing servers", lambda: conn.compute.servers(
+                details=True, limit=self._page_size, all_projects=self.cfg.all_projects))]
+        volume_snapshots = [_volume_snapshot_record(s) for s in self._drain(
+            "listing volume snapshots", lambda: conn.block_storage.snapshots(
+                details=True, limit=self._page_size, all_projects=self.cfg.all_projects))]
+        usage = _call("reading image usage", lambda: _image_usage(conn), self.cfg)
+
+        by_id = {s.server_id: s for s in servers}
+        running = _image_running(images, by_id) + _volume_snapshot_running(volume_snapshots, servers)
+        finished = (_image_finished(images, now - self.cfg.lookback)
+                    + _volume_snapshot_finished(volume_snapshots, servers, now - self.cfg.lookback))
+        listed = {i.image_id for i in images} | {v.snapshot_id for v in volume_snapshots}
+        vanished = self._vanished_jobs(running, listed, now)
+
+        snap = CloudSnapshot(
+            cloud=self.cfg.name,
+            project=access.project_name or project_id,
+            taken_at=now,
+            images=tuple(Image(image_id=i.image_id, name=i.name, status=i.status, size_bytes=i.size,
+                               created=i.created, server_id=i.server_id, kind=i.kind) for i in images),
+            running_jobs=tuple(running),
+            finished_jobs=tuple(finished) + tuple(vanished.values()),
+            servers=tuple(Server(server_id=s.server_id, name=s.name, boot_from_volume=s.boot_from_volume)
+                          for s in servers),
+            quota=self._quota(usage),
+        )
+        # Commit the memory only once the whole refresh has succeeded.
+        self._in_flight = {j.job_id: j for j in running}
+        self._vanished = vanished
+        return snap
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # ---- reading ----
+
+    def _connection(self):
+        if self._conn is None:
+            self._conn = openstack.connect(
+                cloud=self.cfg.cloud or None, api_timeout=self.cfg.request_timeout,
+                app_name="imaging-exporter", app_version=__version__)
+        return self._conn
+
+    def _owner_filter(self, project_id):
+        # An admin with all_projects sees every project's images; otherwise only
+        # the images the project owns (not the public ones it can merely see).
+        return {} if self.cfg.all_projects else {"owner": project_id}
+
+    def _drain(self, what: str, listing: Callable[[], Iterable[T]]) -> List[T]:
+        """All items of a paginated SDK listing, refusing next links that loop or never end."""
+        def run():
+            items: Dict[str, T] = {}
+            for item in listing():
+                if item.id in items:
+                    raise SourceError("pagination", f"{what}: the API returned {item.id} twice; "
+                                                    "its next links loop")
+                items[item.id] = item
+                if len(items) > self._max_items:
+                    raise SourceError("pagination", f"{what}: more than {self._max_items} items; "
+                                                    "the next links do not end")
+            return list(items.values())
+        return _call(what, run, self.cfg)
+
+    # ---- deriving ----
+
+    def _vanished_jobs(self, running: List[RunningJob], listed: set, now: float) -> Dict[str, FinishedJob]:
+        """Jobs that were running last time and are gone from the listing now: failed.
+
+        Nova deletes the snapshot image when imaging fails, and a user may
+        delete a stuck one; either way the job did not produce its image.
+        """
+        vanished = {k: j for k, j in self._vanished.items() if j.finished >= now - self.cfg.lookback}
+        for job_id, job in self._in_flight.items():
+            if job_id not in listed:
+                vanished[job_id] = FinishedJob(job_id=job_id, kind=job.kind, server_id=job.server_id,
+                                               started=job.started, finished=now, succeeded=False)
+        return vanished
+
+    def _quota(self, usage: Optional[dict]) -> Quota:
+        return Quota(
+            images=self._pick(_usage_limit(usage, "image_count_total", 1), self.cfg.image_quota,
+                              "image_count"),
+            bytes=self._pick(_usage_limit(usage, "image_size_total", MIB), self.cfg.image_bytes_quota,
+                             "image_bytes_total"),
+            max_image_bytes=self._pick(None, self.cfg.max_image_size, "image_size"),
+        )
+
+    def _pick(self, api: Optional[int], configured: Optional[int], measure: str) -> Optional[QuotaValue]:
+        """Precedence: the API's own limit, then the config file, then the profile."""
+        if api is not None and not self.cfg.all_projects:
+            return QuotaValue(api, "api")
+        if configured is not None:
+            return QuotaValue(configured, "config")
+        limit = self.profile.cloud_limit(measure)
+        return QuotaValue(limit.value, "profile") if limit is not None else None
+
+
+# ---- records from SDK resources ------------------------------------------------
+
+def _image_record(img) -> _Image:
+    props = img.properties or {}
+    image_type = props.get("image_type") or ""
+    server_id = img.instance_uuid or ""
+    created = _timestamp(img.created_at, "image", img.id)
+    return _Image(image_id=img.id, name=img.name or "", status=img.status or "", size=img.size,
+                  created=created,
+                  updated=_timestamp(img.updated_at, "image", img.id) if img.updated_at else created,
+                  server_id=server_id, kind="backup" if image_type == "backup" else "image",
+                  from_server=image_type in SERVER_IMAGE_TYPES or bool(server_id))
+
+
+def _server_record(srv) -> _Server:
+    # Nova answers image "" (the SDK makes it an empty Image) for a server
+    # that boots from a volume; its images then hold no disk data.
+    image_id = getattr(srv.image, "id", None) if srv.image else None
+    volumes = tuple(v["id"] for v in (srv.attached_volumes or ()) if isinstance(v, dict) and v.get("id"))
+    return _Server(server_id=srv.id, name=srv.name or "", task_state=srv.task_state,
+                   boot_from_volume=not image_id, volume_ids=volumes)
+
+
+def _volume_snapshot_record(vs) -> _VolumeSnapshot:
+    created = _timestamp(vs.created_at, "volume snapshot", vs.id)
+    return _VolumeSnapshot(snapshot_id=vs.id, status=vs.status or "", volume_id=vs.volume_id or "",
+                           created=created,
+                           updated=_timestamp(vs.updated_at, "volume snapshot", vs.id) if vs.updated_at
+                           else created)
+
+
+def _timestamp(value, what: str, oid: str) -> float:
+    """ISO 8601 from the APIs; Cinder writes naive UTC ("2024-05-01T12:00:00.000000")."""
+    try:
+        dt = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise SourceError("malformed", f"{what} {oid}: bad timestamp {str(value)[:40]!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+# ---- jobs ------------------------------------------------------------------
+
+def _image_running(images: List[_Image], servers: Dict[str, _Server]) -> List[RunningJob]:
+    jobs = []
+    for i in images:
+        if i.status not in IMAGE_IN_PROGRESS or not i.from_server:
+            continue
+        srv = servers.get(i.server_id)
+        phase = srv.task_state if srv is not None and srv.task_state in IMAGING_TASK_STATES else i.status
+        jobs.append(RunningJob(job_id=i.image_id, kind=i.kind, server_id=i.server_id,
+                               server_name=srv.name if srv else "", phase=phase, started=i.created))
+    return jobs
+
+
+def _image_finished(images: List[_Image], horizon: float) -> List[FinishedJob]:
+    """Server images created inside the lookback that became active or were killed.
+
+    created_at, not updated_at, decides: a later metadata edit bumps
+    updated_at of an old image and must not bring it back as a new job.
+    """
+    jobs = []
+    for i in images:
+        if not i.from_server or i.created < horizon:
+            continue
+        if i.status == IMAGE_DONE or i.status in IMAGE_FAILED:
+            jobs.append(FinishedJob(job_id=i.image_id, kind=i.kind, server_id=i.server_id,
+                                    started=i.created, finished=i.updated, succeeded=i.status == IMAGE_DONE))
+    return jobs
+
+
+def _volume_servers(servers: List[_Server]) -> Dict[str, _Server]:
+    return {vol: s for s in servers for vol in s.volume_ids}
+
+
+def _volume_snapshot_running(snaps: List[_VolumeSnapshot], servers: List[_Server]) -> List[RunningJob]:
+    by_volume = _volume_servers(servers)
+    jobs = []
+    for v in snaps:
+        if v.status in VOLSNAP_IN_PROGRESS:
+            srv = by_volume.get(v.volume_id)
+            jobs.append(RunningJob(job_id=v.snapshot_id, kind="volume_snapshot",
+                                   server_id=srv.server_id if srv else "", server_name=srv.name if srv else "",
+                                   phase=v.status, started=v.created))
+    return jobs
+
+
+def _volume_snapshot_finished(snaps: List[_VolumeSnapshot], servers: List[_Server],
+                              horizon: float) -> List[FinishedJob]:
+    by_volume = _volume_servers(servers)
+    jobs = []
+    for v in snaps:
+        if v.created < horizon or not (v.status == VOLSNAP_DONE or v.status in VOLSNAP_FAILED):
+            continue
+        srv = by_volume.get(v.volume_id)
+        jobs.append(FinishedJob(job_id=v.snapshot_id, kind="volume_snapshot",
+                                server_id=srv.server_id if srv else "", started=v.created,
+                                finished=v.updated, succeeded=v.status == VOLSNAP_DONE))
+    return jobs
+
+
+# ---- quota -------------------------------------------------------------------
+
+def _image_usage(conn) -> Optional[dict]:
+    """Glance's unified-limits usage, or None when the cloud does not have it.
+
+    Glance before Xena has no /v2/info/usage (404); with unified limits
+    switched off it answers {"usage": {}}.
+    """
+    resp = conn.image.get("/info/usage", raise_exc=False)
+    if resp.status_code == 404:
+        return None
+    sdk_exc.raise_from_response(resp)
+    usage = resp.json().get("usage")
+    if not isinstance(usage, dict):
+        raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
+    return usage or None
+
+
+def _usage_limit(usage: Optional[dict], name: str, unit: int) -> Optional[int]:
+    entry = (usage or {}).get(name)
+    if not isinstance(entry, dict) or entry.get("limit") is None:
+        return None
+    try:
+        limit = int(entry["limit"])
+    except (TypeError, ValueError):
+        raise SourceError("malformed", f"reading image usage: {name} limit is not a number") from None
+    return limit * unit if limit >= 0 else None      # -1: unlimited
+
+
+# ---- errors ------------------------------------------------------------------
+
+def _call(what: str, fn: Callable[[], T], cfg: CloudConfig) -> T:
+    """Run one step of a refresh; turn whatever it raises into a SourceError."""
+    try:
+        return fn()
+    except SourceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure must become a SourceError
+        reason, detail = _classify(exc, cfg)
+        raise SourceError(reason, f"{what}: {detail}") from None
+
+
+def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
+    """(reason, safe detail). Never str(exc): SDK messages can carry URLs, bodies and headers."""
+    if isinstance(exc, ksa_exc.ConnectTimeout):     # keystoneauth raises it for read timeouts too
+        return "timeout", f"no answer within {cfg.request_timeout:g}s"
+    if isinstance(exc, ksa_exc.SSLError):
+        return "connection", "TLS handshake failed"
+    if isinstance(exc, ksa_exc.ConnectionError):
+        return "connection", "cannot connect to the API (refused, reset or unresolvable)"
+    status = _http_status(exc)
+    if status:
+        return _status_reason(status), f"HTTP {status} from {_request_line(exc)}"
+    if isinstance(exc, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound)):
+        return "other", "the service catalog has no endpoint for this service"
+    if isinstance(exc, sdk_exc.ConfigException):
+        return "other", f"cannot load cloud {cfg.cloud or '(OS_CLOUD)'} from clouds.yaml or the environment"
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed", "the answer is not valid JSON"
+    if isinstance(exc, ksa_exc.DiscoveryFailure):
+        return "malformed", "version discovery found no usable API version"
+    if isinstance(exc, sdk_exc.SDKException) and "pagination" in str(exc).lower():
+        return "pagination", "the next links loop"
+    if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
+        return "malformed", f"unexpected answer shape ({type(exc).__name__})"
+    return "other", type(exc).__name__
+
+
+def _http_status(exc) -> Optional[int]:
+    if isinstance(exc, sdk_exc.HttpException):
+        return exc.status_code
+    if isinstance(exc, ksa_exc.HttpError):
+        return exc.http_status
+    return None
+
+
+def _status_reason(status: int) -> str:
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "rate_limited"
+    if 400 <= status < 500:
+        return "http_4xx"
+    if status >= 500:
+        return "http_5xx"
+    return "other"
+
+
+def _request_line(exc) -> str:
+    """"GET /image/v2/images": method and path only, no query, host or credentials."""
+    method = getattr(exc, "method", None) or "request"
+    url = getattr(exc, "url", None) or ""
+    path = urlsplit(url).path if url else ""
+    return f"{method} {path}".strip()

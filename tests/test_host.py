@@ -1,0 +1,174 @@
+"""Host mode: hung mounts, high-water marks across restarts, the state file."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from exporter.collectors.host import host_families
+from exporter.config import HostConfig
+from exporter.sources.host import HostSource, read_mounts
+from exporter.state import State
+from conftest import ROOT, samples
+
+TIMEOUT = 0.3
+
+
+def hanging_stat(hang_path, release):
+    def stat(path):
+        if path == hang_path:
+            release.wait(30)
+        return os.statvfs(path)
+    return stat
+
+
+def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again():
+    release = threading.Event()
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, fs_types_exclude="^(proc|sysfs|cgroup2?|devpts|mqueue)$"),
+                     stat_fn=hanging_stat("/", release))
+    try:
+        t = time.monotonic()
+        first = src.read()
+        first_took = time.monotonic() - t
+        assert first_took < TIMEOUT + 0.5
+        assert [(e.mountpoint, e.error) for e in first.errors if e.mountpoint == "/"] == [("/", "timeout")]
+        assert "/" not in [f.mountpoint for f in first.filesystems]
+        assert first.filesystems, "the other mounts are still read"
+
+        t = time.monotonic()
+        second = src.read()
+        assert time.monotonic() - t < TIMEOUT / 2, "a stuck mount must not be waited on again"
+        assert [(e.mountpoint, e.error) for e in second.errors if e.mountpoint == "/"] == [("/", "stuck")]
+    finally:
+        release.set()
+    time.sleep(0.1)
+    third = src.read()
+    assert "/" in [f.mountpoint for f in third.filesystems], "the mount is watched again once its stat returns"
+    assert not [e for e in third.errors if e.mountpoint == "/"]
+
+
+def test_hung_mount_shows_as_device_error_metric(tmp_path):
+    release = threading.Event()
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT), stat_fn=hanging_stat("/", release))
+    try:
+        fams = {f.name: f for f in host_families(src.read(), (), State(None), "generic", "")}
+    finally:
+        release.set()
+    errs = [(s.labels["mountpoint"], s.labels["error"], s.value) for s in fams["imaging_filesystem_device_error"].samples]
+    assert ("/", "timeout", 1) in errs
+    sizes = fams.get("imaging_filesystem_size_bytes")
+    assert "/" not in [s.labels["mountpoint"] for s in (sizes.samples if sizes else [])]
+
+
+def test_many_hung_mounts_do_not_starve_the_others():
+    release = threading.Event()
+    hung = {f"/hung{i}" for i in range(12)}
+
+    def stat(path):
+        if path in hung:
+            release.wait(30)
+            raise FileNotFoundError(path)
+        return os.statvfs("/")
+    from exporter.sources.host import _Statter
+    st = _Statter(stat, TIMEOUT)
+    try:
+        for _ in range(3):
+            res = st.stat_all(sorted(hung) + ["/ok"])
+            assert not isinstance(res["/ok"], str), res["/ok"]
+            assert {res[h] for h in hung} <= {"timeout", "stuck"}
+    finally:
+        release.set()
+
+
+def test_stat_error_is_reported_by_errno_name():
+    def stat(path):
+        raise PermissionError(13, "Permission denied")
+    snap = HostSource(HostConfig(), stat_fn=stat).read()
+    assert snap.filesystems == () and {e.error for e in snap.errors} == {"eacces"}
+
+
+def test_mount_table_unescapes_spaces(tmp_path):
+    proc = tmp_path / "proc" / "1"
+    proc.mkdir(parents=True)
+    (proc / "mounts").write_text("/dev/vdb /mnt/my\\040data ext4 rw 0 0\n")
+    assert read_mounts(str(tmp_path)) == [("/dev/vdb", "/mnt/my data", "ext4")]
+
+
+def test_high_water_never_decreases_and_survives_restart(tmp_path, exporter_process):
+    state_file = tmp_path / "state.json"
+    exp = exporter_process({"state_file": str(state_file)})
+    m = exp.scrape()
+    used = samples(m, "imaging_filesystem_used_bytes", mountpoint="/")
+    hw = samples(m, "imaging_filesystem_used_high_water_bytes", mountpoint="/")
+    device = dict(next(iter(used))) ["device"]
+    assert list(hw.values())[0] >= list(used.values())[0]
+    exp.stop()
+    data = json.loads(state_file.read_text())
+    assert data["high_water"][f"{device} /"] >= list(used.values())[0]
+
+    # A higher mark from an earlier life of the server: kept, never lowered by today's smaller use.
+    data["high_water"][f"{device} /"] = 10**15
+    state_file.write_text(json.dumps(data))
+    exp = exporter_process({"state_file": str(state_file)})
+    for _ in range(2):
+        hw = samples(exp.scrape(), "imaging_filesystem_used_high_water_bytes", mountpoint="/")
+        assert list(hw.values()) == [10**15]
+    exp.stop()
+    assert json.loads(state_file.read_text())["high_water"][f"{device} /"] == 10**15
+
+
+def test_corrupt_state_file_is_reported_and_replaced(tmp_path, exporter_process):
+    state_file = tmp_path / "state.json"
+    for garbage in (b'{"version": 1, "high_wat', b"\x00\xff\xfe", b"[]", b'{"version": 1, "high_water": {"a": "x"}}'):
+        state_file.write_bytes(garbage)
+        exp = exporter_process({"state_file": str(state_file)})
+        assert samples(exp.scrape(), "imaging_filesystem_used_high_water_bytes", mountpoint="/")
+        exp.stop()
+        assert "is corrupt" in exp.log() and "Traceback" not in exp.log()
+        assert json.loads(state_file.read_text())["version"] == 1
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) >= 1
+
+
+def test_unwritable_state_file_is_not_fatal(tmp_path, exporter_process):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    exp = exporter_process({"state_file": str(blocker / "state.json")})   # a path under a regular file
+    assert samples(exp.scrape(), "imaging_filesystem_used_bytes", mountpoint="/")
+    assert "cannot write state file" in exp.log()
+
+
+WRITER = """
+import sys
+from exporter.state import State
+s = State(sys.argv[1])
+i = int(sys.argv[2])
+print("ready", flush=True)
+while True:
+    i += 1
+    s.high_water("/dev/x", "/", i)
+    s.flush()
+"""
+
+
+def test_state_file_survives_kill_9_mid_write(tmp_path):
+    path = str(tmp_path / "state.json")
+    rng = random.Random(7)
+    last = 0
+    for _ in range(15):
+        p = subprocess.Popen([sys.executable, "-c", WRITER, path, str(last)], cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.01, 0.15))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stdout.close()
+        s = State(path)
+        assert s.problem == "", s.problem
+        value = s.high_water("/dev/x", "/", 0)
+        assert value >= last, "the mark went backwards"
+        last = value
+    assert last > 0
+    assert not [f for f in os.listdir(tmp_path) if "corrupt" in f]

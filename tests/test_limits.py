@@ -1,0 +1,109 @@
+"""Each profile gives the right headroom on synthetic host snapshots."""
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter import limits, profiles
+from exporter.collectors.host import host_families
+from exporter.config import HostConfig
+from exporter.models import BlockDevice, Filesystem, HostSnapshot
+from exporter.profiles import Limit
+from exporter.state import State
+from conftest import parse_metrics, samples
+
+GB = 10**9
+
+
+def fs(mountpoint="/", used=0, size=300 * GB, inodes=10_000_000, inodes_used=0, role="system", device="/dev/vda1"):
+    return Filesystem(device=device, mountpoint=mountpoint, fstype="ext4", role=role, size_bytes=size,
+                      free_bytes=size - used, avail_bytes=size - used, inodes=inodes,
+                      inodes_free=inodes - inodes_used)
+
+
+def snap(*filesystems, disk=300 * GB):
+    return HostSnapshot(filesystems=tuple(filesystems), disks=(BlockDevice("vda", "system", disk),))
+
+
+def by_limit(rows):
+    return {(r.limit, r.mountpoint): r for r in rows}
+
+
+def test_firstgen_linux_bytes_and_inodes():
+    rows = by_limit(limits.evaluate(profiles.get("rackspace-firstgen-linux").host_limits(),
+                                    snap(fs(used=240 * GB, inodes_used=3_200_000)), {}))
+    vol, ino = rows[("volume_size", "/")], rows[("inode_usage", "/")]
+    assert vol.headroom == 10 * GB and vol.ratio == pytest.approx(0.04)
+    assert ino.unit == "inodes" and ino.headroom == -200_000 and ino.ratio == pytest.approx(-200_000 / 3_000_000)
+
+
+def test_firstgen_linux_ignores_data_filesystems():
+    rows = by_limit(limits.evaluate(profiles.get("rackspace-firstgen-linux").host_limits(),
+                                    snap(fs(used=10 * GB), fs("/data", used=900 * GB, role="data")), {}))
+    assert ("volume_size", "/data") not in rows and rows[("volume_size", "/")].headroom == 240 * GB
+
+
+def test_firstgen_windows_uses_the_high_water_mark():
+    limit = profiles.get("rackspace-firstgen-windows").host_limits()
+    s = snap(fs(used=100 * GB))
+    row = by_limit(limits.evaluate(limit, s, {("/dev/vda1", "/"): 260 * GB}))[("disk_usage", "/")]
+    assert row.measured == 260 * GB and row.headroom == -10 * GB   # current use is low, the disk never shrank
+
+
+def test_standard_has_no_limits():
+    assert limits.evaluate(profiles.get("rackspace-standard").host_limits(), snap(fs(used=999 * GB)), {}) == []
+
+
+@pytest.mark.parametrize("profile", ["rackspace-general-purpose", "rackspace-io"])
+def test_general_purpose_and_io_hold_the_system_disk_to_40gb(profile):
+    row = by_limit(limits.evaluate(profiles.get(profile).host_limits(), snap(fs(used=5 * GB), disk=80 * GB),
+                                   {}))[("system_volume", "/")]
+    assert row.measured == 80 * GB and row.headroom == -40 * GB and row.ratio == pytest.approx(-1.0)
+
+
+def test_linode_used_bytes_against_6gb():
+    row = by_limit(limits.evaluate(profiles.get("linode").host_limits(), snap(fs(used=4_500_000_000)), {}))
+    assert row[("custom_image_size", "/")].headroom == 1_500_000_000
+    assert row[("custom_image_size", "/")].ratio == pytest.approx(0.25)
+
+
+def test_generic_and_openstack_have_no_host_limits():
+    for name in ("generic", "openstack"):
+        assert profiles.get(name).host_limits() == ()
+
+
+def test_config_limit_with_mountpoint_regex_and_override():
+    custom = (Limit("volume_size", "used_bytes", 100 * GB, "config"),
+              Limit("srv", "used_bytes", 50 * GB, "config", mountpoints="^/srv"))
+    in_force = limits.host_limits_in_force(profiles.get("rackspace-firstgen-linux").host_limits(), custom)
+    assert sorted((l.name, l.value) for l in in_force) == [("inode_usage", 3_000_000), ("srv", 50 * GB),
+                                                           ("volume_size", 100 * GB)]
+    rows = by_limit(limits.evaluate(in_force, snap(fs(used=90 * GB), fs("/srv", used=60 * GB, role="data")), {}))
+    assert rows[("volume_size", "/")].headroom == 10 * GB
+    assert rows[("srv", "/srv")].headroom == -10 * GB
+
+
+def test_filesystem_without_inode_counts_is_skipped():
+    rows = limits.evaluate(profiles.get("rackspace-firstgen-linux").host_limits(),
+                           snap(fs(used=1 * GB, inodes=0)), {})
+    assert [r.limit for r in rows] == ["volume_size"]
+
+
+def test_host_metrics_for_a_profile(tmp_path):
+    s = snap(fs(used=240 * GB, inodes_used=3_200_000), fs("/data", used=7 * GB, role="data", device="/dev/vdb"))
+    registry = CollectorRegistry()
+
+    class C:
+        def collect(self):
+            return host_families(s, profiles.get("rackspace-firstgen-linux").host_limits(),
+                                 State(str(tmp_path / "s.json")), "rackspace-firstgen-linux", "srv-1")
+    registry.register(C())
+    m = parse_metrics(generate_latest(registry).decode())
+    assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "volume_size")}): 250 * GB}
+    assert samples(m, "imaging_limit_inodes") == {frozenset({("limit", "inode_usage")}): 3_000_000}
+    assert samples(m, "imaging_headroom_bytes", limit="volume_size", mountpoint="/") == \
+        {frozenset({("limit", "volume_size"), ("mountpoint", "/")}): 10 * GB}
+    assert list(samples(m, "imaging_headroom_ratio", limit="volume_size").values()) == [pytest.approx(0.04)]
+    assert list(samples(m, "imaging_headroom_inodes").values()) == [-200_000]
+    assert samples(m, "imaging_uncovered_bytes") == \
+        {frozenset({("mountpoint", "/data"), ("reason", "data_filesystem")}): 7 * GB}
+    assert samples(m, "imaging_host_info", profile="rackspace-firstgen-linux", server_id="srv-1")
+    assert HostConfig().profile == "generic"
