@@ -87,17 +87,36 @@ class _Filter:
 
 
 class BlockTopology:
-    """Maps devices to the whole disks behind them, from sysfs."""
+    """Maps devices to the whole disks behind them, from sysfs.
 
-    def __init__(self, sys_path: str = "/sys"):
+    Disks and partitions change far less often than Prometheus scrapes, so
+    what sysfs said is reused for a few seconds; that keeps a host scrape
+    as cheap as node_exporter's.
+    """
+
+    def __init__(self, sys_path: str = "/sys", ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.sys_path = sys_path
+        self.ttl, self._clock = ttl, clock
+        self._disks_of: Dict[str, frozenset] = {}
+        self._sizes: Optional[Dict[str, int]] = None
+        self._taken = float("-inf")
+
+    def _expire(self):
+        now = self._clock()
+        if now - self._taken >= self.ttl:
+            self._disks_of, self._sizes, self._taken = {}, None, now
 
     def disks_of(self, device: str) -> frozenset:
         """Whole-disk kernel names behind /dev/X (partitions, dm and md resolved)."""
-        if not device.startswith("/dev/"):
-            return frozenset()
-        name = os.path.basename(os.path.realpath(device))
-        return frozenset(self._disks_of_name(name, depth=0))
+        self._expire()
+        disks = self._disks_of.get(device)
+        if disks is None:
+            disks = frozenset()
+            if device.startswith("/dev/"):
+                name = os.path.basename(os.path.realpath(device))
+                disks = frozenset(self._disks_of_name(name, depth=0))
+            self._disks_of[device] = disks
+        return disks
 
     def _disks_of_name(self, name: str, depth: int):
         cls = os.path.join(self.sys_path, "class", "block", name)
@@ -118,6 +137,12 @@ class BlockTopology:
         return {name}
 
     def disk_sizes(self) -> Dict[str, int]:
+        self._expire()
+        if self._sizes is None:
+            self._sizes = self._read_disk_sizes()
+        return self._sizes
+
+    def _read_disk_sizes(self) -> Dict[str, int]:
         out = {}
         block = os.path.join(self.sys_path, "block")
         try:
@@ -220,14 +245,14 @@ class HostSource:
         return mountpoint if root == "/" else os.path.join(root, mountpoint.lstrip("/"))
 
     def read(self) -> HostSnapshot:
+        table = read_mounts(self.cfg.root_path or "/")
         mounts, seen = [], set()
-        for device, mountpoint, fstype in read_mounts(self.cfg.root_path or "/"):
+        for device, mountpoint, fstype in table:
             if mountpoint in seen or not self.filter.wanted(mountpoint, fstype):
                 continue   # the first of stacked mounts, as the kernel shows it
             seen.add(mountpoint)
             mounts.append((device, mountpoint, fstype))
-        root_disks = next((self.topology.disks_of(d) for d, m, _ in read_mounts(self.cfg.root_path or "/")
-                           if m == "/"), frozenset())
+        root_disks = next((self.topology.disks_of(d) for d, m, _ in table if m == "/"), frozenset())
         results = self.statter.stat_all([self._host_path(m) for _, m, _ in mounts])
         filesystems, errors = [], []
         for device, mountpoint, fstype in mounts:

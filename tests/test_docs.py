@@ -1,0 +1,31 @@
+"""Docs that are generated or promised: the metric reference and the README's commands."""
+import os
+import re
+
+from exporter import metricsdoc
+from exporter.collectors.exporter import ALL_SPECS
+from conftest import ROOT, parse_metrics, run_cli
+
+
+def test_metric_reference_is_current():
+    assert metricsdoc.main(["--check"]) == 0, "run: python -m exporter.metricsdoc"
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_second():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    first_block = re.search(r"```sh\n(.*?)```", readme, re.S).group(1).strip().splitlines()
+    assert len(first_block) == 2
+    assert readme.index("```sh") < readme.index("\n## "), "the commands come before any section"
+    install_and_run, test = first_block
+    assert "pip install ." in install_and_run and install_and_run.endswith("imaging-exporter")
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    assert test.replace("bash ", "") in ci
+
+
+def test_every_exported_metric_is_documented(tmp_path):
+    code, out, _ = run_cli("--once", "--config.file=/dev/null")
+    documented = {s.name for s in ALL_SPECS}
+    exported = {re.sub(r"_(bucket|count|sum|total)$", "", n) for n, _ in parse_metrics(out)}
+    assert exported <= documented | {"imaging_source_refresh_errors"}, exported - documented
+    for spec in ALL_SPECS:
+        assert spec.name.startswith("imaging_") and spec.help.endswith(".")
