@@ -41,6 +41,8 @@ _PROCESS_CACHE_SECONDS = 10.0
 
 def _unescape(field: str) -> str:
     # /proc/mounts escapes space, tab, newline and backslash as octal.
+    if "\\" not in field:
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -74,7 +76,18 @@ class _Filter:
         self.mp_inc, self.mp_exc = c(cfg.mount_points_include), c(cfg.mount_points_exclude)
         self.fs_inc, self.fs_exc = c(cfg.fs_types_include), c(cfg.fs_types_exclude)
 
+        self._memo: Dict[Tuple[str, str], bool] = {}
+
     def wanted(self, mountpoint: str, fstype: str) -> bool:
+        key = (mountpoint, fstype)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) > 10000:     # mount tables churn under container runtimes
+                self._memo.clear()
+            hit = self._memo[key] = self._wanted(mountpoint, fstype)
+        return hit
+
+    def _wanted(self, mountpoint: str, fstype: str) -> bool:
         if self.mp_exc and self.mp_exc.search(mountpoint):
             return False
         if self.mp_inc and not self.mp_inc.search(mountpoint):
