@@ -39,6 +39,8 @@ class Exporter:
             hc = config.host
             profile = profiles.get(hc.profile)
             limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits)
+            # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
+            limits += tuple(l for l in profile.limits if l.measure == "image_count")
             host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, hc.server_id)
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):

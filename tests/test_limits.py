@@ -107,3 +107,14 @@ def test_host_metrics_for_a_profile(tmp_path):
         {frozenset({("mountpoint", "/data"), ("reason", "data_filesystem")}): 7 * GB}
     assert samples(m, "imaging_host_info", profile="rackspace-firstgen-linux", server_id="srv-1")
     assert HostConfig().profile == "generic"
+
+
+def test_linode_host_mode_shows_the_account_image_limit(tmp_path):
+    from prometheus_client import generate_latest
+
+    from exporter.app import Exporter
+    from exporter.config import Config
+    exp = Exporter(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
+    m = parse_metrics(generate_latest(exp.registry).decode())
+    assert samples(m, "imaging_limit_images") == {frozenset({("limit", "images_per_account")}): 25}
+    assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "custom_image_size")}): 6 * GB}
