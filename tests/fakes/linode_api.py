@@ -1,0 +1,409 @@
+"""A fake Linode API v4 on 127.0.0.1 (standard library only).
+
+It serves a scenario file from tests/fixtures/linode/ in the real wire format:
+list endpoints paginate as the API does ({"data", "page", "pages", "results"},
+?page=&page_size= with page_size 25..500), the X-Filter header is parsed and
+applied (+and, +or, +gt/+gte/+lt/+lte/+neq/+contains, +order_by/+order), and
+every request needs "Authorization: Bearer <token>".
+
+Time comes from a FakeClock the test moves: an object whose "created" lies
+after "now" is not listed yet, and its "_changes" ({"at": ..., "set": {...}})
+apply once "at" has passed, so a backup can go pending -> running ->
+successful while a test watches.
+
+Faults are switched at run time with set_fault(mode, path=None, **params);
+see FAULTS. Every request is recorded in .requests, faulty or not.
+
+    with FakeLinodeAPI("account") as api:
+        client = LinodeClient(api.token, base_url=api.url)
+"""
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import operator
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import parse_qsl, urlsplit
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "linode"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+MIN_PAGE_SIZE, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 25, 500, 100
+# A snapshot in one of these states is the "in_progress" one.
+SNAPSHOT_IN_PROGRESS = ("pending", "running", "needsPostProcessing", "paused")
+DEFAULT_TOKEN = "fake-linode-token-5f1c0e9a7b3d4c2e"
+
+FAULTS = {
+    "error": "answer HTTP `status` (default 500) with an errors body giving `reason`",
+    "rate_limited": "answer 429 with Retry-After: `retry_after` (default 30) seconds",
+    "auth_mid_pagination": "answer 401 Invalid Token from page 2 on",
+    "slow": "wait `delay` seconds, then answer normally",
+    "hang": "never answer, until the fault is cleared or the server stops",
+    "malformed_json": "answer 200 with a truncated JSON body",
+    "missing_data": "answer 200 with a JSON object that lacks the expected keys",
+    "page_loop": "serve page 1 again for page 2 and later (pages/results stay consistent)",
+    "pages_grow": "claim one more page than the one asked for, from page 2 on",
+    "short_page": "serve half the items a page should hold, from page 2 on (totals unchanged)",
+    "refused": "close the listening socket, so connections are refused",
+}
+
+# Fields each collection can be filtered on; anything else is a 400, as on the API.
+_FILTERABLE = {
+    "images": {"id", "label", "is_public", "vendor", "deprecated", "type", "status", "created"},
+    "instances": {"id", "label", "group", "region", "type", "image", "tags"},
+    "disks": {"id", "label", "filesystem", "status"},
+    "events": {"id", "action", "created", "seen", "username"},
+}
+_OPS = {"+gt": operator.gt, "+gte": operator.ge, "+lt": operator.lt, "+lte": operator.le,
+        "+neq": operator.ne, "+contains": lambda value, arg: arg in value}
+_INSTANCE_PATH = re.compile(r"^/linode/instances/(\d+)/(disks|backups)$")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds of an API timestamp (UTC, no zone suffix)."""
+    return float(calendar.timegm(time.strptime(text, TIME_FORMAT)))
+
+
+def format_time(ts: float) -> str:
+    return time.strftime(TIME_FORMAT, time.gmtime(ts))
+
+
+def load_scenario(name: str) -> dict:
+    with open(FIXTURES / f"{name}.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+class FakeClock:
+    """Unix time that only moves when the test says so; callable like time.time."""
+
+    def __init__(self, now: float):
+        self._now = float(now)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str                 # e.g. "/v4/account/events"
+    query: Dict[str, str]
+    headers: Dict[str, str]
+
+
+class _ApiError(Exception):
+    def __init__(self, status, reason, field=None, headers=None):
+        super().__init__(reason)
+        self.status = status
+        self.body = {"errors": [dict({"reason": reason}, **({"field": field} if field else {}))]}
+        self.headers = headers or {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"      # keep-alive, as the real API
+    disable_nagle_algorithm = True     # headers and body are two writes; don't wait for an ACK between them
+    server_version = "FakeLinodeAPI/1.0"
+
+    def do_GET(self):
+        self.server.api._handle(self)
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, *args):      # keep test output clean
+        pass
+
+
+class FakeLinodeAPI:
+    def __init__(self, scenario: str = "account", token: str = DEFAULT_TOKEN,
+                 clock: Optional[FakeClock] = None):
+        self.scenario = load_scenario(scenario)
+        self.token = token
+        self.clock = clock or FakeClock(parse_time(self.scenario["now"]))
+        self.requests: List[Request] = []
+        self._lock = threading.Lock()
+        self._fault: Optional[Tuple[str, Optional[str], dict]] = None
+        self._release = threading.Event()   # wakes "hang" handlers
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._port = 0
+
+    # ---- lifecycle ------------------------------------------------------
+
+    def start(self) -> "FakeLinodeAPI":
+        self._listen(self._port)
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._close_listener()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/v4"
+
+    def _listen(self, port):
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.api = self
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-linode-api", daemon=True)
+        self._thread.start()
+
+    def _close_listener(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    # ---- test controls --------------------------------------------------
+
+    def set_fault(self, mode: str, path: Optional[str] = None, **params) -> None:
+        """Switch a fault on for every request, or for paths under `path` (relative to /v4)."""
+        if mode not in FAULTS:
+            raise ValueError(f"unknown fault {mode!r}; known: {', '.join(FAULTS)}")
+        self.clear_fault()
+        with self._lock:
+            self._fault = (mode, path, params)
+        if mode == "refused":
+            self._close_listener()
+
+    def clear_fault(self) -> None:
+        with self._lock:
+            fault, self._fault = self._fault, None
+            self._release.set()
+            self._release = threading.Event()
+        if fault and fault[0] == "refused":
+            self._listen(self._port)
+
+    def add(self, collection: str, obj: dict) -> None:
+        """Add an object to a top-level collection of the scenario (e.g. "events")."""
+        with self._lock:
+            self.scenario[collection].append(obj)
+
+    def paths(self) -> List[str]:
+        return [r.path for r in self.requests]
+
+    # ---- request handling -----------------------------------------------
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(h.path)
+        query = dict(parse_qsl(url.query))
+        length = int(h.headers.get("Content-Length") or 0)
+        if length:
+            h.rfile.read(length)
+        with self._lock:
+            self.requests.append(Request(h.command, url.path, query, dict(h.headers.items())))
+            fault, release = self._active_fault(url.path), self._release
+        mode, params = fault if fault else (None, {})
+        if mode == "slow":
+            time.sleep(float(params.get("delay", 1.0)))
+        if mode == "hang":
+            release.wait(timeout=60)
+            return
+        try:
+            status, body, headers = 200, self._respond(h, url.path, query, mode, params), {}
+        except _ApiError as e:
+            status, body, headers = e.status, e.body, e.headers
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(raw)))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(raw)
+        except OSError:     # the client gave up (timeout) before we answered
+            pass
+
+    def _active_fault(self, path):
+        if self._fault is None:
+            return None
+        mode, prefix, params = self._fault
+        if prefix is not None and not path.startswith("/v4" + prefix):
+            return None
+        return mode, params
+
+    def _respond(self, h, path, query, mode, params):
+        page = _int_param(query, "page", 1)
+        if mode == "error":
+            status = int(params.get("status", 500))
+            raise _ApiError(status, params.get("reason") or {
+                500: "Internal Server Error", 503: "Service Unavailable", 403: "Unauthorized",
+                404: "Not found"}.get(status, "Error"))
+        if mode == "rate_limited":
+            raise _ApiError(429, "Too Many Requests",
+                            headers={"Retry-After": str(params.get("retry_after", 30))})
+        if mode == "auth_mid_pagination" and page >= 2:
+            raise _ApiError(401, "Invalid Token")
+        if mode == "malformed_json":
+            return b'{"data": [{"id": "private/1", "label": '
+        if mode == "missing_data":
+            return {"page": 1, "pages": 1, "results": 0}
+        if h.command != "GET":
+            raise _ApiError(405, "Method Not Allowed")
+        if not path.startswith("/v4/"):
+            raise _ApiError(404, "Not found")
+        authenticated = self._authenticate(h.headers.get("Authorization"))
+        return self._route(path[len("/v4"):], query, h.headers.get("X-Filter"), authenticated, mode)
+
+    def _authenticate(self, header):
+        if header is None:
+            return False
+        if header != f"Bearer {self.token}":
+            raise _ApiError(401, "Invalid Token")
+        return True
+
+    def _route(self, path, query, x_filter, authenticated, mode):
+        now = format_time(self.clock())
+        if path == "/images":
+            images = self._visible("images", now)
+            if not authenticated:       # anonymous callers see public images only
+                images = [i for i in images if i["is_public"]]
+            return self._page("images", images, query, x_filter, mode)
+        if not authenticated:
+            raise _ApiError(401, "Invalid Token")
+        if path == "/linode/instances":
+            return self._page("instances", self._visible("instances", now), query, x_filter, mode)
+        if path == "/account/events":
+            events = sorted(self._visible("events", now), key=lambda e: e["id"], reverse=True)
+            return self._page("events", events, query, x_filter, mode)
+        m = _INSTANCE_PATH.match(path)
+        if m and any(i["id"] == int(m.group(1)) for i in self._visible("instances", now)):
+            linode_id, what = m.group(1), m.group(2)
+            if what == "disks":
+                disks = [d for d in (_at(x, now) for x in self.scenario["disks"].get(linode_id, [])) if d]
+                return self._page("disks", disks, query, x_filter, mode)
+            return self._backups(linode_id, now)
+        raise _ApiError(404, "Not found")
+
+    def _visible(self, collection, now):
+        with self._lock:
+            objects = list(self.scenario[collection])
+        return [o for o in (_at(x, now) for x in objects) if o is not None]
+
+    def _backups(self, linode_id, now):
+        backups = [b for b in (_at(x, now) for x in self.scenario["backups"].get(linode_id, [])) if b]
+        snapshots = [b for b in backups if b["type"] == "snapshot"]
+        done = [b for b in snapshots if b["status"] == "successful"]
+        return {
+            "automatic": [b for b in backups if b["type"] == "auto"],
+            "snapshot": {
+                "current": max(done, key=lambda b: b["created"]) if done else None,
+                "in_progress": next((b for b in snapshots if b["status"] in SNAPSHOT_IN_PROGRESS), None),
+            },
+        }
+
+    def _page(self, collection, items, query, x_filter, mode):
+        flt = _parse_filter(x_filter, _FILTERABLE[collection])
+        items = _order([i for i in items if _matches(i, flt)], flt)
+        size = _int_param(query, "page_size", DEFAULT_PAGE_SIZE)
+        if not MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE:
+            raise _ApiError(400, f"Must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE}", field="page_size")
+        page = _int_param(query, "page", 1)
+        pages = max(1, math.ceil(len(items) / size))
+        served = 1 if (mode == "page_loop" and page >= 2) else page
+        body = {"data": items[(served - 1) * size:served * size], "page": page,
+                "pages": pages, "results": len(items)}
+        if mode == "pages_grow" and page >= 2:
+            body["pages"] = page + 1
+        if mode == "short_page" and page >= 2:
+            body["data"] = body["data"][:len(body["data"]) // 2]
+        return body
+
+
+# ---- scenario and filter helpers ---------------------------------------------
+
+def _at(obj, now):
+    """The object as the API shows it at `now`: None before it exists, due changes applied."""
+    if obj.get("created") and obj["created"] > now:
+        return None
+    shown = {k: v for k, v in obj.items() if k != "_changes"}
+    for change in obj.get("_changes", ()):
+        if change["at"] <= now:
+            shown.update(change["set"])
+    return shown
+
+
+def _int_param(query, name, default):
+    try:
+        return int(query.get(name, default))
+    except ValueError:
+        raise _ApiError(400, "Must be an integer", field=name) from None
+
+
+def _parse_filter(header, allowed):
+    if not header:
+        return {}
+    try:
+        flt = json.loads(header)
+    except ValueError:
+        raise _ApiError(400, "Invalid JSON", field="X-Filter") from None
+    if not isinstance(flt, dict):
+        raise _ApiError(400, "Must be an object", field="X-Filter")
+    for field in _filter_fields(flt):
+        if field not in allowed:
+            raise _ApiError(400, f"Cannot filter on {field}", field="X-Filter")
+    return flt
+
+
+def _filter_fields(flt):
+    for key, cond in flt.items():
+        if key in ("+and", "+or"):
+            for sub in cond:
+                yield from _filter_fields(sub)
+        elif key == "+order_by":
+            yield cond
+        elif not key.startswith("+"):
+            yield key
+
+
+def _matches(obj, flt):
+    for key, cond in flt.items():
+        if key == "+and":
+            ok = all(_matches(obj, sub) for sub in cond)
+        elif key == "+or":
+            ok = any(_matches(obj, sub) for sub in cond)
+        elif key.startswith("+"):      # +order_by, +order, +limit
+            continue
+        else:
+            ok = _compare(obj.get(key), cond)
+        if not ok:
+            return False
+    return True
+
+
+def _compare(value, cond):
+    if not isinstance(cond, dict):
+        return value == cond
+    try:
+        return all(_OPS[op](value, arg) for op, arg in cond.items())
+    except (KeyError, TypeError):       # unknown operator, or None compared to a value
+        return False
+
+
+def _order(items, flt):
+    key = flt.get("+order_by")
+    if not key:
+        return items
+    return sorted(items, key=lambda i: (i.get(key) is None, i.get(key)), reverse=flt.get("+order") == "desc")
