@@ -22,8 +22,9 @@ class SourceError(Exception):
     REASONS = ("timeout", "connection", "auth", "http_4xx", "http_5xx",
                "rate_limited", "malformed", "pagination", "other")
 
-    def __init__(self, reason, message):
+    def __init__(self, reason, message, retry_after=None):
         if reason not in self.REASONS:
             reason = "other"
         self.reason = reason
+        self.retry_after = retry_after    # seconds the API asked us to wait (429 Retry-After)
         super().__init__(message)

@@ -99,6 +99,9 @@ class Server:
     name: str
     boot_from_volume: bool = False
     backups_enabled: Optional[bool] = None   # None: the provider has no backup service
+    # The provider's own record of the last good backup (Linode's
+    # backups.last_successful); it may predate the lookback window.
+    last_backup_success: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class Poller:
         self.health = Health()
         self._errors: Counter = Counter()
         self._failures_in_row = 0
+        self._retry_after: Optional[float] = None
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -57,6 +58,7 @@ class Poller:
         try:
             snap = self.source.refresh()
         except SourceError as e:
+            self._retry_after = e.retry_after
             return self._failed(e.reason, str(e), started)
         except Exception as e:  # noqa: BLE001 - a bug in a source must not kill the thread
             log.debug("unexpected error refreshing %s", self.name, exc_info=True)
@@ -70,6 +72,7 @@ class Poller:
                 log.exception("cloud %s: could not record finished jobs", self.name)
         self.snapshot = snap
         self._failures_in_row = 0
+        self._retry_after = None
         self.health = Health(up=True, last_success=self._clock(), last_duration=duration,
                              errors=dict(self._errors), refreshes=self.health.refreshes + 1)
         log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
@@ -90,7 +93,9 @@ class Poller:
     def next_delay(self) -> float:
         if self._failures_in_row == 0:
             return self.interval
-        return min(self.interval, FIRST_RETRY * 2 ** (self._failures_in_row - 1))
+        backoff = min(self.interval, FIRST_RETRY * 2 ** (self._failures_in_row - 1))
+        # An API that said when to come back (429 Retry-After) is not asked sooner.
+        return max(backoff, self._retry_after or 0.0)
 
     def _run(self):
         while not self._stop.is_set():

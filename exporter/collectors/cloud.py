@@ -86,10 +86,16 @@ def _add_snapshot(fams: Families, snap, ledger):
     for (server_id, kind), n in sorted(failures.items()):
         fams.add(JOB_FAILURES, c + (server_id, kind), n)
 
-    if ledger is not None:
-        for (server_id, kind), (finished, duration) in sorted(ledger.last_success().items()):
-            fams.add(LAST_SUCCESS, c + (server_id, kind), finished)
+    last = dict(ledger.last_success()) if ledger is not None else {}
+    for s in snap.servers:
+        # The provider's record counts when it is newer than any job we saw finish.
+        if s.last_backup_success and s.last_backup_success > last.get((s.server_id, "backup"), (0.0,))[0]:
+            last[(s.server_id, "backup")] = (s.last_backup_success, None)
+    for (server_id, kind), (finished, duration) in sorted(last.items()):
+        fams.add(LAST_SUCCESS, c + (server_id, kind), finished)
+        if duration is not None:
             fams.add(LAST_DURATION, c + (server_id, kind), duration)
+    if ledger is not None:
         for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
             fams[DURATION].add_metric(list(c + (kind,)), buckets, total)
 
