@@ -24,6 +24,7 @@ import json
 import math
 import operator
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -116,6 +117,14 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True     # headers and body are two writes; don't wait for an ACK between them
     server_version = "FakeLinodeAPI/1.0"
 
+    def setup(self):
+        super().setup()
+        self.server.api._connections.add(self.connection)
+
+    def finish(self):
+        self.server.api._connections.discard(self.connection)
+        super().finish()
+
     def do_GET(self):
         self.server.api._handle(self)
 
@@ -125,11 +134,32 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def shift_times(obj, seconds: float):
+    """The scenario with every timestamp moved by `seconds` (for live=True)."""
+    if isinstance(obj, dict):
+        return {k: shift_times(v, seconds) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [shift_times(v, seconds) for v in obj]
+    if isinstance(obj, str) and _TIME_RE.match(obj):
+        return format_time(parse_time(obj) + seconds)
+    return obj
+
+
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+
+
 class FakeLinodeAPI:
+    """live=True moves the scenario so that its "now" is the real time now and
+    follows the wall clock: for tests of the exporter as a process, whose
+    clock is the real one."""
+
     def __init__(self, scenario: str = "account", token: str = DEFAULT_TOKEN,
-                 clock: Optional[FakeClock] = None):
+                 clock: Optional[FakeClock] = None, live: bool = False):
         self.scenario = load_scenario(scenario)
         self.token = token
+        if live:
+            self.scenario = shift_times(self.scenario, round(time.time()) - parse_time(self.scenario["now"]))
+            clock = clock or time.time
         self.clock = clock or FakeClock(parse_time(self.scenario["now"]))
         self.requests: List[Request] = []
         self._lock = threading.Lock()
@@ -138,6 +168,7 @@ class FakeLinodeAPI:
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._port = 0
+        self._connections = set()           # open keep-alive connections, cut on "refused"
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -185,7 +216,13 @@ class FakeLinodeAPI:
         with self._lock:
             self._fault = (mode, path, params)
         if mode == "refused":
+            # A server that is down drops its kept-alive connections too.
             self._close_listener()
+            for conn in list(self._connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def clear_fault(self) -> None:
         with self._lock:
