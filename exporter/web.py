@@ -9,14 +9,12 @@ sent to a TLS listener fails the handshake and the connection is closed.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import logging
 import os
 import socket
 import socketserver
-import ssl
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -90,7 +88,7 @@ def _basic_credentials(header):
     try:
         user, sep, password = base64.b64decode(value.strip(), validate=True).partition(b":")
         return (user.decode("utf-8"), password) if sep else None
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:                   # bad base64, non-ASCII, not UTF-8
         return None
 
 
@@ -132,12 +130,16 @@ class _Handler(WSGIRequestHandler):
     timeout = IO_TIMEOUT
 
     def log_message(self, fmt, *args):   # access logs only at debug level
-        log.debug("%s %s", self.address_string(), fmt % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.address_string(), fmt % args)
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when several
+    # Prometheus servers (or a burst of scrapers) connect at once.
+    request_queue_size = 128
 
     def __init__(self, address, family, app, tls_contexts=None):
         self.address_family, self.tls = family, tls_contexts

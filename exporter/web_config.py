@@ -18,6 +18,7 @@ rotated certificates are served without a restart; the rest needs a restart.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import ssl
@@ -104,22 +105,29 @@ class TLSConfig:
         problems = []
         for name in ("cert_file", "key_file", "client_ca_file"):
             path = getattr(self, name)
-            if path:
-                try:
-                    with open(path, "rb"):
-                        pass
-                except OSError as e:
-                    problems.append(f"tls_server_config.{name}: cannot read {path}: {e.strerror}")
+            if not path:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                problems.append(f"tls_server_config.{name}: cannot read {path}: {e.strerror}")
+                continue
+            if name == "key_file" and b"ENCRYPTED" in data:
+                problems.append(f"tls_server_config.key_file: {path} is encrypted; the key must be unencrypted")
         if problems:
             raise ConfigError(problems)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version, ctx.maximum_version = self.min_version, self.max_version
         try:
-            # The password callback keeps OpenSSL from prompting on a tty for an encrypted key.
+            # The password callback keeps OpenSSL from ever prompting on a tty.
             ctx.load_cert_chain(self.cert_file, self.key_file, password=lambda: b"")
         except ssl.SSLError as e:
-            raise ConfigError("tls_server_config: cannot use cert_file and key_file (not PEM, key encrypted, "
-                              f"or the key does not match the certificate): {_ssl_reason(e)}") from None
+            if e.reason == "KEY_VALUES_MISMATCH":
+                raise ConfigError(f"tls_server_config: key_file {self.key_file} does not match "
+                                  f"cert_file {self.cert_file}") from None
+            raise ConfigError(f"tls_server_config: cert_file {self.cert_file} or key_file {self.key_file} "
+                              f"is not a PEM certificate and key: {_ssl_reason(e)}") from None
         if self.client_ca_file:
             try:
                 ctx.load_verify_locations(cafile=self.client_ca_file)
@@ -147,7 +155,7 @@ class WebConfig:
 
 
 def _ssl_reason(e):
-    return e.reason or e.strerror or str(e)
+    return re.sub(r"\s*\(_ssl\.c:\d+\)$", "", e.reason or e.strerror or str(e))
 
 
 def _kind(v):
@@ -191,7 +199,9 @@ class _Parser:
             if unsupported and k in unsupported:
                 self.add(name, unsupported[k])
             elif k not in known:
-                self.add(name, f"unknown key; known keys: {', '.join(known)}")
+                close = difflib.get_close_matches(str(k), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.add(name, f"unknown key{hint}; known keys: {', '.join(known)}")
 
     def string(self, key, mapping, name, default=""):
         v = mapping.get(name)
@@ -216,19 +226,19 @@ class _Parser:
             return []
         return v
 
-    def choice(self, key, mapping, name, table, default):
+    def choice(self, key, mapping, name, table, default, unsupported_because=""):
+        """A value from ``table``; values mapped to None are valid in the toolkit but not here."""
         v = self.string(key, mapping, name)
         if not v:
             return default
+        known = ", ".join(k for k, x in table.items() if x is not None)
         if v not in table:
-            known = ", ".join(k for k, x in table.items() if x is not None)
             self.add(f"{key}.{name}", f"unknown value {v!r}; one of: {known}")
-            return default
-        if table[v] is None:
-            known = ", ".join(k for k, x in table.items() if x is not None)
-            self.add(f"{key}.{name}", f"{v} is not supported by this exporter; use one of: {known}")
-            return default
-        return table[v]
+        elif table[v] is None:
+            self.add(f"{key}.{name}", f"{v} is not supported ({unsupported_because}); use one of: {known}")
+        else:
+            return table[v]
+        return default
 
     def tls(self, raw) -> Optional[TLSConfig]:
         key = "tls_server_config"
@@ -236,21 +246,24 @@ class _Parser:
         self.keys(key, raw, _TLS_KEYS, _TLS_UNSUPPORTED)
         cert, tls_key = self.path(key, raw, "cert_file"), self.path(key, raw, "key_file")
         ca = self.path(key, raw, "client_ca_file")
-        verify = self.choice(key, raw, "client_auth_type", CLIENT_AUTH_TYPES, ssl.CERT_NONE)
+        verify = self.choice(key, raw, "client_auth_type", CLIENT_AUTH_TYPES, ssl.CERT_NONE,
+                             "it accepts a client certificate without verifying it, which Python's ssl "
+                             "module cannot do and the toolkit calls insecure")
         if ca and raw.get("client_auth_type") in (None, "", "NoClientCert"):
             self.add(key, "client_ca_file is set but client_auth_type is NoClientCert; "
                           "set client_auth_type: RequireAndVerifyClientCert")
         if verify != ssl.CERT_NONE and not ca:
             self.add(key, f"client_auth_type {raw['client_auth_type']} needs client_ca_file")
-        lo = self.choice(key, raw, "min_version", TLS_VERSIONS, ssl.TLSVersion.TLSv1_2)
-        hi = self.choice(key, raw, "max_version", TLS_VERSIONS, ssl.TLSVersion.TLSv1_3)
+        old = "TLS 1.0 and 1.1 are insecure and OpenSSL disables them"
+        lo = self.choice(key, raw, "min_version", TLS_VERSIONS, ssl.TLSVersion.TLSv1_2, old)
+        hi = self.choice(key, raw, "max_version", TLS_VERSIONS, ssl.TLSVersion.TLSv1_3, old)
         if lo > hi:
             self.add(key, f"min_version {raw['min_version']} is above max_version {raw.get('max_version', 'TLS13')}")
         ciphers = []
         for name in self.string_list(key, raw, "cipher_suites"):
             if name in TLS13_SUITES:
-                self.add(f"{key}.cipher_suites", f"{name} is a TLS 1.3 suite; TLS 1.3 suites are not "
-                                                 "configurable (in Go neither); list TLS 1.2 suites only")
+                self.add(f"{key}.cipher_suites", f"{name} is a TLS 1.3 suite; as in Go, TLS 1.3 suites "
+                                                 "cannot be configured: list TLS 1.2 suites only")
             elif name not in CIPHER_SUITES:
                 self.add(f"{key}.cipher_suites", f"unknown cipher suite {name!r}; one of: {', '.join(CIPHER_SUITES)}")
             else:
@@ -333,8 +346,11 @@ def load_web_config(path) -> WebConfig:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         fail([f"not valid YAML{where}: {getattr(e, 'problem', None) or 'invalid YAML'}"])
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        fail([f"the top level must be a mapping, not {_kind(data)}"])
     p = _Parser(os.path.dirname(os.path.abspath(path)))
-    data = p.mapping("web config", data)
     p.keys("", data, _TOP_KEYS, {"rate_limit": "is not supported by this exporter"})
     tls = p.tls(data.get("tls_server_config"))
     headers = p.headers(data.get("http_server_config"))
