@@ -23,7 +23,7 @@ DEFAULT_MOUNT_POINTS_EXCLUDE = r"^/(dev|proc|run/credentials/.+|sys|var/lib/dock
 DEFAULT_FS_TYPES_EXCLUDE = (r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|"
                             r"hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|"
                             r"selinuxfs|squashfs|erofs|sysfs|tracefs|tmpfs|ramfs)$")
-DEFAULT_STATE_FILE = "/var/lib/imaging-exporter/state.json"
+DEFAULT_STATE_FILE = ""                # "": exporter.state.default_path() decides
 PROVIDERS = ("openstack", "linode")
 DEFAULT_LINODE_API_URL = "https://api.linode.com/v4"
 
