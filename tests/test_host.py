@@ -172,3 +172,40 @@ def test_state_file_survives_kill_9_mid_write(tmp_path):
         last = value
     assert last > 0
     assert not [f for f in os.listdir(tmp_path) if "corrupt" in f]
+
+
+def make_sysfs(root, disks):
+    """A fake sysfs tree: {disk: {"size": sectors, "parts": [...], "dm": (name, [slaves])}}."""
+    for disk, spec in disks.items():
+        d = root / "devices" / disk
+        d.mkdir(parents=True)
+        (d / "size").write_text(str(spec.get("size", 0)))
+        (d / "slaves").mkdir()
+        for s in spec.get("slaves", []):
+            (d / "slaves" / s).write_text("")
+        if "dm" in spec:
+            (d / "dm").mkdir()
+            (d / "dm" / "name").write_text(spec["dm"] + "\n")
+        (root / "block").mkdir(exist_ok=True)
+        (root / "class" / "block").mkdir(parents=True, exist_ok=True)
+        (root / "block" / disk).symlink_to(d)
+        (root / "class" / "block" / disk).symlink_to(d)
+        for part in spec.get("parts", []):
+            p = d / part
+            p.mkdir()
+            (p / "partition").write_text("1")
+            (root / "class" / "block" / part).symlink_to(p)
+
+
+def test_topology_resolves_partitions_lvm_and_skips_virtual_devices(tmp_path):
+    from exporter.sources.host import BlockTopology
+    make_sysfs(tmp_path, {"vda": {"size": 83886080, "parts": ["vda1", "vda2"]},
+                          "vdb": {"size": 20971520},
+                          "dm-0": {"size": 1000, "slaves": ["vda2"], "dm": "vg-root"},
+                          "loop0": {"size": 100}})
+    topo = BlockTopology(str(tmp_path))
+    assert topo.disks_of("/dev/vda1") == {"vda"}
+    assert topo.disks_of("/dev/mapper/vg-root") == {"vda"}      # through dm/name and slaves
+    assert topo.disks_of("/dev/vdb") == {"vdb"}
+    assert topo.disks_of("server:/export") == frozenset()       # NFS: no local disk
+    assert topo.disk_sizes() == {"vda": 83886080 * 512, "vdb": 20971520 * 512}

@@ -126,10 +126,25 @@ class BlockTopology:
         if disks is None:
             disks = frozenset()
             if device.startswith("/dev/"):
-                name = os.path.basename(os.path.realpath(device))
+                name = self._kernel_name(device)
                 disks = frozenset(self._disks_of_name(name, depth=0))
             self._disks_of[device] = disks
         return disks
+
+    def _kernel_name(self, device: str) -> str:
+        """vda1 for /dev/vda1; dm-0 for /dev/mapper/vg-root, even without /dev
+        (systemd's PrivateDevices hides it), through sysfs's dm/name."""
+        name = os.path.basename(os.path.realpath(device))
+        if device.startswith("/dev/mapper/") and not name.startswith("dm-"):
+            block = os.path.join(self.sys_path, "block")
+            for dm in _listdir(block):
+                try:
+                    with open(os.path.join(block, dm, "dm", "name")) as f:
+                        if f.read().strip() == name:
+                            return dm
+                except OSError:
+                    continue
+        return name
 
     def _disks_of_name(self, name: str, depth: int):
         cls = os.path.join(self.sys_path, "class", "block", name)
