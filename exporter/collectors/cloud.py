@@ -29,6 +29,8 @@ JOB_FAILURES = gauge("imaging_job_failures", "Failed jobs of a server inside the
                      *C, "server_id", "kind")
 LAST_SUCCESS = gauge("imaging_job_last_success_timestamp_seconds", "When the server's last successful job finished.",
                      *C, "server_id", "kind")
+LAST_FAILURE = gauge("imaging_job_last_failure_timestamp_seconds",
+                     "When the server's last failed job inside the lookback window ended.", *C, "server_id", "kind")
 LAST_DURATION = gauge("imaging_job_last_duration_seconds", "How long the server's last successful job took.",
                       *C, "server_id", "kind")
 DURATION = histogram("imaging_job_duration_seconds", "Durations of completed jobs, each observed once.", *C, "kind")
@@ -44,7 +46,7 @@ CLOUD_DISK_HEADROOM = gauge("imaging_cloud_disk_image_headroom_bytes",
                             *DISK)
 
 SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, MAX_IMAGE, JOB_STARTED,
-         JOBS_RUNNING, JOB_FAILURES, LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED,
+         JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED,
          CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM)
 
 
@@ -82,9 +84,14 @@ def _add_snapshot(fams: Families, snap, ledger):
     for kind in JOB_KINDS:
         fams.add(JOBS_RUNNING, c + (kind,), running[kind])
 
-    failures = Counter((j.server_id, j.kind) for j in snap.finished_jobs if not j.succeeded)
+    failures, last_failure = Counter(), {}
+    for j in snap.finished_jobs:
+        if not j.succeeded:
+            failures[(j.server_id, j.kind)] += 1
+            last_failure[(j.server_id, j.kind)] = max(j.finished, last_failure.get((j.server_id, j.kind), 0.0))
     for (server_id, kind), n in sorted(failures.items()):
         fams.add(JOB_FAILURES, c + (server_id, kind), n)
+        fams.add(LAST_FAILURE, c + (server_id, kind), last_failure[(server_id, kind)])
 
     last = dict(ledger.last_success()) if ledger is not None else {}
     for s in snap.servers:
