@@ -1,16 +1,23 @@
 """OpenStack cloud source: one project's images, imaging jobs and image quota.
 
-One refresh is a fixed handful of paginated GET requests through openstacksdk,
-whatever the size of the project (no call per image or per server):
+One refresh is a fixed handful of paginated GET requests, whatever the size of
+the project (no call per image or per server):
 
     Glance  GET /v2/images?owner=<project>&limit=1000   the project's images
-    Glance  GET /v2/info/usage                          unified limits, when the cloud has them
     Nova    GET /servers/detail?limit=1000              task states, boot from volume, names
     Cinder  GET /snapshots/detail?limit=1000            volume snapshots
+    Glance  GET /v2/info/usage                          unified limits, when the cloud has them
 
 plus the Keystone token POST and version discovery, which the SDK caches.
+
+openstacksdk provides auth, the catalog, version discovery and the HTTP
+adapters; the listings go through the service proxies' raw get() and are
+paginated here. The SDK's Resource objects cost about 4 ms each to build (10k
+images and 5k servers would take a minute of CPU per refresh), and owning the
+pagination lets a refresh stop a next chain that loops.
+
 Errors become SourceError with a fixed reason; messages are built here from
-safe parts only (never from the SDK's text, which can carry URLs and bodies).
+safe parts only, never from the SDK's text, which can carry URLs and bodies.
 """
 from __future__ import annotations
 
@@ -18,12 +25,14 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
-from urllib.parse import urlsplit
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from keystoneauth1 import exceptions as ksa_exc
 import openstack
 from openstack import exceptions as sdk_exc
+import requests
+import urllib3
 
 from .. import __version__
 from ..config import CloudConfig
@@ -43,7 +52,7 @@ IMAGE_DONE = "active"
 # Nova task states while a server is being imaged; more precise than Glance's status.
 IMAGING_TASK_STATES = frozenset({"image_snapshot", "image_snapshot_pending", "image_pending_upload",
                                  "image_uploading", "image_backup"})
-# Nova marks the images it creates with these properties.
+# Nova marks the images it creates with the image_type property.
 SERVER_IMAGE_TYPES = frozenset({"snapshot", "backup"})
 VOLSNAP_IN_PROGRESS = frozenset({"creating"})
 VOLSNAP_FAILED = frozenset({"error"})
@@ -94,7 +103,7 @@ class OpenStackSource:
         self.profile = profile
         self._clock = clock
         self._page_size = page_size
-        self._max_items = page_size * max_pages
+        self._max_pages = max_pages
         self._conn = None     # made on the first refresh, so a broken cloud cannot stop startup
         # Memory between refreshes: jobs running at the last good refresh, and
         # those that vanished since (deleted before they finished = failed).
@@ -108,22 +117,28 @@ class OpenStackSource:
         conn = _call("loading the cloud configuration", self._connection, self.cfg)
         access = _call("authenticating", lambda: conn.session.auth.get_access(conn.session), self.cfg)
         project_id = access.project_id
-        images = [_image_record(i) for i in self._drain(
-            "listing images", lambda: conn.image.images(limit=self._page_size, **self._owner_filter(project_id)))]
-        servers = [_server_record(s) for s in self._drain(
-            "listing servers", lambda: conn.compute.servers(
-                details=True, limit=self._page_size, all_projects=self.cfg.all_projects))]
-        volume_snapshots = [_volume_snapshot_record(s) for s in self._drain(
-            "listing volume snapshots", lambda: conn.block_storage.snapshots(
-                details=True, limit=self._page_size, all_projects=self.cfg.all_projects))]
-        usage = _call("reading image usage", lambda: _image_usage(conn), self.cfg)
+        everyone = {"all_tenants": "1"} if self.cfg.all_projects else {}
 
+        images = _records("images", _image_record, self._list(
+            "listing images", conn, "image", "/images", "images",
+            {} if self.cfg.all_projects else {"owner": project_id}))
+        servers = _records("servers", _server_record, self._list(
+            "listing servers", conn, "compute", "/servers/detail", "servers", everyone))
+        volume_snapshots = _records("volume snapshots", _volume_snapshot_record, self._list(
+            "listing volume snapshots", conn, "block_storage", "/snapshots/detail", "snapshots", everyone,
+            optional=True))
+        # Glance's usage is the token's project only; with all_projects the
+        # listing spans the cloud and the project's limit would not match it.
+        usage = None if self.cfg.all_projects else _call(
+            "reading image usage", lambda: _image_usage(conn.image), self.cfg)
+
+        horizon = now - self.cfg.lookback
         by_id = {s.server_id: s for s in servers}
         running = _image_running(images, by_id) + _volume_snapshot_running(volume_snapshots, servers)
-        finished = (_image_finished(images, now - self.cfg.lookback)
-                    + _volume_snapshot_finished(volume_snapshots, servers, now - self.cfg.lookback))
+        finished = (_image_finished(images, horizon)
+                    + _volume_snapshot_finished(volume_snapshots, servers, horizon))
         listed = {i.image_id for i in images} | {v.snapshot_id for v in volume_snapshots}
-        vanished = self._vanished_jobs(running, listed, now)
+        vanished = self._vanished_jobs(listed, now)
 
         snap = CloudSnapshot(
             cloud=self.cfg.name,
@@ -156,29 +171,49 @@ class OpenStackSource:
                 app_name="imaging-exporter", app_version=__version__)
         return self._conn
 
-    def _owner_filter(self, project_id):
-        # An admin with all_projects sees every project's images; otherwise only
-        # the images the project owns (not the public ones it can merely see).
-        return {} if self.cfg.all_projects else {"owner": project_id}
-
-    def _drain(self, what: str, listing: Callable[[], Iterable[T]]) -> List[T]:
-        """All items of a paginated SDK listing, refusing next links that loop or never end."""
+    def _list(self, what: str, conn, service: str, path: str, key: str, params: dict,
+              optional: bool = False) -> List[dict]:
         def run():
-            items: Dict[str, T] = {}
-            for item in listing():
-                if item.id in items:
-                    raise SourceError("pagination", f"{what}: the API returned {item.id} twice; "
-                                                    "its next links loop")
-                items[item.id] = item
-                if len(items) > self._max_items:
-                    raise SourceError("pagination", f"{what}: more than {self._max_items} items; "
-                                                    "the next links do not end")
-            return list(items.values())
+            try:
+                proxy = getattr(conn, service)      # may authenticate and read the catalog
+                return self._paginate(what, proxy, path, key, params)
+            except sdk_exc.ServiceDisabledException:
+                if optional:
+                    return []                       # e.g. a cloud without Cinder
+                raise
         return _call(what, run, self.cfg)
+
+    def _paginate(self, what: str, proxy, path: str, key: str, params: dict) -> List[dict]:
+        """Every item of a marker/limit listing, following the service's next links.
+
+        Only the query of a next link is used: Nova and Cinder build its host
+        from their own config, which is often an internal name the exporter
+        cannot reach. An id seen twice (the links loop or overlap) or more than
+        max_pages pages (they never end) is a pagination error.
+        """
+        items: Dict[str, dict] = {}
+        query = {**params, "limit": str(self._page_size)}
+        for _ in range(self._max_pages):
+            body = _get_json(proxy, path, query)
+            page = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(page, list):
+                raise SourceError("malformed", f"{what}: the answer has no {key} list")
+            for item in page:
+                oid = item.get("id") if isinstance(item, dict) else None
+                if not isinstance(oid, str) or not oid:
+                    raise SourceError("malformed", f"{what}: an item without an id")
+                if oid in items:
+                    raise SourceError("pagination", f"{what}: {oid} came twice; the next links loop")
+                items[oid] = item
+            link = _next_query(body, key)
+            if link is None or not page:
+                return list(items.values())
+            query = {**params, **link}
+        raise SourceError("pagination", f"{what}: more than {self._max_pages} pages; the next links do not end")
 
     # ---- deriving ----
 
-    def _vanished_jobs(self, running: List[RunningJob], listed: set, now: float) -> Dict[str, FinishedJob]:
+    def _vanished_jobs(self, listed: set, now: float) -> Dict[str, FinishedJob]:
         """Jobs that were running last time and are gone from the listing now: failed.
 
         Nova deletes the snapshot image when imaging fails, and a user may
@@ -202,7 +237,7 @@ class OpenStackSource:
 
     def _pick(self, api: Optional[int], configured: Optional[int], measure: str) -> Optional[QuotaValue]:
         """Precedence: the API's own limit, then the config file, then the profile."""
-        if api is not None and not self.cfg.all_projects:
+        if api is not None:
             return QuotaValue(api, "api")
         if configured is not None:
             return QuotaValue(configured, "config")
@@ -210,43 +245,74 @@ class OpenStackSource:
         return QuotaValue(limit.value, "profile") if limit is not None else None
 
 
-# ---- records from SDK resources ------------------------------------------------
+# ---- HTTP --------------------------------------------------------------------
 
-def _image_record(img) -> _Image:
-    props = img.properties or {}
-    image_type = props.get("image_type") or ""
-    server_id = img.instance_uuid or ""
-    created = _timestamp(img.created_at, "image", img.id)
-    return _Image(image_id=img.id, name=img.name or "", status=img.status or "", size=img.size,
-                  created=created,
-                  updated=_timestamp(img.updated_at, "image", img.id) if img.updated_at else created,
-                  server_id=server_id, kind="backup" if image_type == "backup" else "image",
+def _get_json(proxy, path: str, query: Optional[dict] = None):
+    """One GET relative to the service's endpoint, without the SDK's retries.
+
+    openstacksdk retries Glance 503s five times with backoff (15 s); the
+    poller retries whole refreshes instead, so one request costs at most
+    request_timeout.
+    """
+    resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0)
+    sdk_exc.raise_from_response(resp)
+    return resp.json()
+
+
+def _next_query(body: dict, key: str) -> Optional[dict]:
+    """The query of the next page's link: Glance's "next", Nova's and Cinder's "<key>_links"."""
+    link = body.get("next")
+    for entry in body.get(f"{key}_links") or ():
+        if isinstance(entry, dict) and entry.get("rel") == "next":
+            link = entry.get("href")
+    if not link or not isinstance(link, str):
+        return None
+    return dict(parse_qsl(urlsplit(link).query))
+
+
+# ---- records from API items -----------------------------------------------------
+
+def _records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
+    try:
+        return [build(item) for item in items]
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
+
+
+def _image_record(d: dict) -> _Image:
+    # Nova's image properties (image_type, instance_uuid) are top-level keys in Glance v2.
+    image_type = d.get("image_type") or ""
+    server_id = d.get("instance_uuid") or ""
+    created = _timestamp(d["created_at"])
+    size = d.get("size")
+    return _Image(image_id=d["id"], name=d.get("name") or "", status=d.get("status") or "",
+                  size=int(size) if size is not None else None, created=created,
+                  updated=_timestamp(d["updated_at"]) if d.get("updated_at") else created,
+                  server_id=str(server_id), kind="backup" if image_type == "backup" else "image",
                   from_server=image_type in SERVER_IMAGE_TYPES or bool(server_id))
 
 
-def _server_record(srv) -> _Server:
-    # Nova answers image "" (the SDK makes it an empty Image) for a server
-    # that boots from a volume; its images then hold no disk data.
-    image_id = getattr(srv.image, "id", None) if srv.image else None
-    volumes = tuple(v["id"] for v in (srv.attached_volumes or ()) if isinstance(v, dict) and v.get("id"))
-    return _Server(server_id=srv.id, name=srv.name or "", task_state=srv.task_state,
-                   boot_from_volume=not image_id, volume_ids=volumes)
+def _server_record(d: dict) -> _Server:
+    # Nova answers image "" for a server that boots from a volume; its images
+    # then hold no disk data.
+    image = d.get("image")
+    volumes = tuple(v["id"] for v in d.get("os-extended-volumes:volumes_attached") or ())
+    return _Server(server_id=d["id"], name=d.get("name") or "", task_state=d.get("OS-EXT-STS:task_state"),
+                   boot_from_volume=not (isinstance(image, dict) and image.get("id")), volume_ids=volumes)
 
 
-def _volume_snapshot_record(vs) -> _VolumeSnapshot:
-    created = _timestamp(vs.created_at, "volume snapshot", vs.id)
-    return _VolumeSnapshot(snapshot_id=vs.id, status=vs.status or "", volume_id=vs.volume_id or "",
+def _volume_snapshot_record(d: dict) -> _VolumeSnapshot:
+    created = _timestamp(d["created_at"])
+    return _VolumeSnapshot(snapshot_id=d["id"], status=d.get("status") or "", volume_id=d.get("volume_id") or "",
                            created=created,
-                           updated=_timestamp(vs.updated_at, "volume snapshot", vs.id) if vs.updated_at
-                           else created)
+                           updated=_timestamp(d["updated_at"]) if d.get("updated_at") else created)
 
 
-def _timestamp(value, what: str, oid: str) -> float:
+def _timestamp(value: str) -> float:
     """ISO 8601 from the APIs; Cinder writes naive UTC ("2024-05-01T12:00:00.000000")."""
-    try:
-        dt = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise SourceError("malformed", f"{what} {oid}: bad timestamp {str(value)[:40]!r}") from None
+    if value.endswith("Z"):              # Python 3.10's fromisoformat does not take "Z"
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
@@ -314,17 +380,17 @@ def _volume_snapshot_finished(snaps: List[_VolumeSnapshot], servers: List[_Serve
 
 # ---- quota -------------------------------------------------------------------
 
-def _image_usage(conn) -> Optional[dict]:
+def _image_usage(image_proxy) -> Optional[dict]:
     """Glance's unified-limits usage, or None when the cloud does not have it.
 
     Glance before Xena has no /v2/info/usage (404); with unified limits
     switched off it answers {"usage": {}}.
     """
-    resp = conn.image.get("/info/usage", raise_exc=False)
-    if resp.status_code == 404:
+    try:
+        body = _get_json(image_proxy, "/info/usage")
+    except sdk_exc.NotFoundException:
         return None
-    sdk_exc.raise_from_response(resp)
-    usage = resp.json().get("usage")
+    usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
     return usage or None
@@ -351,33 +417,72 @@ def _call(what: str, fn: Callable[[], T], cfg: CloudConfig) -> T:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure must become a SourceError
         reason, detail = _classify(exc, cfg)
-        raise SourceError(reason, f"{what}: {detail}") from None
+        after = _retry_after(exc)
+        if after is not None:
+            detail += f" (Retry-After {after:g} s)"
+        raise SourceError(reason, f"{what}: {detail}", retry_after=after) from None
 
 
 def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
-    """(reason, safe detail). Never str(exc): SDK messages can carry URLs, bodies and headers."""
-    if isinstance(exc, ksa_exc.ConnectTimeout):     # keystoneauth raises it for read timeouts too
+    """(reason, safe detail). Never str(exc): SDK messages can carry URLs, bodies and headers.
+
+    keystoneauth wraps the real cause (a refused connection becomes a
+    DiscoveryFailure, a body that stalls a ConnectFailure), so the whole
+    chain is searched: timeouts first, then connection and HTTP errors.
+    """
+    chain = _chain(exc)
+    if any(_is_timeout(e) for e in chain):
         return "timeout", f"no answer within {cfg.request_timeout:g}s"
-    if isinstance(exc, ksa_exc.SSLError):
+    if any(isinstance(e, ksa_exc.SSLError) for e in chain):
         return "connection", "TLS handshake failed"
-    if isinstance(exc, ksa_exc.ConnectionError):
+    if any(isinstance(e, ksa_exc.ConnectionError) for e in chain):
         return "connection", "cannot connect to the API (refused, reset or unresolvable)"
-    status = _http_status(exc)
-    if status:
-        return _status_reason(status), f"HTTP {status} from {_request_line(exc)}"
-    if isinstance(exc, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound)):
-        return "other", "the service catalog has no endpoint for this service"
-    if isinstance(exc, sdk_exc.ConfigException):
-        return "other", f"cannot load cloud {cfg.cloud or '(OS_CLOUD)'} from clouds.yaml or the environment"
-    if isinstance(exc, json.JSONDecodeError):
-        return "malformed", "the answer is not valid JSON"
-    if isinstance(exc, ksa_exc.DiscoveryFailure):
-        return "malformed", "version discovery found no usable API version"
-    if isinstance(exc, sdk_exc.SDKException) and "pagination" in str(exc).lower():
-        return "pagination", "the next links loop"
-    if isinstance(exc, (KeyError, TypeError, AttributeError, ValueError)):
-        return "malformed", f"unexpected answer shape ({type(exc).__name__})"
+    for e in chain:
+        status = _http_status(e)
+        if status:
+            return _status_reason(status), f"HTTP {status} from {_request_line(e)}"
+    for e in chain:
+        if isinstance(e, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound, sdk_exc.ServiceDisabledException)):
+            return "other", "the service catalog has no endpoint for this service"
+        if isinstance(e, sdk_exc.ConfigException):
+            return "other", f"cannot load cloud {cfg.cloud or '(OS_CLOUD)'} from clouds.yaml or the environment"
+        if isinstance(e, json.JSONDecodeError):
+            return "malformed", "the answer is not valid JSON"
+        if isinstance(e, ksa_exc.DiscoveryFailure):
+            return "malformed", "version discovery found no usable API version"
+        if isinstance(e, (sdk_exc.NotSupported, sdk_exc.ServiceDiscoveryException)):
+            # openstacksdk logs why discovery failed and raises this without the cause.
+            return "other", "version discovery failed (no answer, an error or no supported version)"
+        if isinstance(e, (KeyError, TypeError, AttributeError, ValueError)):
+            return "malformed", f"unexpected answer shape ({type(e).__name__})"
     return "other", type(exc).__name__
+
+
+def _chain(exc: Optional[BaseException]) -> List[BaseException]:
+    """exc, then what it was raised from or while handling, innermost last."""
+    out: List[BaseException] = []
+    while exc is not None and exc not in out and len(out) < 20:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    # Not urllib3's TimeoutError: NewConnectionError (connection refused) derives from it.
+    return isinstance(exc, (ksa_exc.ConnectTimeout, requests.exceptions.Timeout,
+                            urllib3.exceptions.ReadTimeoutError, TimeoutError))
+
+
+def _retry_after(exc: BaseException) -> Optional[float]:
+    """Seconds a 429 or 503 asked us to wait (Retry-After in seconds), for the poller's backoff."""
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(e, (sdk_exc.HttpException, ksa_exc.HttpError)) and response is not None:
+            try:
+                return float(response.headers.get("Retry-After"))
+            except (TypeError, ValueError):
+                return None     # absent, or an HTTP date: the poller's own backoff applies
+    return None
 
 
 def _http_status(exc) -> Optional[int]:
