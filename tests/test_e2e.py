@@ -1,0 +1,559 @@
+"""End to end through real parts: exporters -> Prometheus -> Alertmanager -> webhook, and the dashboards.
+
+One stack for the module, every part on a loopback port and stopped in the
+fixture's finally, failures included:
+
+- the fake clouds (tests/fakes): three OpenStack projects, driven through
+  unpatched openstacksdk and a clouds.yaml ("os-stuck": an image saving for
+  25 hours; "os-full": the image count quota used up; "os-quiet": nothing
+  wrong), and the Linode account of tests/fixtures/linode/account.json moved
+  to the real clock (db-1: a backup running for 25 h, an image being taken,
+  two failed images and one that succeeded, a disk too large to image; 24 of
+  25 images);
+- imaging-exporter in cloud mode polling all four every 3 s, and in host mode
+  on a server root laid out in a temporary directory (a system disk and a data
+  disk, a limit of our own that /srv is over, server_id 102 = Linode's db-1,
+  and a process named redis-server running);
+- Debian's Prometheus scraping both every second with the shipped rules
+  (alerts/imaging-rules.yml, every `for:` cut to 1s), sending to Debian's
+  Alertmanager with the shipped routing (alerts/alertmanager.yml, webhooks
+  pointed at a recorder in this process, group waits cut to 1s).
+
+The tests then read what reached the webhook, run every query of every
+dashboard panel against that Prometheus, and lint the exporters' output with
+`promtool check metrics`.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from conftest import ROOT, ExporterProcess, free_port, http_get, need_binary, wait_until
+from fakes.linode_api import FakeLinodeAPI, format_time
+from fakes.openstack_api import FakeOpenStack, Scenario
+from test_dashboards import dashboard_queries, load as load_dashboard, variable_queries
+
+GIB = 2**30
+HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
+LINODE_CLOUD = "linode"
+RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imaging-info": "/info"}
+
+
+# ---- scenarios ----------------------------------------------------------------------------
+
+def stuck_scenario(now):
+    """legacy-1's image has been saving for 25 hours; web-1 was imaged two hours ago in 20 minutes."""
+    return Scenario(project_name="stuck", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
+                    steps=[{"at": "0s",
+                            "servers": {
+                                "srv-legacy": {"name": "legacy-1", "image": "img-base", "created_at": "-90d"},
+                                "srv-web": {"name": "web-1", "image": "img-base", "created_at": "-30d"}},
+                            "images": {
+                                "img-base": {"name": "ubuntu-22.04-base", "status": "active", "size": 10 * GIB,
+                                             "created_at": "-30d", "updated_at": "-30d"},
+                                "img-legacy-stuck": {"name": "legacy-1-nightly", "status": "saving",
+                                                     "server": "srv-legacy", "image_type": "snapshot",
+                                                     "created_at": "-25h", "updated_at": "-24h50m"},
+                                "img-web-prev": {"name": "web-1-nightly", "status": "active", "size": 3 * GIB,
+                                                 "server": "srv-web", "image_type": "snapshot",
+                                                 "created_at": "-2h", "updated_at": "-1h40m"}}}])
+
+
+def full_scenario(now):
+    """Glance's unified limits allow 3 images and the project holds 3."""
+    return Scenario(project_name="full", start=now, limits={"image_count_total": 3, "image_size_total": 102400},
+                    steps=[{"at": "0s",
+                            "servers": {"srv-app": {"name": "app-1", "image": "img-base", "created_at": "-30d"}},
+                            "images": {
+                                "img-base": {"name": "debian-12-base", "status": "active", "size": 2 * GIB,
+                                             "created_at": "-30d", "updated_at": "-30d"},
+                                "img-app-1": {"name": "app-1-monday", "status": "active", "size": 4 * GIB,
+                                              "server": "srv-app", "image_type": "snapshot",
+                                              "created_at": "-50h", "updated_at": "-49h40m"},
+                                "img-app-2": {"name": "app-1-tuesday", "status": "active", "size": 4 * GIB,
+                                              "server": "srv-app", "image_type": "snapshot",
+                                              "created_at": "-26h", "updated_at": "-25h45m"}}}])
+
+
+def quiet_scenario(now):
+    """A project with nothing wrong: few images, far from the quota, nothing running or failed."""
+    return Scenario(project_name="quiet", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
+                    steps=[{"at": "0s",
+                            "servers": {"srv-quiet": {"name": "quiet-1", "image": "img-base", "created_at": "-30d"}},
+                            "images": {
+                                "img-base": {"name": "rocky-9-base", "status": "active", "size": 2 * GIB,
+                                             "created_at": "-30d", "updated_at": "-30d"},
+                                "img-quiet": {"name": "quiet-1-nightly", "status": "active", "size": 3 * GIB,
+                                              "server": "srv-quiet", "image_type": "snapshot",
+                                              "created_at": "-3h", "updated_at": "-2h45m"}}}])
+
+
+OPENSTACK = {"os-stuck": stuck_scenario, "os-full": full_scenario, "os-quiet": quiet_scenario}
+
+
+# ---- the parts --------------------------------------------------------------------------------
+
+class Webhook:
+    """Alertmanager's webhook receiver: records every POSTed notification."""
+
+    def __init__(self):
+        self.received = []            # (path, payload)
+        self.lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with hook.lock:
+                    hook.received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def alerts(self):
+        """(path, receiver, alert) of every alert of every notification so far."""
+        with self.lock:
+            received = list(self.received)
+        return [(path, payload["receiver"], alert) for path, payload in received for alert in payload["alerts"]]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _die_with_parent():
+    """In the child: get SIGTERM when pytest dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+class Process:
+    """A Debian binary run on loopback ports, its output in a log file."""
+
+    def __init__(self, name, args, log_dir):
+        self.name = name
+        self.log_path = os.path.join(log_dir, name + ".log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_dir,
+                                     preexec_fn=_die_with_parent)
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("%s exited with %s: %s" % (self.name, self.proc.returncode, self.log()))
+        return True
+
+    def log(self):
+        self._log.flush()
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-4000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def ready(url):
+    try:
+        return http_get(url, 1)[0] == 200
+    except OSError:
+        return False
+
+
+def host_root(root):
+    """A server's root as host mode reads it: PID 1's mount table and sysfs.
+
+    /dev/vda holds / (the system disk, 40 GiB), /dev/vdb holds /srv (a data
+    disk). statvfs of both lands on the temporary directory's filesystem.
+    """
+    (root / "proc" / "1").mkdir(parents=True)
+    (root / "proc" / "1" / "mounts").write_text(
+        "/dev/vda / ext4 rw,relatime 0 0\n/dev/vdb /srv ext4 rw,relatime 0 0\n"
+        "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n")
+    (root / "srv").mkdir()
+    for disk, gib in (("vda", 40), ("vdb", 100)):
+        (root / "sys" / "class" / "block" / disk).mkdir(parents=True)
+        (root / "sys" / "block" / disk).mkdir(parents=True)
+        (root / "sys" / "block" / disk / "size").write_text("%d\n" % (gib * GIB // 512))
+    return root
+
+
+def shipped_rules(path):
+    """alerts/imaging-rules.yml with every `for:` cut to 1s, so alerts fire within seconds."""
+    with open(os.path.join(ROOT, "alerts", "imaging-rules.yml"), encoding="utf-8") as f:
+        rules = yaml.safe_load(f)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "1s"
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return rules
+
+
+def shipped_alertmanager_config(path, webhook_url):
+    """alerts/alertmanager.yml with the receivers' webhooks sent to ``webhook_url`` and short waits."""
+    with open(os.path.join(ROOT, "alerts", "alertmanager.yml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+
+    def shorten(route):
+        for key in ("group_wait", "group_interval"):
+            if key in route:
+                route[key] = "1s"
+        for sub in route.get("routes", []):
+            shorten(sub)
+    shorten(cfg["route"])
+    for receiver in cfg["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = webhook_url + urllib.parse.urlsplit(hook["url"]).path
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cfg
+
+
+class Stack:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.parts = []               # stopped in reverse order
+
+    def add(self, part):
+        self.parts.append(part)
+        return part
+
+    def start(self):
+        prometheus = need_binary("prometheus")
+        alertmanager = need_binary("prometheus-alertmanager")
+        amtool = need_binary("amtool")
+        promtool = need_binary("promtool")
+        now = time.time()
+
+        # Fake clouds.
+        self.openstack = {}
+        clouds_yaml = {}
+        for name, scenario in OPENSTACK.items():
+            fake = self.add(FakeOpenStack(scenario(now)))
+            fake.start()
+            self.openstack[name] = fake
+            clouds_yaml[name] = {
+                "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
+                "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
+                         "project_name": fake.scenario.project_name, "user_domain_name": "Default",
+                         "project_domain_name": "Default"}}
+        (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))
+        self.linode = self.add(FakeLinodeAPI("account", live=True))
+        # db-1 was also imaged successfully 5 hours ago (an image it has since deleted), so
+        # it has every kind of job: running, stuck, failed and succeeded.
+        self.linode.add("events", {
+            "id": 9101, "action": "disk_imagize", "created": format_time(now - 5 * 3600), "duration": 900.0,
+            "entity": {"id": 102, "label": "db-1", "type": "linode", "url": "/v4/linode/instances/102"},
+            "secondary_entity": {"id": "private/20031", "label": "db-1-before-upgrade", "type": "image",
+                                 "url": "/v4/images/private/20031"},
+            "status": "finished", "percent_complete": 100, "rate": None, "read": False, "seen": True,
+            "time_remaining": None, "username": "ops", "message": None})
+        self.linode.start()
+
+        # A database server on the host: host mode counts processes by name.
+        sleep = shutil.which("sleep")
+        (self.tmp / "bin").mkdir()
+        os.symlink(sleep, self.tmp / "bin" / "redis-server")
+        self.add(Process("redis-server", [str(self.tmp / "bin" / "redis-server"), "600"], str(self.tmp)))
+
+        # The exporters.
+        cloud_dir, host_dir = self.tmp / "cloud", self.tmp / "host"
+        cloud_dir.mkdir()
+        host_dir.mkdir()
+        clouds = [{"name": n, "provider": "openstack", "cloud": n, "refresh_interval": "3s",
+                   "request_timeout": "2s"} for n in OPENSTACK]
+        clouds.append({"name": LINODE_CLOUD, "provider": "linode", "api_url": self.linode.url,
+                       "token_env": "IMAGING_TEST_LINODE_TOKEN", "refresh_interval": "3s", "request_timeout": "2s"})
+        env = {"OS_CLIENT_CONFIG_FILE": str(self.tmp / "clouds.yaml"),
+               "IMAGING_TEST_LINODE_TOKEN": self.linode.token}
+        self.cloud = self.add(ExporterProcess(cloud_dir, {"clouds": clouds}, args=["--no-collector.host"], env=env))
+        root = host_root(self.tmp / "root")
+        self.host = self.add(ExporterProcess(host_dir, {"host": {
+            "profile": "rackspace-firstgen-linux", "server_id": HOST_SERVER_ID, "root_path": str(root),
+            "limits": [{"name": "app_data", "measure": "used_bytes", "value": "1MB", "mountpoints": "^/srv$"}],
+        }}))
+        self.host_instance = "127.0.0.1:%d" % self.host.port
+        self.cloud_instance = "127.0.0.1:%d" % self.cloud.port
+
+        # Alertmanager with the shipped routing, its webhooks pointed at us.
+        self.webhook = self.add(Webhook())
+        am_cfg = self.tmp / "alertmanager.yml"
+        self.am_config = shipped_alertmanager_config(am_cfg, self.webhook.url)
+        r = subprocess.run([amtool, "check-config", str(am_cfg)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        am_port = free_port()
+        self.am_url = "http://127.0.0.1:%d" % am_port
+        self.am = self.add(Process("alertmanager", [
+            alertmanager, "--config.file=%s" % am_cfg, "--storage.path=%s" % (self.tmp / "am"),
+            "--web.listen-address=127.0.0.1:%d" % am_port, "--cluster.listen-address=",
+            "--log.level=warn"], str(self.tmp)))
+
+        # Prometheus with the shipped rules, scraping both exporters every second.
+        self.rules = shipped_rules(self.tmp / "rules.yml")
+        prom_cfg = self.tmp / "prometheus.yml"
+        prom_cfg.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(self.tmp / "rules.yml")],
+            "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:%d" % am_port]}]}]},
+            "scrape_configs": [
+                {"job_name": "imaging-host", "static_configs": [{"targets": [self.host_instance]}]},
+                {"job_name": "imaging-cloud", "static_configs": [{"targets": [self.cloud_instance]}]},
+            ]}))
+        r = subprocess.run([promtool, "check", "config", str(prom_cfg)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        prom_port = free_port()
+        self.prom_url = "http://127.0.0.1:%d" % prom_port
+        self.prom = self.add(Process("prometheus", [
+            prometheus, "--config.file=%s" % prom_cfg, "--storage.tsdb.path=%s" % (self.tmp / "prom"),
+            "--web.listen-address=127.0.0.1:%d" % prom_port, "--log.level=warn"], str(self.tmp)))
+
+        wait_until(lambda: self.am.alive() and ready(self.am_url + "/-/ready"), 30, 0.1, "Alertmanager")
+        wait_until(lambda: self.prom.alive() and ready(self.prom_url + "/-/ready"), 30, 0.1, "Prometheus")
+        # Every cloud refreshed once, and both targets scraped.
+        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == 4, 40, 0.2,
+                   "the four clouds' first refresh: " + self.cloud.log()[-2000:])
+        wait_until(lambda: len(self.query('up{job=~"imaging-.*"} == 1')) == 2, 20, 0.2, "both targets up")
+        return self
+
+    def stop(self):
+        errors = []
+        for part in reversed(self.parts):
+            try:
+                part.stop()
+            except Exception as e:  # noqa: BLE001 - stop the rest whatever happens
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # -- Prometheus' HTTP API --
+    def api(self, path, **params):
+        url = self.prom_url + path + "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as r:
+            doc = json.load(r)
+        assert doc["status"] == "success", doc
+        return doc["data"]
+
+    def query(self, expr):
+        return self.api("/api/v1/query", query=expr)["result"]
+
+    def query_range(self, expr, seconds=30, step=2):
+        end = time.time()
+        return self.api("/api/v1/query_range", query=expr, start=end - seconds, end=end, step=step)["result"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    started = time.monotonic()
+    s = Stack(tmp_path_factory.mktemp("e2e"))
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+        print("\ne2e stack up and down in %.1fs" % (time.monotonic() - started))
+
+
+# ---- alerts through Alertmanager to the receivers ---------------------------------------------
+
+def expected_notifications(stack):
+    """(receiver, labels the alert must carry) that the scenarios must produce."""
+    cloud = {"job": "imaging-cloud", "instance": stack.cloud_instance}
+    host = {"job": "imaging-host", "instance": stack.host_instance}
+    return [
+        # The stuck job (25 h): pages, one alert per job, without the phase label.
+        ("imaging-pager", dict(cloud, alertname="ImagingJobStuck", severity="critical", cloud="os-stuck",
+                               project="stuck", server_id="srv-legacy", server_name="legacy-1", kind="image",
+                               job_id="img-legacy-stuck")),
+        ("imaging-pager", dict(cloud, alertname="ImagingJobStuck", severity="critical", cloud=LINODE_CLOUD,
+                               server_id="102", server_name="db-1", kind="backup")),
+        # The full quota: pages.
+        ("imaging-pager", dict(cloud, alertname="ImagingImageQuotaFull", severity="critical", cloud="os-full",
+                               project="full")),
+        ("imaging-pager", dict(cloud, alertname="ImagingJobFailedRepeatedly", severity="critical",
+                               cloud=LINODE_CLOUD, server_id="102", kind="image")),
+        ("imaging-pager", dict(host, alertname="ImagingSizeLimitExceeded", severity="critical", limit="app_data",
+                               mountpoint="/srv")),
+        # Warnings make tickets.
+        ("imaging-ticket", dict(cloud, alertname="ImagingImageQuotaNearlyFull", severity="warning",
+                                cloud=LINODE_CLOUD)),
+        ("imaging-ticket", dict(cloud, alertname="ImagingCloudDiskTooLargeForImage", severity="warning",
+                                cloud=LINODE_CLOUD, server_id="102", server_name="db-1")),
+        ("imaging-ticket", dict(cloud, alertname="ImagingBackupTooOld", severity="warning", cloud=LINODE_CLOUD,
+                                server_id="102", kind="backup")),
+        # Host and cloud joined on server_id: redis runs on db-1 while its image is taken.
+        ("imaging-ticket", dict(host, alertname="ImagingDatabaseRunningDuringImage", severity="warning",
+                                server_id=HOST_SERVER_ID, engine="redis", cloud=LINODE_CLOUD, server_name="db-1")),
+        # Info never pages.
+        ("imaging-info", dict(host, alertname="ImagingDataNotInImage", severity="info", mountpoint="/srv",
+                              reason="data_filesystem")),
+        ("imaging-info", dict(cloud, alertname="ImagingBackupsDisabled", severity="info", cloud=LINODE_CLOUD,
+                              server_id="104")),
+    ]
+
+
+def find(received, receiver, labels):
+    return [(path, alert) for path, rcv, alert in received
+            if rcv == receiver and alert["status"] == "firing"
+            and all(alert["labels"].get(k) == v for k, v in labels.items())]
+
+
+@pytest.fixture(scope="module")
+def notified(stack):
+    """Every expected notification arrived; then a few more seconds for anything that should not."""
+    expected = expected_notifications(stack)
+
+    def missing():
+        got = stack.webhook.alerts()
+        return [e for e in expected if not find(got, *e)]
+    try:
+        wait_until(lambda: not missing(), timeout=60, interval=0.25, what="the notifications")
+    except AssertionError:
+        firing = stack.query('ALERTS{alertstate="firing"}')
+        pytest.fail("never notified: %s\nfiring in Prometheus: %s\nreceived: %s" % (
+            missing(), [a["metric"] for a in firing],
+            [(r, a["labels"]) for _, r, a in stack.webhook.alerts()]))
+    time.sleep(4)     # several evaluation, send and group intervals
+    return stack.webhook.alerts()
+
+
+def test_alerts_reach_the_receivers_with_their_labels(stack, notified):
+    for receiver, labels in expected_notifications(stack):
+        hits = find(notified, receiver, labels)
+        assert hits, (receiver, labels)
+        for path, alert in hits:
+            assert path == RECEIVER_PATHS[receiver]
+            ann = alert["annotations"]
+            assert ann["summary"] and ann["description"] and ann["runbook_url"].startswith("https://")
+            assert "<no value>" not in ann["description"], ann["description"]
+    # Each alert went to the receiver of its severity, and nowhere else.
+    by_severity = {"critical": "imaging-pager", "warning": "imaging-ticket", "info": "imaging-info"}
+    for path, receiver, alert in notified:
+        assert receiver == by_severity[alert["labels"]["severity"]], alert["labels"]
+    stuck = find(notified, "imaging-pager", {"alertname": "ImagingJobStuck", "cloud": "os-stuck"})[0][1]
+    assert "phase" not in stuck["labels"]
+    description = stuck["annotations"]["description"]
+    assert "legacy-1" in description and "running for 1d 1h" in description, description
+
+
+def test_inhibitions_hide_what_a_critical_alert_explains(stack, notified):
+    """Prometheus fires them; the shipped inhibit rules keep them from the receivers."""
+    firing = [a["metric"] for a in stack.query('ALERTS{alertstate="firing"}')]
+
+    def fired(**labels):
+        return any(all(m.get(k) == v for k, v in labels.items()) for m in firing)
+
+    hidden = [dict(alertname="ImagingJobRunningLong", cloud="os-stuck", job_id="img-legacy-stuck"),
+              dict(alertname="ImagingJobRunningLong", cloud=LINODE_CLOUD, server_id="102", kind="backup"),
+              dict(alertname="ImagingImageQuotaNearlyFull", cloud="os-full"),
+              dict(alertname="ImagingSizeLimitNearlyReached", limit="app_data", mountpoint="/srv"),
+              dict(alertname="ImagingSizeLimitFillingUp", limit="app_data", mountpoint="/srv", severity="warning"),
+              dict(alertname="ImagingSizeLimitFillingUp", limit="app_data", mountpoint="/srv", severity="critical")]
+    for labels in hidden:
+        assert fired(**labels), labels
+        assert not [a for _, _, a in notified if all(a["labels"].get(k) == v for k, v in labels.items())], labels
+
+
+def test_the_quiet_cloud_is_watched_and_sends_nothing(stack, notified):
+    assert stack.query('imaging_source_up{cloud="os-quiet"} == 1')
+    images = stack.query('imaging_images{cloud="os-quiet"}')
+    assert sum(float(s["value"][1]) for s in images) == 2
+    assert stack.query('imaging_quota_images{cloud="os-quiet", source="api"}')
+    assert not stack.query('ALERTS{cloud="os-quiet"}')
+    assert not [a for _, _, a in notified if a["labels"].get("cloud") == "os-quiet"]
+
+
+def test_every_rule_evaluates_without_error(stack, notified):
+    groups = stack.api("/api/v1/rules")["groups"]
+    shipped = sum(len(g["rules"]) for g in stack.rules["groups"])
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) == shipped
+    bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert not bad, bad
+
+
+# ---- the dashboards against that Prometheus --------------------------------------------------
+
+def test_every_dashboard_query_returns_data(stack, notified):
+    """Each query of each panel, variables as Grafana would fill them, returns series."""
+    overview = load_dashboard("imaging-overview.json")
+    server = load_dashboard("imaging-server.json")
+    runs = [
+        (overview, {"job": "(imaging-host|imaging-cloud)", "instance": ".*", "cloud": ".*", "project": ".*"}),
+        (server, {"job": "imaging-host", "instance": stack.host_instance}),
+    ]
+    empty, checked = [], 0
+    for d, values in runs:
+        for title, ref, expr, instant in dashboard_queries(d, values):
+            result = stack.query(expr) if instant else stack.query_range(expr)
+            checked += 1
+            if not result or (not instant and not any(s["values"] for s in result)):
+                empty.append((d["uid"], title, ref, expr))
+        for name, selector, label in variable_queries(d):
+            sel = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], selector)
+            series = stack.api("/api/v1/series", **{"match[]": sel})
+            if not [s for s in series if s.get(label)]:
+                empty.append((d["uid"], "variable " + name, "", sel))
+    assert checked > 60
+    assert not empty, "queries without data:\n" + "\n".join(map(str, empty))
+
+
+def test_server_dashboard_joins_the_cloud_on_server_id(stack, notified):
+    d = load_dashboard("imaging-server.json")
+    values = {"job": "imaging-host", "instance": stack.host_instance}
+    queries = {(t, r): e for t, r, e, _ in dashboard_queries(d, values)}
+    jobs = stack.query(queries[("Running jobs", "A")])
+    assert {(s["metric"]["kind"], s["metric"]["server_name"]) for s in jobs} == {("image", "db-1"),
+                                                                                 ("backup", "db-1")}
+    backup_age = [float(s["value"][1]) for s in jobs if s["metric"]["kind"] == "backup"]
+    assert backup_age[0] == pytest.approx(25 * 3600, abs=300)
+    history = stack.query(queries[("Job history", "A")])
+    assert {s["metric"]["kind"]: float(s["value"][1]) for s in history} == {"image": 2}
+    # /srv is over the 1 MB limit of our own: headroom negative, time to limit 0 ("over the limit").
+    ttl = {s["metric"]["limit"]: float(s["value"][1]) for s in stack.query(queries[("Size limits", "E")])}
+    assert ttl["app_data"] == 0
+    measured = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
+                for s in stack.query(queries[("Size limits", "A")])}
+    limit = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
+             for s in stack.query(queries[("Size limits", "B")])}
+    assert limit[("app_data", "/srv")] == 10**6 and limit[("volume_size", "/")] == 250 * 10**9
+    assert measured[("app_data", "/srv")] > 10**6
+
+
+# ---- the exporters' output -----------------------------------------------------------------
+
+def test_promtool_check_metrics_is_clean(stack):
+    promtool = need_binary("promtool")
+    for exporter in (stack.host, stack.cloud):
+        text = exporter.text()
+        assert "imaging_source_up" in text
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
