@@ -133,7 +133,8 @@ class Ctx:
 
 # Template snippets for descriptions.
 WHERE_HOST = "{{ $labels.mountpoint }} on {{ $labels.instance }}"
-WHERE_CLOUD = "{{ $labels.cloud }}/{{ $labels.project }}"
+# Linode accounts have no project: "linode", not "linode/".
+WHERE_CLOUD = "{{ $labels.cloud }}{{ with $labels.project }}/{{ . }}{{ end }}"
 NEVER_SHRINKS = (
     '{{ if eq $labels.limit "disk_usage" }} This limit counts the highest usage the disk has ever had:'
     " the virtual disk never shrinks, so deleting files does not give headroom back.{{ end }}"

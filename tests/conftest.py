@@ -1,6 +1,7 @@
 """Shared helpers: free loopback ports, exporter processes, parsing scrapes."""
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -15,6 +16,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def die_with_parent():
+    """In a child process: get SIGTERM when pytest dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -83,7 +92,8 @@ class ExporterProcess:
         self.log_path = tmp_path / f"exporter-{self.port}.log"
         self._log = open(self.log_path, "wb")
         full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         try:
             wait_until(lambda: self._alive() and http_get(self.url + "/-/healthy", 1)[0] == 200,
                        timeout=20, what="the exporter to listen")

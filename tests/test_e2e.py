@@ -25,7 +25,6 @@ dashboard panel against that Prometheus, and lint the exporters' output with
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from conftest import ROOT, ExporterProcess, free_port, http_get, need_binary, wait_until
+from conftest import ROOT, ExporterProcess, die_with_parent, free_port, http_get, need_binary, wait_until
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
 from test_dashboards import dashboard_queries, load as load_dashboard, variable_queries
@@ -144,14 +143,6 @@ class Webhook:
         self.server.server_close()
 
 
-def _die_with_parent():
-    """In the child: get SIGTERM when pytest dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-
-
 class Process:
     """A Debian binary run on loopback ports, its output in a log file."""
 
@@ -160,7 +151,7 @@ class Process:
         self.log_path = os.path.join(log_dir, name + ".log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_dir,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
 
     def alive(self):
         if self.proc.poll() is not None:
