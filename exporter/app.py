@@ -5,11 +5,10 @@ import html
 import logging
 from typing import List, Optional
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
 from . import __version__, limits as limits_mod, profiles
 from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
+from .exposition import CloudCache, Exposition
 from .ledger import JobLedger
 from .poller import Poller
 from .sources.host import HostSource
@@ -32,7 +31,6 @@ class Exporter:
     def __init__(self, config: Config, collectors: dict, host_source: Optional[HostSource] = None):
         self.config = config
         self.state = State(config.state_file or default_path())
-        self.registry = CollectorRegistry(auto_describe=True)
         self.pollers: List[Poller] = []
         host = None
         if collectors.get("host", True):
@@ -42,13 +40,17 @@ class Exporter:
             # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
             limits += tuple(l for l in profile.limits if l.measure == "image_count")
             host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, hc.server_id)
+        self.cloud_cache = None
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):
                 continue
+            if self.cloud_cache is None:
+                self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
-                                       ledger=JobLedger(self.state, cc.name)))
-        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers)
-        self.registry.register(self.collector)
+                                       ledger=JobLedger(self.state, cc.name), on_refresh=self.cloud_cache.refresh))
+        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache)
+        self.exposition = Exposition(self.collector, self.cloud_cache)
+        self.registry = self.exposition.registry      # host and health metrics only
 
     def start(self):
         for p in self.pollers:
@@ -65,7 +67,7 @@ class Exporter:
         self.state.flush()
 
     def wsgi_app(self, telemetry_path: str = "/metrics"):
-        metrics = make_wsgi_app(self.registry)
+        metrics = self.exposition.wsgi_app()
         landing = _landing_page(telemetry_path)
 
         def app(environ, start_response):

@@ -7,8 +7,6 @@ import signal
 import sys
 import threading
 
-from prometheus_client import generate_latest
-
 from . import __version__, profiles
 from .config import load as load_config
 from .errors import ConfigError
@@ -134,7 +132,7 @@ def main(argv=None):
 
     if args.once:
         exporter.refresh_all()
-        sys.stdout.write(generate_latest(exporter.registry).decode())
+        sys.stdout.write(exporter.exposition.render()[1].decode())
         exporter.stop()
         return 0
 

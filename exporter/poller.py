@@ -35,13 +35,15 @@ class Health:
 
 class Poller:
     def __init__(self, source, name: str, interval: float, lookback: float,
-                 ledger: Optional[JobLedger] = None, clock: Callable[[], float] = time.time):
+                 ledger: Optional[JobLedger] = None, clock: Callable[[], float] = time.time,
+                 on_refresh: Optional[Callable[[], None]] = None):
         self.source = source
         self.name = name                 # the configured cloud name
         self.provider = source.provider  # the source label
         self.interval = interval
         self.lookback = lookback
         self.ledger = ledger
+        self.on_refresh = on_refresh     # runs in this thread after each good refresh
         self._clock = clock
         self.snapshot: Optional[CloudSnapshot] = None
         self.health = Health()
@@ -77,6 +79,11 @@ class Poller:
                              errors=dict(self._errors), refreshes=self.health.refreshes + 1)
         log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
                  len(snap.images), len(snap.running_jobs), len(snap.servers))
+        if self.on_refresh is not None:
+            try:
+                self.on_refresh()
+            except Exception:  # noqa: BLE001 - the snapshot is good; serving it is another matter
+                log.exception("cloud %s: after-refresh hook failed", self.name)
         return True
 
     def _failed(self, reason: str, message: str, started: float) -> bool:

@@ -18,8 +18,10 @@ from .spec import Families, counter, gauge
 log = logging.getLogger(__name__)
 
 BUILD_INFO = gauge("imaging_build_info", "Build information; always 1.", "version")
-SCRAPE_DURATION = gauge("imaging_scrape_duration_seconds", "How long a collector took in this scrape.", "collector")
-SCRAPE_SUCCESS = gauge("imaging_scrape_collector_success", "1 when the collector succeeded in this scrape.",
+SCRAPE_DURATION = gauge("imaging_scrape_duration_seconds",
+                        "How long a collector took: host per scrape, cloud per refresh (its rendering is cached).",
+                        "collector")
+SCRAPE_SUCCESS = gauge("imaging_scrape_collector_success", "1 when the collector's last run succeeded.",
                        "collector")
 S = ("source", "cloud")
 SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *S)
@@ -56,26 +58,18 @@ class HostPart:
         return fams
 
 
-class CloudPart:
-    name = "cloud"
-
-    def __init__(self, pollers):
-        self.pollers = pollers
-
-    def families(self):
-        return cloud_mod.cloud_families(self.pollers)
-
-
 class ExporterCollector(Collector):
-    def __init__(self, version, host=None, pollers=()):
+    def __init__(self, version, host=None, pollers=(), cloud_cache=None):
         self.version = version
         self.host = host
         self.pollers = list(pollers)
-        self.parts = ([host] if host else []) + ([CloudPart(self.pollers)] if self.pollers else [])
+        self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
+        self.parts = [host] if host else []
 
     def describe(self):
         # The families without samples: registration needs only the names.
-        return [spec.family() for spec in ALL_SPECS]
+        # Cloud families are exporter.exposition.CloudCollector's.
+        return [spec.family() for spec in host_mod.SPECS + SPECS]
 
     def collect(self):
         health = Families(SPECS)
@@ -91,6 +85,9 @@ class ExporterCollector(Collector):
             health.add(SCRAPE_DURATION, (part.name,), time.perf_counter() - started)
             health.add(SCRAPE_SUCCESS, (part.name,), ok)
             yield from fams
+        if self.cloud_cache is not None:
+            health.add(SCRAPE_DURATION, ("cloud",), self.cloud_cache.last_duration)
+            health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_cache.ok else 0)
         if self.host:
             h = self.host
             health.add(SOURCE_UP, ("host", ""), 1 if h.up else 0)

@@ -1,0 +1,107 @@
+"""The /metrics body: cloud metrics cached per refresh, joined with per-scrape metrics."""
+import gzip
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from exporter.collectors.exporter import ExporterCollector
+from exporter.exposition import CloudCache, Exposition
+from exporter.ledger import JobLedger
+from exporter.models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue
+from exporter.poller import Poller
+from exporter.state import State
+from conftest import parse_metrics, samples
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+class ScriptedSource:
+    """A source that returns the snapshots it is given, one per refresh."""
+    provider = "openstack"
+
+    def __init__(self, *snapshots):
+        self.snapshots = list(snapshots)
+
+    def refresh(self):
+        return self.snapshots.pop(0)
+
+
+def snapshot(n_images, finished=()):
+    return CloudSnapshot(cloud="c1", project="p1", taken_at=1000.0,
+                         images=tuple(Image(f"i{k}", f"img-{k}", "active", 10**9, 900.0) for k in range(n_images)),
+                         finished_jobs=tuple(finished),
+                         quota=Quota(images=QuotaValue(25, "api")))
+
+
+def build(tmp_path, *snapshots):
+    poller = Poller(ScriptedSource(*snapshots), "c1", 60, 3600, ledger=JobLedger(State(str(tmp_path / "s.json")), "c1"),
+                    clock=lambda: 1000.0)
+    cache = CloudCache([poller])
+    poller.on_refresh = cache.refresh
+    return poller, Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+
+
+def test_cached_cloud_part_follows_each_refresh(tmp_path):
+    job = FinishedJob("j1", "image", "srv", 100.0, 700.0, True)
+    poller, exp = build(tmp_path, snapshot(3, [job]), snapshot(5, [job]))
+    assert not samples(parse_metrics(exp.render()[1].decode()), "imaging_images")   # before the first refresh
+    poller.refresh_once()
+    m = parse_metrics(exp.render()[1].decode())
+    assert samples(m, "imaging_images", status="active") == {frozenset({("cloud", "c1"), ("project", "p1"),
+                                                                        ("status", "active")}): 3}
+    assert list(samples(m, "imaging_job_duration_seconds_count").values()) == [1]
+    poller.refresh_once()
+    m = parse_metrics(exp.render()[1].decode())
+    assert list(samples(m, "imaging_images", status="active").values()) == [5]
+    assert list(samples(m, "imaging_job_duration_seconds_count").values()) == [1], "each job observed once"
+    assert list(samples(m, "imaging_source_up").values()) == [1]
+
+
+def test_text_body_equals_a_full_render(tmp_path):
+    poller, exp = build(tmp_path, snapshot(4))
+    poller.refresh_once()
+    full = CollectorRegistry()
+    full.register(exp.registry)
+    full.register(exp.cloud.collector)
+    ours, theirs = parse_metrics(exp.render()[1].decode()), parse_metrics(generate_latest(full).decode())
+    drop = lambda m: {k: v for k, v in m.items() if k[0] != "imaging_scrape_duration_seconds"}  # noqa: E731
+    assert drop(ours) == drop(theirs)
+
+
+def test_openmetrics_has_one_eof_and_parses(tmp_path):
+    poller, exp = build(tmp_path, snapshot(2))
+    poller.refresh_once()
+    exp.render(OPENMETRICS)           # first scrape in this format renders it ...
+    poller.snapshots = None
+    headers, body = exp.render(OPENMETRICS)
+    text = body.decode()
+    assert dict(headers)["Content-Type"].startswith("application/openmetrics-text")
+    assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
+    names = {f.name for f in om_parse(text)}
+    assert {"imaging_images", "imaging_build_info", "imaging_source_refresh_errors"} <= names
+
+
+def test_openmetrics_is_rerendered_after_refresh_once_asked_for(tmp_path):
+    poller, exp = build(tmp_path, snapshot(2), snapshot(7))
+    poller.refresh_once()
+    exp.render(OPENMETRICS)
+    poller.refresh_once()             # ... and re-rendered by the poller after each refresh
+    fams = {f.name: f for f in om_parse(exp.render(OPENMETRICS)[1].decode())}
+    assert [s.value for s in fams["imaging_images"].samples] == [7]
+
+
+def test_gzip_members_concatenate_to_the_identity_body(tmp_path):
+    poller, exp = build(tmp_path, snapshot(3))
+    poller.refresh_once()
+    headers, gz = exp.render(None, "gzip, deflate")
+    assert ("Content-Encoding", "gzip") in headers
+    plain = exp.render(None, None)[1]
+    strip = lambda b: [l for l in b.decode().splitlines() if not l.startswith("imaging_scrape_duration")]  # noqa: E731
+    assert strip(gzip.decompress(gz)) == strip(plain)
+
+
+def test_name_filter(tmp_path):
+    poller, exp = build(tmp_path, snapshot(3))
+    poller.refresh_once()
+    m = parse_metrics(exp.render(None, None, "name[]=imaging_images&name[]=imaging_build_info")[1].decode())
+    assert {name for name, _ in m} == {"imaging_images", "imaging_build_info"}
