@@ -7,7 +7,7 @@ rules look at, thresholds, `for:` durations) is in CONFIG below, in one place.
     python alerts/generate.py            # rewrite alerts/imaging-rules.yml
     python alerts/generate.py --check    # exit 1 if the committed file is out of date
 
-The rules use only the exporter's metric contract (docs/CONTRACT-dev.md, shared design),
+The rules use only the exporter's metric contract (docs/architecture.md, shared design),
 in base units. Every alert has a severity label (critical pages, warning makes a ticket,
 info never pages; see alerts/alertmanager.yml) and summary, description and runbook_url
 annotations; the runbook sections are in docs/runbooks.md.
