@@ -144,8 +144,10 @@ def main(argv=None):
         return 2
     exporter.start()
     host, port = server.server_address[:2]
-    log.info("listening on %s:%s%s (version %s; collectors: %s; clouds: %d)", host, port, args.telemetry_path,
-             __version__, ", ".join(n for n, on in collectors.items() if on), len(exporter.pollers))
+    shown = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    clouds = ", ".join(f"{p.name} ({p.provider}, every {p.interval:g}s)" for p in exporter.pollers) or "none"
+    log.info("imaging-exporter %s listening on %s, metrics at %s; host mode %s; clouds: %s", __version__, shown,
+             args.telemetry_path, "on" if collectors["host"] else "off", clouds)
 
     def stop(signum, _frame):
         log.info("received signal %d, shutting down", signum)
