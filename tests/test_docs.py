@@ -29,3 +29,16 @@ def test_every_exported_metric_is_documented(tmp_path):
     assert exported <= documented | {"imaging_source_refresh_errors"}, exported - documented
     for spec in ALL_SPECS:
         assert spec.name.startswith("imaging_") and spec.help.endswith(".")
+
+
+def test_readme_prometheus_config_is_valid(tmp_path):
+    import subprocess
+
+    from conftest import need_binary
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    snippet = re.search(r"```yaml\n(scrape_configs:.*?)```", readme, re.S).group(1)
+    rules = os.path.join(ROOT, "alerts", "imaging-rules.yml")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(snippet.replace("/etc/prometheus/rules/imaging-rules.yml", rules))
+    r = subprocess.run([need_binary("promtool"), "check", "config", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
