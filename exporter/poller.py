@@ -75,15 +75,16 @@ class Poller:
         self.snapshot = snap
         self._failures_in_row = 0
         self._retry_after = None
-        self.health = Health(up=True, last_success=self._clock(), last_duration=duration,
-                             errors=dict(self._errors), refreshes=self.health.refreshes + 1)
-        log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
-                 len(snap.images), len(snap.running_jobs), len(snap.servers))
         if self.on_refresh is not None:
+            # Before health says up: a scrape that sees up=1 must see this refresh's data.
             try:
                 self.on_refresh()
             except Exception:  # noqa: BLE001 - the snapshot is good; serving it is another matter
                 log.exception("cloud %s: after-refresh hook failed", self.name)
+        self.health = Health(up=True, last_success=self._clock(), last_duration=duration,
+                             errors=dict(self._errors), refreshes=self.health.refreshes + 1)
+        log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
+                 len(snap.images), len(snap.running_jobs), len(snap.servers))
         return True
 
     def _failed(self, reason: str, message: str, started: float) -> bool:

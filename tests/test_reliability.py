@@ -12,11 +12,12 @@ import time
 import tracemalloc
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import profiles
 from exporter.collectors.exporter import ExporterCollector, HostPart
 from exporter.config import CloudConfig, HostConfig
+from exporter.exposition import CloudCache, Exposition
 from exporter.ledger import JobLedger
 from exporter.poller import Poller
 from exporter.sources.host import HostSource
@@ -35,7 +36,6 @@ LINODE_FAULTS = [("error", {"status": 500}), ("error", {"status": 503}), ("error
 
 
 def scrape(collector):
-    from prometheus_client import CollectorRegistry
     reg = CollectorRegistry()
     reg.register(collector)
     return parse_metrics(generate_latest(reg).decode())
@@ -46,7 +46,10 @@ def run_fault_sequence(poller, fake_set, fake_clear, faults, seed, cloud, fake_r
     rng = random.Random(seed)
     plan = [f for f in faults] + [None] * (CYCLES - len(faults))
     rng.shuffle(plan)
-    collector = ExporterCollector("test", pollers=[poller])
+    # The exporter's own serving path: health per scrape, cloud metrics cached per refresh.
+    cache = CloudCache([poller])
+    poller.on_refresh = cache.refresh
+    exposition = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
     good_images = None
     seen_faults = set()
     tracemalloc.start()
@@ -60,11 +63,12 @@ def run_fault_sequence(poller, fake_set, fake_clear, faults, seed, cloud, fake_r
             ok = poller.refresh_once()
             if fault:
                 fake_clear()
-            m = scrape(collector)              # every scrape succeeds, fault or not
+            m = parse_metrics(exposition.render()[1].decode())   # every scrape succeeds, fault or not
             up = list(samples(m, "imaging_source_up", cloud=cloud).values())
             assert up == [1 if ok else 0]
             images = samples(m, "imaging_images", cloud=cloud)
             if ok:
+                assert images, "a good refresh publishes the account's images"
                 good_images = images
             elif good_images is not None:
                 assert images == good_images, "a failed refresh changed the published data"
@@ -167,3 +171,87 @@ def test_host_with_1000_mounts(tmp_path):
         assert len(samples(m, "imaging_filesystem_size_bytes")) == 1000
         assert len(samples(m, "imaging_filesystem_used_high_water_bytes")) == 1000
         assert not samples(m, "imaging_filesystem_device_error")
+
+
+# ---- OpenStack: every fault of the fake cloud, through unpatched openstacksdk ----------------
+
+def _openstack_faults():
+    """(name, what the fake does, the reason the refresh must fail with; None: it must succeed)."""
+    from fakes.openstack_api import Fault
+    return [
+        ("500", lambda: Fault("status", r"/v2/images$", 500), "http_5xx"),
+        ("503-nova", lambda: Fault("status", r"/servers/detail$", 503), "http_5xx"),
+        ("500-usage", lambda: Fault("status", r"/info/usage$", 500), "http_5xx"),
+        ("401-mid-pagination", lambda: Fault("status", r"/v2/images$", 401, skip=1), "auth"),
+        ("403-cinder", lambda: Fault("status", r"/snapshots/detail$", 403), "auth"),
+        ("429", lambda: Fault("status", r"/v2/images$", 429, headers={"Retry-After": "1"}), "rate_limited"),
+        ("404-nova", lambda: Fault("status", r"/servers/detail$", 404), "http_4xx"),
+        ("malformed-page-2", lambda: Fault("malformed", r"/v2/images$", skip=1), "malformed"),
+        ("malformed-nova", lambda: Fault("malformed", r"/servers/detail$"), "malformed"),
+        ("next-link-loops", lambda: Fault("loop", r"/v2/images$"), "pagination"),
+        ("pages-overlap", lambda: Fault("overlap", r"/servers/detail$"), "pagination"),
+        ("slow", lambda: Fault("delay", r"/v2/images$", delay=3 * TIMEOUT), "timeout"),
+        ("hang-mid-pagination", lambda: Fault("hang", r"/servers/detail$", skip=1), "timeout"),
+        ("stall-in-body", lambda: Fault("stall", r"/v2/images$"), "timeout"),
+        ("keystone-down", "keystone-down", "http_5xx"),      # the token expired and Keystone answers 500
+        ("token-expired", "token-expired", None),            # renewed on the way: not a failure
+        ("refused", "refused", "connection"),
+    ]
+
+
+@pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
+def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
+    import yaml
+    from exporter.sources.openstack import OpenStackSource
+    from fakes.openstack_api import FakeOpenStack, Fault, Scenario
+    scenario = Scenario.from_file(os.path.join(os.path.dirname(__file__), "fixtures", "openstack", "project.yaml"))
+    faults = _openstack_faults()
+    actions = {name: make for name, make, _ in faults}
+    reasons = {}                                         # fault name -> the reasons its refreshes failed with
+    with FakeOpenStack(scenario) as fake:
+        (tmp_path / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"fake": {
+            "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
+            "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
+                     "project_name": fake.scenario.project_name, "user_domain_name": "Default",
+                     "project_domain_name": "Default"}}}}))
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
+        for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
+            monkeypatch.delenv(var, raising=False)
+        cfg = CloudConfig(name="lab", provider="openstack", cloud="fake", request_timeout=TIMEOUT)
+        # 4 a page: the images (8) take three pages, the servers (4) two, so page 2 can be spoiled.
+        source = OpenStackSource(cfg, profiles.get("openstack"), clock=fake.clock, page_size=4)
+        poller = Poller(source, "lab", 1, cfg.lookback, ledger=JobLedger(State(str(tmp_path / "s.json")), "lab"),
+                        clock=fake.clock)
+        current = []
+
+        def fake_set(name, _make):
+            action = actions[name]
+            current[:] = [name, dict(poller.health.errors)]
+            if action == "refused":
+                fake.refuse()
+            elif action == "token-expired":
+                fake.expire_tokens()
+            elif action == "keystone-down":
+                fake.expire_tokens()
+                fake.add_fault(Fault("status", r"/auth/tokens$", 500))
+            else:
+                fake.add_fault(action())
+
+        def fake_clear():
+            name, before = current
+            new = {r for r, n in poller.health.errors.items() if n > before.get(r, 0)}
+            reasons.setdefault(name, set()).update(new)
+            fake.clear_faults()
+            fake.accept()
+
+        try:
+            seen, grown = run_fault_sequence(poller, fake_set, fake_clear, [(n, None) for n, _, _ in faults],
+                                             seed=20261124, cloud="lab", fake_requests=fake.requests)
+        finally:
+            source.close()
+        methods = {(m, p) for m, p, _, _ in fake.requests if m != "GET"}
+    assert seen == {n for n, _, _ in faults}
+    assert reasons == {n: ({r} if r else set()) for n, _, r in faults}, "each fault failed for its own reason"
+    assert "other" not in poller.health.errors
+    assert methods <= {("POST", "/identity/v3/auth/tokens")}
+    assert grown < 512 * 1024, f"memory grew by {grown} bytes over {CYCLES - 50} refreshes"

@@ -10,8 +10,13 @@ step patches the state of the previous one and moves the fake's clock, so a
 test can walk an image from queued to active across refreshes. *Faults* are
 switched on at run time and apply to the requests whose path they match:
 error statuses, slow, hung and stalled answers, malformed JSON, next links
-that loop or overlap; stop() refuses further connections. Every request is
-recorded in ``requests``; every token issued in ``tokens_issued``.
+that loop or overlap; stop() refuses further connections, refuse() does so
+until accept(). Every request is recorded in ``requests``; every token
+issued in ``tokens_issued``.
+
+live=True is for tests of the exporter as a process, whose clock is the real
+one: each goto() moves the scenario so that the step's time is the real time
+now, and clock() is the wall clock.
 
 Only the standard library (plus PyYAML for fixture files) is used.
 """
@@ -23,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
@@ -177,7 +182,8 @@ class Fault:
     their first page), "overlap" (the next link marks the page's first item
     instead of its last, so pages repeat items). ``skip`` lets that many
     matching requests through first; ``times`` limits how often it fires
-    (None: forever).
+    (None: forever). ``message`` replaces the error body's message of a
+    "status" fault (e.g. to echo a secret, as a careless proxy might).
     """
     kind: str
     path: str = ""
@@ -186,6 +192,7 @@ class Fault:
     headers: Dict[str, str] = field(default_factory=dict)
     skip: int = 0
     times: Optional[int] = None
+    message: str = ""
     seen: int = 0
     fired: int = 0
 
@@ -219,8 +226,10 @@ class FakeOpenStack:
 
     def __init__(self, scenario: Optional[Scenario] = None, *, user: str = "imaging",
                  password: str = "s3cret-Passw0rd", admin: bool = False,
-                 services: Tuple[str, ...] = ("image", "compute", "block-storage")):
+                 services: Tuple[str, ...] = ("image", "compute", "block-storage"), live: bool = False):
         self.scenario = scenario or Scenario()
+        self.live = live
+        self._port = 0
         self.user = user
         self.password = password
         self.admin = admin
@@ -242,9 +251,10 @@ class FakeOpenStack:
     # -- lifecycle --
     def start(self) -> "FakeOpenStack":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self._port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openstack",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -253,6 +263,18 @@ class FakeOpenStack:
     def stop(self) -> None:
         """Close the listener and every open connection: later requests are refused."""
         self._stopping.set()
+        self._close()
+
+    def refuse(self) -> None:
+        """The cloud goes down: the listener and kept-alive connections close until accept()."""
+        self._close()
+
+    def accept(self) -> None:
+        """The cloud is back, on the same port."""
+        if self._httpd is None:
+            self.start()
+
+    def _close(self) -> None:
         httpd, self._httpd = self._httpd, None
         if httpd is not None:
             httpd.shutdown()
@@ -274,6 +296,9 @@ class FakeOpenStack:
 
     # -- scenario and clock --
     def goto(self, step: int) -> None:
+        if self.live:
+            at = parse_offset(self.scenario.steps[step].get("at", 0)) if self.scenario.prebuilt is None else 0.0
+            self.scenario = replace(self.scenario, start=float(round(time.time())) - at)
         state = self.scenario.state_at(step)
         with self._lock:
             self.step_index = step
@@ -288,7 +313,7 @@ class FakeOpenStack:
         self.goto(self.step_index + 1)
 
     def clock(self) -> float:
-        return self.now
+        return time.time() if self.live else self.now
 
     # -- faults and tokens --
     def add_fault(self, fault: Fault) -> Fault:
@@ -404,7 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if kind == "status":
-                raise _HttpError(fault.status)
+                raise _HttpError(fault.status, fault.message)
             status, headers, doc = self._route(method, path, query, body, link=kind)
         except _HttpError as e:
             status, headers, doc = e.status, {}, _error_body(e.status, e.message, path)
