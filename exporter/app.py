@@ -47,7 +47,7 @@ class Exporter:
             if self.cloud_cache is None:
                 self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
-                                       ledger=JobLedger(self.state, cc.name), on_refresh=self.cloud_cache.refresh))
+                                       ledger=JobLedger(self.state, cc.name, cc.lookback), on_refresh=self.cloud_cache.refresh))
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache)
         self.exposition = Exposition(self.collector, self.cloud_cache)
         self.registry = self.exposition.registry      # host and health metrics only

@@ -19,15 +19,17 @@ BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0
 
 
 class JobLedger:
-    def __init__(self, state: State, cloud: str):
+    def __init__(self, state: State, cloud: str, lookback: float = 48 * 3600.0):
         self.state = state
         self.cloud = cloud
+        self.lookback = lookback
 
     def _section(self):
         sec = self.state.jobs(self.cloud)
         sec.setdefault("counted", {})
         sec.setdefault("last_success", {})
         sec.setdefault("histogram", {})
+        sec.setdefault("failed", {})
         return sec
 
     def observe(self, finished: Iterable[FinishedJob], lookback: float, now: float,
@@ -36,7 +38,7 @@ class JobLedger:
         new = 0
         with self.state.lock:
             sec = self._section()
-            counted, last, hist = sec["counted"], sec["last_success"], sec["histogram"]
+            counted, last, hist, failed = sec["counted"], sec["last_success"], sec["histogram"], sec["failed"]
             for job in finished:
                 key = f"{job.kind}/{job.job_id}"
                 if key in counted:
@@ -44,6 +46,9 @@ class JobLedger:
                 counted[key] = job.finished
                 new += 1
                 if not job.succeeded:
+                    # Kept here too: a failure the source saw only once (an image
+                    # deleted before it became active) must survive a restart.
+                    failed[key] = [job.server_id, job.kind, job.finished]
                     continue
                 h = hist.setdefault(job.kind, {"buckets": [0] * len(BUCKETS), "count": 0, "sum": 0.0})
                 i = bisect.bisect_left(BUCKETS, job.duration)
@@ -58,6 +63,9 @@ class JobLedger:
             horizon = now - 2 * lookback
             for key in [k for k, t in counted.items() if t < horizon]:
                 del counted[key]
+            for key in [k for k, f in failed.items() if f[2] < now - lookback]:
+                del failed[key]
+            self.lookback = lookback
             servers = set(servers)
             if servers:
                 for lk in [k for k in last if k.rsplit("/", 1)[0] not in servers]:
@@ -65,6 +73,16 @@ class JobLedger:
             self.state.mark_dirty()
         self.state.flush(force=bool(new))
         return new
+
+    def failures(self, now: float) -> Dict[Tuple[str, str], Tuple[int, float]]:
+        """{(server_id, kind): (failures inside the lookback, when the last one ended)}."""
+        out: Dict[Tuple[str, str], Tuple[int, float]] = {}
+        with self.state.lock:
+            for server_id, kind, finished in self._section()["failed"].values():
+                if finished >= now - self.lookback:
+                    n, last = out.get((server_id, kind), (0, 0.0))
+                    out[(server_id, kind)] = (n + 1, max(last, finished))
+        return out
 
     def histogram(self) -> Dict[str, Tuple[list, int, float]]:
         """{kind: ([(le, cumulative), ...], count, sum)} for HistogramMetricFamily."""

@@ -84,14 +84,17 @@ def _add_snapshot(fams: Families, snap, ledger):
     for kind in JOB_KINDS:
         fams.add(JOBS_RUNNING, c + (kind,), running[kind])
 
-    failures, last_failure = Counter(), {}
-    for j in snap.finished_jobs:
-        if not j.succeeded:
-            failures[(j.server_id, j.kind)] += 1
-            last_failure[(j.server_id, j.kind)] = max(j.finished, last_failure.get((j.server_id, j.kind), 0.0))
-    for (server_id, kind), n in sorted(failures.items()):
+    if ledger is not None:       # what the ledger kept, restarts included
+        failures = ledger.failures(snap.taken_at)
+    else:
+        failures = {}
+        for j in snap.finished_jobs:
+            if not j.succeeded:
+                n, last_end = failures.get((j.server_id, j.kind), (0, 0.0))
+                failures[(j.server_id, j.kind)] = (n + 1, max(last_end, j.finished))
+    for (server_id, kind), (n, last_end) in sorted(failures.items()):
         fams.add(JOB_FAILURES, c + (server_id, kind), n)
-        fams.add(LAST_FAILURE, c + (server_id, kind), last_failure[(server_id, kind)])
+        fams.add(LAST_FAILURE, c + (server_id, kind), last_end)
 
     last = dict(ledger.last_success()) if ledger is not None else {}
     for s in snap.servers:
