@@ -11,7 +11,7 @@ from .config import Config
 from .exposition import CloudCache, Exposition
 from .ledger import JobLedger
 from .poller import Poller
-from .sources.host import HostSource
+from .sources.host import HostSource, detect_server_id
 from .state import State, default_path
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class Exporter:
             limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits)
             # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
             limits += tuple(l for l in profile.limits if l.measure == "image_count")
-            host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, hc.server_id)
+            server_id = hc.server_id or detect_server_id(hc.root_path or "/")
+            host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, server_id)
         self.cloud_cache = None
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):

@@ -209,3 +209,19 @@ def test_topology_resolves_partitions_lvm_and_skips_virtual_devices(tmp_path):
     assert topo.disks_of("/dev/vdb") == {"vdb"}
     assert topo.disks_of("server:/export") == frozenset()       # NFS: no local disk
     assert topo.disk_sizes() == {"vda": 83886080 * 512, "vdb": 20971520 * 512}
+
+
+def test_server_id_from_cloud_init(tmp_path, exporter_process):
+    from exporter.sources.host import detect_server_id
+    data = tmp_path / "var" / "lib" / "cloud" / "data"
+    data.mkdir(parents=True)
+    assert detect_server_id(str(tmp_path)) == ""
+    (data / "instance-id").write_text("linode-12345\n")
+    assert detect_server_id(str(tmp_path)) == "", "only OpenStack UUIDs are cloud mode's ids"
+    (data / "instance-id").write_text("6D1C4A2E-0B1F-4C55-9E0A-3F2B7C9D8E01\n")
+    assert detect_server_id(str(tmp_path)) == "6d1c4a2e-0b1f-4c55-9e0a-3f2b7c9d8e01"
+    # Through the exporter: the configured id wins, cloud-init fills in otherwise.
+    from conftest import samples
+    exp = exporter_process({"host": {"root_path": str(tmp_path)}})
+    info = samples(exp.scrape(), "imaging_host_info")
+    assert [dict(k)["server_id"] for k in info] == ["6d1c4a2e-0b1f-4c55-9e0a-3f2b7c9d8e01"]

@@ -244,6 +244,24 @@ class _Statter:
         fut.add_done_callback(done)
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def detect_server_id(root_path: str = "/") -> str:
+    """The cloud's id for this server, from cloud-init, when it is an OpenStack UUID.
+
+    cloud-init writes the instance id from the metadata service or config
+    drive; on OpenStack that is the Nova server UUID, the id cloud mode uses.
+    Other forms (Linode's, for one) are not cloud mode's ids: "" then.
+    """
+    try:
+        with open(os.path.join(root_path, "var", "lib", "cloud", "data", "instance-id")) as f:
+            value = f.read().strip().lower()
+    except OSError:
+        return ""
+    return value if _UUID.match(value) else ""
+
+
 def _listdir(path):
     try:
         return os.listdir(path)
