@@ -225,3 +225,37 @@ def test_server_id_from_cloud_init(tmp_path, exporter_process):
     exp = exporter_process({"host": {"root_path": str(tmp_path)}})
     info = samples(exp.scrape(), "imaging_host_info")
     assert [dict(k)["server_id"] for k in info] == ["6d1c4a2e-0b1f-4c55-9e0a-3f2b7c9d8e01"]
+
+
+def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_path):
+    import shutil
+    import subprocess
+    sleep = shutil.which("sleep")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    os.symlink(sleep, tmp_path / "b" / "postgres")           # a backend, named like its server
+    os.symlink(sleep, tmp_path / "a" / "mysqld")
+    server = tmp_path / "a" / "postgres"                      # the server: a script that forks backends
+    server.write_text(f"#!/bin/sh\n{tmp_path / 'b' / 'postgres'} 60 &\n{tmp_path / 'b' / 'postgres'} 60 &\nwait\n")
+    server.chmod(0o755)
+    now = [1000.0]
+    src = HostSource(HostConfig(), clock=lambda: now[0])
+    assert dict(src.read().database_processes).get("postgresql", 0) == 0
+    procs = [subprocess.Popen([str(server)], start_new_session=True),
+             subprocess.Popen([str(tmp_path / "a" / "mysqld"), "60"])]
+    try:
+        time.sleep(0.3)
+        assert dict(src.read().database_processes).get("postgresql", 0) == 0, "counts are reused for a while"
+        now[0] += 31
+        src.read()                                            # starts a recount in the background
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and src._recounting.locked():
+            time.sleep(0.02)
+        counts = dict(src.read().database_processes)
+        assert counts.get("postgresql") == 1, "one server, not its two backends"
+        assert counts.get("mysql") == 1
+    finally:
+        os.killpg(procs[0].pid, signal.SIGKILL)
+        procs[1].kill()
+        for p in procs:
+            p.wait()

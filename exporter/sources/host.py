@@ -36,7 +36,7 @@ DATABASE_ENGINES = {
 }
 # Virtual block devices that are never a server's disk.
 _SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
-_PROCESS_CACHE_SECONDS = 10.0
+_PROCESS_CACHE_SECONDS = 30.0
 
 
 def _unescape(field: str) -> str:
@@ -285,6 +285,7 @@ class HostSource:
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self._clock = clock
         self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
+        self._recounting = threading.Lock()
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -320,12 +321,26 @@ class HostSource:
                             database_processes=self._database_processes(), hostname=socket.gethostname())
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
-        # Walking /proc costs milliseconds on a busy host; databases do not
-        # come and go between two scrapes, so the count is reused briefly.
+        # Walking /proc costs milliseconds per scrape on a busy host, and
+        # databases do not come and go between scrapes: serve the last count
+        # and, once it is older than _PROCESS_CACHE_SECONDS, recount in the
+        # background. Only the very first read waits for a count.
         taken, cached = self._proc_cache
-        now = self._clock()
-        if now - taken < _PROCESS_CACHE_SECONDS:
-            return cached
+        if taken == float("-inf"):
+            self._recount()
+            return self._proc_cache[1]
+        if self._clock() - taken >= _PROCESS_CACHE_SECONDS and self._recounting.acquire(blocking=False):
+            def run():
+                try:
+                    self._recount()
+                except Exception:  # noqa: BLE001 - keep the last count
+                    log.debug("counting database processes failed", exc_info=True)
+                finally:
+                    self._recounting.release()
+            threading.Thread(target=run, name="db-processes", daemon=True).start()
+        return cached
+
+    def _recount(self) -> None:
         names: Dict[int, Tuple[str, int]] = {}
         for proc in psutil.process_iter(["name", "ppid"]):
             names[proc.pid] = (proc.info.get("name") or "", proc.info.get("ppid") or 0)
@@ -336,6 +351,4 @@ class HostSource:
             # connection, all named like their parent.
             if engine and DATABASE_ENGINES.get(names.get(ppid, ("", 0))[0]) != engine:
                 counts[engine] = counts.get(engine, 0) + 1
-        result = tuple(sorted(counts.items()))
-        self._proc_cache = (now, result)
-        return result
+        self._proc_cache = (self._clock(), tuple(sorted(counts.items())))
