@@ -132,7 +132,7 @@ def main(argv=None):
 
     if args.once:
         exporter.refresh_all()
-        sys.stdout.write(exporter.exposition.render()[1].decode())
+        sys.stdout.write(exporter.exposition.raw().decode())
         exporter.stop()
         return 0
 

@@ -14,7 +14,7 @@ import gzip
 import logging
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
@@ -102,7 +102,9 @@ class Exposition:
         self.cloud = cloud
 
     def render(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None,
-               query: str = "") -> Tuple[list, bytes]:
+               query: str = "") -> Tuple[list, List[bytes]]:
+        """(headers, body chunks). The chunks are written one after the other:
+        joining them would copy the cached cloud part (megabytes) per scrape."""
         encoder, content_type = choose_encoder(accept)
         params = parse_qs(query or "")
         want_gzip = gzip_accepted(accept_encoding or "")
@@ -115,16 +117,20 @@ class Exposition:
             for c in [self.collector] + ([self.cloud.collector] if self.cloud else []):
                 combined.register(c)
             body = encoder(combined.restricted_registry(params["name[]"]))
-            return headers, gzip.compress(body, _GZIP_LEVEL) if want_gzip else body
+            return headers, [gzip.compress(body, _GZIP_LEVEL) if want_gzip else body]
         dynamic = encoder(self.registry)
         if self.cloud is None:
-            return headers, gzip.compress(dynamic, _GZIP_LEVEL) if want_gzip else dynamic
+            return headers, [gzip.compress(dynamic, _GZIP_LEVEL) if want_gzip else dynamic]
         cloud_body, cloud_gz = self.cloud.get(encoder, content_type)
         if dynamic.endswith(_EOF) and cloud_body.endswith(_EOF):
             dynamic = dynamic[:-len(_EOF)]
         if want_gzip:
-            return headers, gzip.compress(dynamic, _GZIP_LEVEL) + cloud_gz
-        return headers, dynamic + cloud_body
+            return headers, [gzip.compress(dynamic, _GZIP_LEVEL), cloud_gz]
+        return headers, [dynamic, cloud_body]
+
+    def raw(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None, query: str = "") -> bytes:
+        """The whole body as one bytes object (for --once, tests and benchmarks)."""
+        return b"".join(self.render(accept, accept_encoding, query)[1])
 
     def wsgi_app(self):
         def app(environ, start_response):
@@ -137,6 +143,7 @@ class Exposition:
                 return [f"# HTTP 405 Method Not Allowed: {method}; use OPTIONS or GET\n".encode()]
             headers, body = self.render(environ.get("HTTP_ACCEPT"), environ.get("HTTP_ACCEPT_ENCODING"),
                                         environ.get("QUERY_STRING", ""))
-            start_response("200 OK", headers)
-            return [body]
+            length = sum(len(chunk) for chunk in body)
+            start_response("200 OK", headers + [("Content-Length", str(length))])
+            return body
         return app

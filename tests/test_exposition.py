@@ -44,14 +44,14 @@ def build(tmp_path, *snapshots):
 def test_cached_cloud_part_follows_each_refresh(tmp_path):
     job = FinishedJob("j1", "image", "srv", 100.0, 700.0, True)
     poller, exp = build(tmp_path, snapshot(3, [job]), snapshot(5, [job]))
-    assert not samples(parse_metrics(exp.render()[1].decode()), "imaging_images")   # before the first refresh
+    assert not samples(parse_metrics(exp.raw().decode()), "imaging_images")   # before the first refresh
     poller.refresh_once()
-    m = parse_metrics(exp.render()[1].decode())
+    m = parse_metrics(exp.raw().decode())
     assert samples(m, "imaging_images", status="active") == {frozenset({("cloud", "c1"), ("project", "p1"),
                                                                         ("status", "active")}): 3}
     assert list(samples(m, "imaging_job_duration_seconds_count").values()) == [1]
     poller.refresh_once()
-    m = parse_metrics(exp.render()[1].decode())
+    m = parse_metrics(exp.raw().decode())
     assert list(samples(m, "imaging_images", status="active").values()) == [5]
     assert list(samples(m, "imaging_job_duration_seconds_count").values()) == [1], "each job observed once"
     assert list(samples(m, "imaging_source_up").values()) == [1]
@@ -63,7 +63,7 @@ def test_text_body_equals_a_full_render(tmp_path):
     full = CollectorRegistry()
     full.register(exp.registry)
     full.register(exp.cloud.collector)
-    ours, theirs = parse_metrics(exp.render()[1].decode()), parse_metrics(generate_latest(full).decode())
+    ours, theirs = parse_metrics(exp.raw().decode()), parse_metrics(generate_latest(full).decode())
     drop = lambda m: {k: v for k, v in m.items() if k[0] != "imaging_scrape_duration_seconds"}  # noqa: E731
     assert drop(ours) == drop(theirs)
 
@@ -73,8 +73,8 @@ def test_openmetrics_has_one_eof_and_parses(tmp_path):
     poller.refresh_once()
     exp.render(OPENMETRICS)           # first scrape in this format renders it ...
     poller.snapshots = None
-    headers, body = exp.render(OPENMETRICS)
-    text = body.decode()
+    headers, chunks = exp.render(OPENMETRICS)
+    text = b"".join(chunks).decode()
     assert dict(headers)["Content-Type"].startswith("application/openmetrics-text")
     assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
     names = {f.name for f in om_parse(text)}
@@ -86,16 +86,17 @@ def test_openmetrics_is_rerendered_after_refresh_once_asked_for(tmp_path):
     poller.refresh_once()
     exp.render(OPENMETRICS)
     poller.refresh_once()             # ... and re-rendered by the poller after each refresh
-    fams = {f.name: f for f in om_parse(exp.render(OPENMETRICS)[1].decode())}
+    fams = {f.name: f for f in om_parse(exp.raw(OPENMETRICS).decode())}
     assert [s.value for s in fams["imaging_images"].samples] == [7]
 
 
 def test_gzip_members_concatenate_to_the_identity_body(tmp_path):
     poller, exp = build(tmp_path, snapshot(3))
     poller.refresh_once()
-    headers, gz = exp.render(None, "gzip, deflate")
+    headers, chunks = exp.render(None, "gzip, deflate")
+    gz = b"".join(chunks)
     assert ("Content-Encoding", "gzip") in headers
-    plain = exp.render(None, None)[1]
+    plain = exp.raw(None, None)
     strip = lambda b: [l for l in b.decode().splitlines() if not l.startswith("imaging_scrape_duration")]  # noqa: E731
     assert strip(gzip.decompress(gz)) == strip(plain)
 
@@ -103,5 +104,5 @@ def test_gzip_members_concatenate_to_the_identity_body(tmp_path):
 def test_name_filter(tmp_path):
     poller, exp = build(tmp_path, snapshot(3))
     poller.refresh_once()
-    m = parse_metrics(exp.render(None, None, "name[]=imaging_images&name[]=imaging_build_info")[1].decode())
+    m = parse_metrics(exp.raw(None, None, "name[]=imaging_images&name[]=imaging_build_info").decode())
     assert {name for name, _ in m} == {"imaging_images", "imaging_build_info"}

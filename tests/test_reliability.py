@@ -63,7 +63,7 @@ def run_fault_sequence(poller, fake_set, fake_clear, faults, seed, cloud, fake_r
             ok = poller.refresh_once()
             if fault:
                 fake_clear()
-            m = parse_metrics(exposition.render()[1].decode())   # every scrape succeeds, fault or not
+            m = parse_metrics(exposition.raw().decode())   # every scrape succeeds, fault or not
             up = list(samples(m, "imaging_source_up", cloud=cloud).values())
             assert up == [1 if ok else 0]
             images = samples(m, "imaging_images", cloud=cloud)

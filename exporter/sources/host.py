@@ -103,11 +103,13 @@ class BlockTopology:
     """Maps devices to the whole disks behind them, from sysfs.
 
     Disks and partitions change far less often than Prometheus scrapes, so
-    what sysfs said is reused for a few seconds; that keeps a host scrape
+    what sysfs said is reused for a few minutes; that keeps a host scrape
     as cheap as node_exporter's.
     """
 
-    def __init__(self, sys_path: str = "/sys", ttl: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    # Prometheus scrapes every 15-60 s: a shorter reuse would never hit. A
+    # disk that is resized shows within five minutes.
+    def __init__(self, sys_path: str = "/sys", ttl: float = 300.0, clock: Callable[[], float] = time.monotonic):
         self.sys_path = sys_path
         self.ttl, self._clock = ttl, clock
         self._disks_of: Dict[str, frozenset] = {}
@@ -286,6 +288,7 @@ class HostSource:
         self._clock = clock
         self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
         self._recounting = threading.Lock()
+        self._first_count = threading.Lock()
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -327,7 +330,9 @@ class HostSource:
         # background. Only the very first read waits for a count.
         taken, cached = self._proc_cache
         if taken == float("-inf"):
-            self._recount()
+            with self._first_count:           # a burst of first scrapes walks /proc once
+                if self._proc_cache[0] == float("-inf"):
+                    self._recount()
             return self._proc_cache[1]
         if self._clock() - taken >= _PROCESS_CACHE_SECONDS and self._recounting.acquire(blocking=False):
             def run():

@@ -119,14 +119,12 @@ class OpenStackSource:
         project_id = access.project_id
         everyone = {"all_tenants": "1"} if self.cfg.all_projects else {}
 
-        images = _records("images", _image_record, self._list(
-            "listing images", conn, "image", "/images", "images",
-            {} if self.cfg.all_projects else {"owner": project_id}))
-        servers = _records("servers", _server_record, self._list(
-            "listing servers", conn, "compute", "/servers/detail", "servers", everyone))
-        volume_snapshots = _records("volume snapshots", _volume_snapshot_record, self._list(
-            "listing volume snapshots", conn, "block_storage", "/snapshots/detail", "snapshots", everyone,
-            optional=True))
+        images = self._list("listing images", _image_record, conn, "image", "/images", "images",
+                            {} if self.cfg.all_projects else {"owner": project_id})
+        servers = self._list("listing servers", _server_record, conn, "compute", "/servers/detail", "servers",
+                             everyone)
+        volume_snapshots = self._list("listing volume snapshots", _volume_snapshot_record, conn, "block_storage",
+                                      "/snapshots/detail", "snapshots", everyone, optional=True)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
         usage = None if self.cfg.all_projects else _call(
@@ -171,27 +169,31 @@ class OpenStackSource:
                 app_name="imaging-exporter", app_version=__version__)
         return self._conn
 
-    def _list(self, what: str, conn, service: str, path: str, key: str, params: dict,
-              optional: bool = False) -> List[dict]:
+    def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,
+              params: dict, optional: bool = False) -> List[T]:
         def run():
             try:
                 proxy = getattr(conn, service)      # may authenticate and read the catalog
-                return self._paginate(what, proxy, path, key, params)
+                return self._paginate(what, build, proxy, path, key, params)
             except sdk_exc.ServiceDisabledException:
                 if optional:
                     return []                       # e.g. a cloud without Cinder
                 raise
         return _call(what, run, self.cfg)
 
-    def _paginate(self, what: str, proxy, path: str, key: str, params: dict) -> List[dict]:
-        """Every item of a marker/limit listing, following the service's next links.
+    def _paginate(self, what: str, build: Callable[[dict], T], proxy, path: str, key: str,
+                  params: dict) -> List[T]:
+        """Every item of a marker/limit listing as a record, following the service's next links.
 
-        Only the query of a next link is used: Nova and Cinder build its host
-        from their own config, which is often an internal name the exporter
-        cannot reach. An id seen twice (the links loop or overlap) or more than
-        max_pages pages (they never end) is a pagination error.
+        Each page is turned into records as it arrives, so the raw JSON of
+        one page at a time is alive, not of the whole listing (70 MiB at 50k
+        images). Only the query of a next link is used: Nova and Cinder build
+        its host from their own config, which is often an internal name the
+        exporter cannot reach. An id seen twice (the links loop or overlap)
+        or more than max_pages pages (they never end) is a pagination error.
         """
-        items: Dict[str, dict] = {}
+        records: List[T] = []
+        seen = set()
         query = {**params, "limit": str(self._page_size)}
         for _ in range(self._max_pages):
             body = _get_json(proxy, path, query)
@@ -202,12 +204,13 @@ class OpenStackSource:
                 oid = item.get("id") if isinstance(item, dict) else None
                 if not isinstance(oid, str) or not oid:
                     raise SourceError("malformed", f"{what}: an item without an id")
-                if oid in items:
+                if oid in seen:
                     raise SourceError("pagination", f"{what}: {oid} came twice; the next links loop")
-                items[oid] = item
+                seen.add(oid)
+            records += _records(what, build, page)
             link = _next_query(body, key)
             if link is None or not page:
-                return list(items.values())
+                return records
             query = {**params, **link}
         raise SourceError("pagination", f"{what}: more than {self._max_pages} pages; the next links do not end")
 
