@@ -1,24 +1,44 @@
 #!/usr/bin/env python3
-"""OpenStack cloud mode at scale: one refresh of a big project, and scraping it.
+"""Cloud mode at scale: refreshing a big project or account, and scraping it.
 
     python bench/cloud_scale.py [--images 10000] [--servers 5000] [--refreshes 5] [--renders 200]
+    python bench/cloud_scale.py --sizes 1k/500,10k/5k,50k/20k [--linode-sizes 100,500,2000]
+    python bench/cloud_scale.py --provider linode --instances 500
+    python bench/cloud_scale.py --openmetrics        # scrape as Prometheus does (OpenMetrics)
+    python bench/cloud_scale.py --images 50000 --servers 20000 --tracemalloc    # minutes: traces 1M blocks
 
-The fake OpenStack API (tests/fakes/openstack_api.py) runs in a child process
-so that this process's RSS and CPU time are the exporter side only. Through
-unpatched openstacksdk, it measures a cold refresh (token, discovery) and warm
-ones: wall time, CPU time, HTTP requests, RSS. Then it scrapes the way the
-exporter serves /metrics (Poller -> CloudCache rendered per refresh ->
-Exposition joined per scrape) and times scrapes, plain and gzip.
+The fake API (tests/fakes/openstack_api.py, tests/fakes/linode_api.py) runs
+in a child process, so this process's RSS and CPU time are the exporter side
+only. The exporter's own serving path is driven as the exporter drives it: a
+Poller refreshes the real source through the unpatched SDK (openstacksdk,
+linode_api4) over loopback HTTP and then calls CloudCache.refresh, which
+renders the cloud metrics once per refresh; Exposition joins them per scrape.
+Measured: a cold refresh (token, discovery) and warm ones: wall and CPU time
+of the source's refresh, HTTP requests, the per-refresh rendering, RSS; then
+scrapes from the snapshot (Exposition.render, in-process, plain and gzip).
+
+With --sizes, every size runs in a fresh child process (this script with
+--json), so the peak RSS (ru_maxrss) is that size's own; one table shows how
+each figure grows with size.
+
+Linode has no bulk endpoint for disks or backups: a refresh costs two
+requests per instance (each ~2 ms of SDK and HTTP CPU), so its sizes are
+instance counts a hundred times smaller than OpenStack's image counts.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import math
 import multiprocessing as mp
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psutil
@@ -30,20 +50,62 @@ sys.path.insert(0, ROOT)
 
 from exporter import __version__, profiles
 from exporter.config import CloudConfig
-from exporter.sources.openstack import OpenStackSource
 
 MIB = 2**20
+OPENSTACK_PAGE = 1000      # exporter.sources.openstack.PAGE_SIZE
+LINODE_PAGE = 500          # exporter.sources.linode.PAGE_SIZE
+DEFAULT_SIZES = "1k/500,10k/5k,50k/20k"
+DEFAULT_LINODE_SIZES = "100,500,2000"
+LINODE_TOKEN_ENV = "IMAGING_BENCH_LINODE_TOKEN"
+# What Prometheus sends: it negotiates OpenMetrics, which the cache then renders after every refresh.
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 
+
+# ---- the fakes, each in a child process ---------------------------------------------
 
 def serve_fake(conn, images, servers):
-    """Child process: the fake cloud; answers "count" (requests so far) and "stop"."""
+    """Child process: the fake OpenStack; answers "count" (requests so far) and "stop"."""
     from tests.fakes.openstack_api import FakeOpenStack, Scenario
     fake = FakeOpenStack(Scenario.synthetic(images=images, servers=servers)).start()
     conn.send((fake.url, fake.user, fake.password))
+    _serve_commands(conn, fake, lambda: len(fake.requests))
+
+
+def serve_fake_linode(conn, instances, images, window):
+    """Child process: the fake Linode API with a synthetic account; same commands as serve_fake.
+
+    window: how far back the source asks for events (lookback + the stuck threshold)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from fakes.linode_api import FakeLinodeAPI, format_time, synthetic_scenario
+
+    class Fast(FakeLinodeAPI):
+        """The fake lists a collection by copying every object on each request, so each
+        per-instance request costs O(instances) in the fake; a synthetic account never
+        changes, so what was visible in a second is reused (the answers are the same)."""
+        _memo: dict = {}
+
+        def _visible(self, collection, now):
+            key = (collection, now)
+            if key not in self._memo:
+                self._memo.clear() if len(self._memo) > 16 else None
+                self._memo[key] = super()._visible(collection, now)
+            return self._memo[key]
+
+    fake = Fast("empty", clock=time.time)
+    fake.scenario = synthetic_scenario(instances, images=images, now=fake.clock())
+    fake.start()
+    since = format_time(fake.clock() - window)
+    conn.send((fake.url, fake.token, sum(1 for e in fake.scenario["events"] if e["created"] >= since),
+               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"])))
+    _serve_commands(conn, fake, lambda: len(fake.requests))
+
+
+def _serve_commands(conn, fake, count):
     while True:
         cmd = conn.recv()
         if cmd == "count":
-            conn.send(len(fake.requests))
+            conn.send(count())
         else:
             fake.stop()
             conn.send("stopped")
@@ -59,94 +121,420 @@ def write_clouds_yaml(url, user, password) -> str:
     return path
 
 
+class Fake:
+    """A fake cloud in a child process, and the source that reads it."""
+
+    def __init__(self, provider: str, images: int, servers: int):
+        self.provider, self.images, self.servers = provider, images, servers
+        self._conn, child = mp.Pipe()
+        if provider == "openstack":
+            target, args = serve_fake, (child, images, servers)
+        else:
+            window = CloudConfig.lookback + profiles.common().job_stuck_after
+            target, args = serve_fake_linode, (child, servers, images, window)
+        self._proc = mp.Process(target=target, args=args, daemon=True)
+        self._proc.start()
+        hello = self._conn.recv()
+        if provider == "openstack":
+            os.environ["OS_CLIENT_CONFIG_FILE"] = write_clouds_yaml(*hello)
+            self.cfg = CloudConfig(name="bench", provider="openstack", cloud="bench", request_timeout=30.0)
+            self.events, self.backups = 0, 0
+        else:
+            url, token, self.events, self.backups = hello
+            os.environ[LINODE_TOKEN_ENV] = token
+            self.cfg = CloudConfig(name="bench", provider="linode", api_url=url, token_env=LINODE_TOKEN_ENV,
+                                   request_timeout=30.0)
+
+    def source(self):
+        if self.provider == "openstack":
+            from exporter.sources.openstack import OpenStackSource
+            return OpenStackSource(self.cfg, profiles.get("openstack"))
+        from exporter.sources.linode import LinodeSource
+        return LinodeSource(self.cfg, profiles.get("linode"))
+
+    def pages(self) -> int:
+        """The requests a warm refresh cannot do without: the listings' pages (each at least one),
+        and for Linode one disks and one backups request per instance (no bulk endpoint)."""
+        if self.provider == "openstack":
+            # images, servers, volume snapshots (none in the synthetic project)
+            return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, self.servers, 0))
+        lists = sum(max(1, math.ceil(n / LINODE_PAGE)) for n in (self.images, self.servers, self.events))
+        return lists + self.servers + self.backups
+
+    def requests(self) -> int:
+        self._conn.send("count")
+        return self._conn.recv()
+
+    def stop(self):
+        self._conn.send("stop")
+        self._conn.recv()
+        self._proc.join(5)
+
+
+# ---- measuring, in this process --------------------------------------------------------
+
 def rss_mib() -> float:
     gc.collect()
     return psutil.Process().memory_info().rss / MIB
 
 
-def timed_refresh(source, ask):
-    before = ask("count")
-    cpu, wall = time.process_time(), time.perf_counter()
-    snap = source.refresh()
-    return snap, time.perf_counter() - wall, time.process_time() - cpu, ask("count") - before
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024     # KiB on Linux
 
 
-def render_times(source, renders):
-    """Scrapes through the exporter's own serving path (exporter.exposition), fed by a real Poller:
-    health metrics rendered per scrape, cloud metrics rendered once per refresh and cached."""
-    from exporter.collectors.exporter import ExporterCollector
-    from exporter.exposition import CloudCache, Exposition
-    from exporter.ledger import JobLedger
-    from exporter.poller import Poller
-    from exporter.state import State
+class Timed:
+    """The source, with the wall and CPU time of its last refresh() (the poller adds the rendering)."""
 
-    cfg = source.cfg
-    poller = Poller(source, cfg.name, cfg.refresh_interval, cfg.lookback, ledger=JobLedger(State(None), cfg.name))
-    cache = CloudCache([poller])
-    poller.on_refresh = cache.refresh
-    exposition = Exposition(ExporterCollector(__version__, pollers=[poller], cloud_cache=cache), cache)
-    exposition.render()                      # first scrape: the text format is now rendered per refresh
-    if not poller.refresh_once():
-        raise SystemExit(f"refresh failed: {poller.health.last_error}")
-    body = exposition.render()[1]
-    times = {}
-    for label, encoding in (("identity", None), ("gzip", "gzip")):
-        times[label] = []
-        for _ in range(renders):
-            t = time.perf_counter()
-            exposition.render(None, encoding)
-            times[label].append(time.perf_counter() - t)
-    series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-    return times, len(body), series, cache.last_duration
+    def __init__(self, source):
+        self.source, self.provider, self.last = source, source.provider, (0.0, 0.0)
+
+    def refresh(self):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return self.source.refresh()
+        finally:
+            self.last = (time.perf_counter() - wall, time.process_time() - cpu)
+
+    def close(self):
+        self.source.close()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=10_000)
-    ap.add_argument("--servers", type=int, default=5_000)
-    ap.add_argument("--refreshes", type=int, default=5, help="warm refreshes to time")
-    ap.add_argument("--renders", type=int, default=200, help="generate_latest runs to time")
-    args = ap.parse_args()
+class Harness:
+    """Poller -> CloudCache rendered per refresh -> Exposition joined per scrape, as exporter.app wires them."""
 
-    parent, child = mp.Pipe()
-    fake = mp.Process(target=serve_fake, args=(child, args.images, args.servers), daemon=True)
-    fake.start()
-    url, user, password = parent.recv()
+    def __init__(self, fake: Fake, accept=None):
+        from exporter.collectors.exporter import ExporterCollector
+        from exporter.exposition import CloudCache, Exposition
+        from exporter.ledger import JobLedger
+        from exporter.poller import Poller
+        from exporter.state import State
 
-    def ask(cmd):
-        parent.send(cmd)
-        return parent.recv()
+        self.fake, self.accept = fake, accept
+        self.source = Timed(fake.source())
+        cfg = fake.cfg
+        self.poller = Poller(self.source, cfg.name, cfg.refresh_interval, cfg.lookback,
+                             ledger=JobLedger(State(None), cfg.name))
+        self.cache = CloudCache([self.poller])
+        self.render_cpu = 0.0
+        self.poller.on_refresh = self._render
+        self.exposition = Exposition(ExporterCollector(__version__, pollers=[self.poller], cloud_cache=self.cache),
+                                     self.cache)
+        # A scrape before the first refresh: from now on its format is rendered after each refresh.
+        self.exposition.render(accept)
 
-    os.environ["OS_CLIENT_CONFIG_FILE"] = write_clouds_yaml(url, user, password)
-    cfg = CloudConfig(name="bench", provider="openstack", cloud="bench", request_timeout=30.0)
-    source = OpenStackSource(cfg, profiles.get("openstack"))
-    rss_before = rss_mib()
+    def _render(self):
+        cpu = time.process_time()
+        self.cache.refresh()
+        self.render_cpu = time.process_time() - cpu
+
+    def refresh(self) -> dict:
+        before = self.fake.requests()
+        if not self.poller.refresh_once():
+            raise SystemExit(f"refresh failed: {self.poller.health.last_error}")
+        wall, cpu = self.source.last
+        return {"wall": wall, "cpu": cpu, "requests": self.fake.requests() - before,
+                "render_ms": self.cache.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
+
+    def scrapes(self, renders: int) -> dict:
+        times = {}
+        for label, encoding in (("identity", None), ("gzip", "gzip")):
+            times[label] = []
+            for _ in range(renders):
+                t = time.perf_counter()
+                self.exposition.render(self.accept, encoding)
+                times[label].append(time.perf_counter() - t)
+        return times
+
+    def close(self):
+        self.source.close()
+
+
+def measure(provider: str, images: int, servers: int, refreshes: int, renders: int, accept=None) -> dict:
+    """Every figure for one size; `servers` is the instance count for Linode; accept: the scrapes' Accept."""
+    fake = Fake(provider, images, servers)
+    h = None
     try:
-        rows = []
-        snap, wall, cpu, requests = timed_refresh(source, ask)
-        rows.append(["cold (token, discovery)", f"{wall:.2f}", f"{cpu:.2f}", requests, f"{rss_mib():.0f}"])
-        warm = []
-        for _ in range(args.refreshes):
-            snap, wall, cpu, requests = timed_refresh(source, ask)   # the previous snapshot is freed
-            warm.append((wall, cpu, requests))
-        rows.append([f"warm, median of {args.refreshes}", f"{statistics.median(w[0] for w in warm):.2f}",
-                     f"{statistics.median(w[1] for w in warm):.2f}", warm[-1][2], f"{rss_mib():.0f}"])
-        print(f"OpenStack refresh: {len(snap.images)} images, {len(snap.servers)} servers, "
-              f"{len(snap.running_jobs)} running jobs, {len(snap.finished_jobs)} finished in the lookback")
-        print(f"RSS before the first refresh: {rss_before:.0f} MiB (Python, openstacksdk, prometheus_client)\n")
-        print(table(["refresh", "wall s", "CPU s", "HTTP requests", "RSS after, MiB"], rows))
-
-        times, size, series, render = render_times(source, args.renders)
-        print(f"\nScrape from the snapshot ({args.renders} scrapes each): {series} series, {size / 1024:.0f} KiB; "
-              f"rendering the cloud part once per refresh took {render * 1e3:.0f} ms")
-        print(table(["encoding", "p50 ms", "p99 ms", "max ms"],
-                    [[label, f"{pct(t, 50) * 1e3:.1f}", f"{pct(t, 99) * 1e3:.1f}", f"{max(t) * 1e3:.1f}"]
-                     for label, t in times.items()]))
+        h = Harness(fake, accept)
+        rss_base = rss_mib()
+        cold = h.refresh()
+        rss_cold = rss_mib()
+        warm = [h.refresh() for _ in range(refreshes)]
+        rss_warm = rss_mib()
+        peak_refreshes = peak_rss_mib()
+        times = h.scrapes(renders)
+        body = h.exposition.raw(accept)
+        # Lines that are not comments, without splitting 100k lines into objects (that would be the peak).
+        series = body.count(b"\n") - body.count(b"\n#") - (1 if body.startswith(b"#") else 0)
+        body_kib, gzip_kib = len(body) / 1024, len(h.exposition.raw(accept, "gzip")) / 1024
+        del body
+        snap = h.poller.snapshot
     finally:
-        source.close()
-        ask("stop")
-        fake.join(5)
+        if h is not None:
+            h.close()
+        fake.stop()
+    med = lambda key: statistics.median(w[key] for w in warm)  # noqa: E731
+    return {
+        "provider": provider, "images": len(snap.images), "servers": len(snap.servers), "disks": len(snap.disks),
+        "running_jobs": len(snap.running_jobs), "finished_jobs": len(snap.finished_jobs),
+        "pages": fake.pages(), "refreshes": refreshes, "renders": renders,
+        "format": "openmetrics" if accept else "text 0.0.4",
+        "cold": cold, "warm": {k: med(k) for k in cold}, "warm_requests": warm[-1]["requests"],
+        "series": series, "body_kib": body_kib, "gzip_kib": gzip_kib,
+        "scrape_ms": {label: {"p50": pct(t, 50) * 1e3, "p99": pct(t, 99) * 1e3, "max": max(t) * 1e3}
+                      for label, t in times.items()},
+        "rss_base": rss_base, "rss_cold": rss_cold, "rss_warm": rss_warm, "rss_peak_refreshes": peak_refreshes,
+        "rss_peak": peak_rss_mib(),
+    }
+
+
+# ---- where the memory goes ------------------------------------------------------------
+
+def memory_report(provider: str, images: int, servers: int, top: int = 10) -> None:
+    """tracemalloc of a warm refresh and of its rendering: the peak, and who holds it.
+
+    Each phase runs twice: once to find its peak, once more with a watcher
+    thread that takes one snapshot when the traced memory comes within 5% of
+    that peak (for a refresh, its last page, just before the records are
+    built). Allocations are grouped by their chain of exporter/ frames.
+    """
+    import tracemalloc
+
+    fake = Fake(provider, images, servers)
+    h = Harness(fake)
+    try:
+        h.refresh()                          # cold: token, discovery, imports
+        gc.collect()
+        tracemalloc.start(FRAMES)
+        phases = []
+        for phase in ("source refresh", "rendering (CloudCache.refresh)"):
+            peak = 0
+            for attempt in ("find the peak", "snapshot near it"):
+                gc.collect()
+                tracemalloc.reset_peak()
+                start = tracemalloc.get_traced_memory()[0]
+                got, done = [], threading.Event()
+
+                def watch(level=start + 0.95 * (peak - start)):
+                    while not done.wait(0.02):
+                        if tracemalloc.get_traced_memory()[0] >= level:
+                            got.append(tracemalloc.take_snapshot())
+                            return
+                watcher = threading.Thread(target=watch, daemon=True) if peak else None
+                if watcher:
+                    watcher.start()
+                if phase == "source refresh":
+                    snap = h.source.refresh()
+                else:
+                    h.cache.refresh()
+                done.set()
+                if watcher:
+                    watcher.join()
+                if phase == "source refresh":
+                    h.poller.snapshot = snap      # as the poller does: the new snapshot replaces the old
+                    del snap
+                gc.collect()
+                cur, peak = tracemalloc.get_traced_memory()
+            phases.append((phase, start, peak, cur, got[0] if got else None))
+        held = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+    finally:
+        h.close()
+        fake.stop()
+
+    print(f"tracemalloc, {provider}: {images} images, {servers} {'servers' if provider == 'openstack' else 'instances'}"
+          f" (traced Python allocations; RSS adds the interpreter, the libraries and allocator slack)\n")
+    print(table(["phase", "before MiB", "peak MiB", "after MiB"],
+                [[p, f"{s / MIB:.1f}", f"{pk / MIB:.1f}", f"{c / MIB:.1f}"] for p, s, pk, c, _ in phases]))
+    for phase, _, _, _, snap in phases:
+        if snap is not None:
+            print(f"\nnear the peak of the {phase}: {_total(snap) / MIB:.1f} MiB traced")
+            print(_attributed(snap, top))
+    print(f"\nheld after both (the snapshot, the rendered bytes, the SDK): {_total(held) / MIB:.1f} MiB")
+    print(_attributed(held, top))
+
+
+FRAMES = 8
+
+
+def _total(snap) -> int:
+    return sum(s.size for s in snap.statistics("filename"))
+
+
+def _attributed(snap, top) -> str:
+    """Traced bytes by chain of exporter/ frames (outermost first) and the allocating line."""
+    by = {}
+    for stat in snap.statistics("traceback"):
+        frames = list(stat.traceback)            # oldest first, the allocating frame last
+        ours = [f for f in frames if f"{os.sep}exporter{os.sep}" in f.filename]
+        chain = " > ".join(_short(f) for f in ours[-3:]) or "(outside exporter/)"
+        key = (chain, _short(frames[-1]))
+        size, count = by.get(key, (0, 0))
+        by[key] = (size + stat.size, count + stat.count)
+    rows = sorted(by.items(), key=lambda kv: -kv[1][0])[:top]
+    return table(["MiB", "blocks", "exporter frames (outer > inner)", "allocated at"],
+                 [[f"{size / MIB:.1f}", count, chain, alloc] for (chain, alloc), (size, count) in rows], left=0)
+
+
+def _short(frame) -> str:
+    path = frame.filename
+    for marker in (f"{os.sep}site-packages{os.sep}", ROOT + os.sep, f"{os.sep}lib{os.sep}"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    if path.startswith("exporter/"):
+        path = path[len("exporter/"):]
+    return f"{path}:{frame.lineno}"
+
+
+# ---- several sizes, each in a fresh process -------------------------------------------------
+
+def parse_count(text: str) -> int:
+    text = text.strip().lower()
+    return int(float(text[:-1]) * 1000) if text.endswith("k") else int(text)
+
+
+def parse_sizes(text: str):
+    """"1k/500,10k/5k" -> [(1000, 500), (10000, 5000)]; "100,500" -> [(None, 100), (None, 500)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "/" in part:
+            a, b = part.split("/", 1)
+            out.append((parse_count(a), parse_count(b)))
+        else:
+            out.append((None, parse_count(part)))
+    return out
+
+
+def run_child(provider, images, servers, refreshes, renders, openmetrics=False) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--json", "--provider", provider,
+           "--refreshes", str(refreshes), "--renders", str(renders)] + (["--openmetrics"] if openmetrics else [])
+    cmd += ["--images", str(images), "--servers", str(servers)] if provider == "openstack" else \
+        ["--instances", str(servers)] + (["--images", str(images)] if images is not None else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sizes_table(results) -> str:
+    rows = []
+    for r in results:
+        w, s = r["warm"], r["scrape_ms"]
+        size = f"{r['images']}/{r['servers']}"
+        rows.append([size, f"{w['wall']:.2f}", f"{w['cpu']:.2f}", r["warm_requests"], r["pages"],
+                     r["warm_requests"] - r["pages"], f"{r['rss_warm']:.0f}", f"{r['rss_peak']:.0f}",
+                     f"{s['identity']['p50']:.2f}/{s['identity']['p99']:.2f}",
+                     f"{s['gzip']['p50']:.2f}/{s['gzip']['p99']:.2f}", f"{w['render_ms']:.0f}",
+                     r["series"], f"{r['body_kib']:.0f}"])
+    return table(["images/servers" if results and results[0]["provider"] == "openstack" else "images/instances",
+                  "refresh s", "CPU s", "requests", "pages", "req-pages", "RSS MiB", "peak RSS",
+                  "scrape p50/p99 ms", "gzip p50/p99 ms", "render ms", "series", "body KiB"], rows)
+
+
+def growth(results) -> str:
+    """How each figure grows from the smallest to the largest size, against the pages."""
+    if len(results) < 2:
+        return ""
+    a, b = results[0], results[-1]
+    f = lambda x, y: f"x{y / x:.1f}" if x else "-"  # noqa: E731
+    return (f"smallest -> largest: pages {f(a['pages'], b['pages'])}, refresh wall "
+            f"{f(a['warm']['wall'], b['warm']['wall'])}, CPU {f(a['warm']['cpu'], b['warm']['cpu'])}, "
+            f"render {f(a['warm']['render_ms'], b['warm']['render_ms'])}, series {f(a['series'], b['series'])}, "
+            f"scrape p50 {f(a['scrape_ms']['identity']['p50'], b['scrape_ms']['identity']['p50'])} "
+            f"(gzip {f(a['scrape_ms']['gzip']['p50'], b['scrape_ms']['gzip']['p50'])}), "
+            f"RSS above the interpreter's {f(a['rss_warm'] - a['rss_base'], b['rss_warm'] - b['rss_base'])}")
+
+
+def print_sizes(provider, results) -> None:
+    if provider == "openstack":
+        print(f"OpenStack cloud mode by size (fresh process per size; warm refresh, median of "
+              f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
+        print("pages = ceil(images/1000) + ceil(servers/1000) + 1 (volume snapshots); req-pages = the constant: "
+              "Glance usage + an empty last page per listing that ends exactly on a full page")
+    else:
+        print(f"Linode cloud mode by size (fresh process per size; warm refresh, median of "
+              f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
+        print("pages = ceil(images/500) + ceil(instances/500) + ceil(events/500) + one disks and one backups request "
+              "per instance (Linode has no bulk endpoint for either)")
+    print(sizes_table(results))
+    print(growth(results))
+    base = min(r["rss_base"] for r in results)
+    print(f"RSS MiB: after the last warm refresh (gc'd); peak RSS: ru_maxrss of the size's process. "
+          f"RSS before the first refresh: {base:.0f} MiB (Python, the SDK, prometheus_client). "
+          f"render ms: CloudCache.refresh, once per refresh, {results[0]['format']} format")
+
+
+# ---- single size, as before ---------------------------------------------------------------
+
+def print_single(r) -> None:
+    kind = "servers" if r["provider"] == "openstack" else "instances"
+    print(f"{r['provider']} refresh: {r['images']} images, {r['servers']} {kind}, {r['disks']} disks, "
+          f"{r['running_jobs']} running jobs, {r['finished_jobs']} finished in the lookback")
+    print(f"RSS before the first refresh: {r['rss_base']:.0f} MiB (Python, the SDK, prometheus_client)\n")
+    rows = [["cold (token, discovery)", f"{r['cold']['wall']:.2f}", f"{r['cold']['cpu']:.2f}", r["cold"]["requests"],
+             f"{r['rss_cold']:.0f}"],
+            [f"warm, median of {r['refreshes']}", f"{r['warm']['wall']:.2f}", f"{r['warm']['cpu']:.2f}",
+             r["warm_requests"], f"{r['rss_warm']:.0f}"]]
+    print(table(["refresh", "wall s", "CPU s", "HTTP requests", "RSS after, MiB"], rows))
+    print(f"pages needed: {r['pages']}; warm requests minus pages: {r['warm_requests'] - r['pages']}; "
+          f"peak RSS (ru_maxrss): {r['rss_peak']:.0f} MiB")
+    print(f"\nScrape from the snapshot ({r['renders']} scrapes each): {r['series']} series, {r['body_kib']:.0f} KiB "
+          f"({r['gzip_kib']:.0f} KiB gzipped, {r['format']}); rendering the cloud part once per refresh took "
+          f"{r['warm']['render_ms']:.0f} ms")
+    print(table(["encoding", "p50 ms", "p99 ms", "max ms"],
+                [[label, f"{t['p50']:.1f}", f"{t['p99']:.1f}", f"{t['max']:.1f}"]
+                 for label, t in r["scrape_ms"].items()]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--provider", choices=("openstack", "linode"), default="openstack")
+    ap.add_argument("--images", type=parse_count, default=None,
+                    help="OpenStack: images (default 10000); Linode: private images (default instances/2)")
+    ap.add_argument("--servers", type=parse_count, default=5_000, help="OpenStack servers")
+    ap.add_argument("--instances", type=parse_count, default=500, help="Linode instances")
+    ap.add_argument("--refreshes", type=int, default=5, help="warm refreshes to time")
+    ap.add_argument("--renders", type=int, default=200, help="scrapes to time per encoding")
+    ap.add_argument("--sizes", nargs="?", const=DEFAULT_SIZES, default=None,
+                    help=f"OpenStack images/servers, comma-separated, each in a fresh process "
+                         f"(default {DEFAULT_SIZES}); 'none' to skip")
+    ap.add_argument("--linode-sizes", nargs="?", const=DEFAULT_LINODE_SIZES, default=None,
+                    help=f"Linode instance counts, each in a fresh process (default {DEFAULT_LINODE_SIZES})")
+    ap.add_argument("--openmetrics", action="store_true",
+                    help="scrape with Prometheus' Accept header (OpenMetrics) instead of the text format 0.0.4")
+    ap.add_argument("--json", action="store_true", help="one size; print its figures as one JSON line")
+    ap.add_argument("--tracemalloc", action="store_true", help="one size; where the memory of a refresh goes")
+    args = ap.parse_args(argv)
+
+    openstack = args.provider == "openstack"
+    images = args.images if args.images is not None else (10_000 if openstack else None)
+    servers = args.servers if openstack else args.instances
+    if not openstack and images is None:
+        images = servers // 2
+
+    if args.sizes or args.linode_sizes:
+        if args.sizes and args.sizes != "none":
+            results = [run_child("openstack", i, s, args.refreshes, args.renders, args.openmetrics)
+                       for i, s in parse_sizes(args.sizes)]
+            print_sizes("openstack", results)
+        if args.linode_sizes:
+            if args.sizes and args.sizes != "none":
+                print()
+            results = [run_child("linode", i, s, args.refreshes, args.renders, args.openmetrics)
+                       for i, s in parse_sizes(args.linode_sizes)]
+            print_sizes("linode", results)
+        return 0
+    if args.tracemalloc:
+        memory_report(args.provider, images, servers)
+        return 0
+    r = measure(args.provider, images, servers, args.refreshes, args.renders,
+                PROMETHEUS_ACCEPT if args.openmetrics else None)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print_single(r)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Where the time goes: cProfile of the hot paths, and a timed breakdown of each.
+
+    python bench/hotpaths.py host  [--requests 2000] [--top 25]
+    python bench/hotpaths.py cloud [--images 10000] [--servers 5000] [--top 25]
+    python bench/hotpaths.py linode [--instances 500] [--top 25]
+
+host: the exporter's whole request path in this process: the real
+exporter.web server class handles GET /metrics on one end of a socketpair
+(request parsing, WSGI, collection, rendering, the response), so cProfile
+sees it all in one thread. The breakdown times each layer without the
+profiler: the HTTP layer with a constant app, Exposition.render, the host
+source's read, the families and the text formatting.
+
+cloud / linode: one warm refresh of the source against the fake API in a
+child process (as bench/cloud_scale.py), profiled, then the per-refresh
+rendering (CloudCache.refresh) profiled; the breakdown times the JSON
+decoding, the cyclic GC's share (the refresh again with gc disabled) and
+the rendering's two halves (building the families, formatting them).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import os
+import pstats
+import socket
+import sys
+import tempfile
+import time
+
+from common import ROOT, table
+
+sys.path.insert(0, ROOT)
+
+REQUEST = (b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: identity\r\n"
+           b"User-Agent: Prometheus/2.45.0\r\n\r\n")
+
+
+def stats(profile, sort, top) -> str:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).strip_dirs().sort_stats(sort).print_stats(top)
+    text = out.getvalue()
+    return text[text.index("   ncalls"):].rstrip() if "   ncalls" in text else text
+
+
+def per_call(fn, n) -> float:
+    """Milliseconds per call, best of three rounds of n calls."""
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best * 1e3
+
+
+# ---- host -----------------------------------------------------------------------------
+
+def host(requests: int, top: int) -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    from exporter.app import Exporter
+    from exporter.collectors import host as host_mod
+    from exporter.config import load as load_config
+    from exporter.web import make_server
+
+    tmp = tempfile.mkdtemp(prefix="imaging-bench-")
+    cfg = os.path.join(tmp, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"state_file: {tmp}/state.json\nhost:\n  profile: rackspace-firstgen-linux\n")
+    exporter = Exporter(load_config(cfg), {"host": True})
+    server = make_server("127.0.0.1:0", exporter.wsgi_app("/metrics"))
+    body_len = len(exporter.exposition.raw())
+
+    def constant_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+        return [b"x" * body_len]
+    constant = make_server("127.0.0.1:0", constant_app)
+
+    def one(srv):
+        a, b = socket.socketpair()
+        b.sendall(REQUEST)
+        srv.finish_request(a, ("127.0.0.1", 40000))
+        srv.shutdown_request(a)
+        while b.recv(65536):
+            pass
+        b.close()
+
+    part = exporter.collector.host
+    snap = part.source.read()
+    fams = host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id)
+
+    class Fixed:
+        def collect(self):
+            return fams
+    fixed = CollectorRegistry(auto_describe=False)
+    fixed.register(Fixed())
+    samples = sum(len(f.samples) for f in fams)
+    n = requests
+    rows = [
+        ["whole request path (socketpair, exporter.web + WSGI + render)", per_call(lambda: one(server), n)],
+        ["  HTTP layer alone: the same server, a constant app, same body size", per_call(lambda: one(constant), n)],
+        ["  Exposition.render (collect + format, host and health)", per_call(exporter.exposition.render, n)],
+        ["    HostSource.read (mounts, statvfs via the worker pool, sysfs, /proc cache)",
+         per_call(part.source.read, n)],
+        ["      statvfs of the mounts through the worker pool", per_call(
+            lambda: part.source.statter.stat_all([m for _, m, _ in _mounts(part.source)]), n)],
+        ["    host_families (the snapshot into prometheus_client families)", per_call(
+            lambda: host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id), n)],
+        [f"    generate_latest of the host families ({samples} samples)", per_call(lambda: generate_latest(fixed), n)],
+        ["thread start + join (ThreadingMixIn's per-connection thread)", per_call(_thread, n)],
+    ]
+    print(f"host request path, in-process, best of 3 x {n} calls; body {body_len} bytes, "
+          f"{len(snap.filesystems)} filesystems")
+    print(table(["layer", "ms per request"], [[r[0], f"{r[1]:.3f}"] for r in rows]))
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(n):
+        one(server)
+    profile.disable()
+    print(f"\ncProfile of {n} requests, by own time (the profiler roughly doubles every figure):")
+    print(stats(profile, "tottime", top))
+    print("\nby cumulative time:")
+    print(stats(profile, "cumulative", top))
+
+
+def _mounts(source):
+    from exporter.sources.host import read_mounts
+    return [(d, m, t) for d, m, t in read_mounts(source.cfg.root_path or "/") if source.filter.wanted(m, t)]
+
+
+def _thread():
+    import threading
+    t = threading.Thread(target=lambda: None)
+    t.start()
+    t.join()
+
+
+# ---- cloud -----------------------------------------------------------------------------
+
+def cloud(provider: str, images: int, servers: int, top: int) -> None:
+    import json
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
+    import cloud_scale
+    from exporter.collectors import cloud as cloud_mod
+
+    fake = cloud_scale.Fake(provider, images, servers)
+    h = cloud_scale.Harness(fake)
+    try:
+        h.refresh()                                       # cold: token, discovery
+        src = h.source.source
+        decoded = {"seconds": 0.0, "bytes": 0}
+        real_loads = json.loads
+
+        def timed_loads(s, *a, **kw):                     # requests' Response.json() calls json.loads
+            t = time.perf_counter()
+            try:
+                return real_loads(s, *a, **kw)
+            finally:
+                decoded["seconds"] += time.perf_counter() - t
+                decoded["bytes"] += len(s)
+        json.loads = timed_loads
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            snap = src.refresh()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            json.loads = real_loads
+        gc.disable()
+        try:
+            nogc = time.process_time()
+            snap = src.refresh()
+            nogc = time.process_time() - nogc
+        finally:
+            gc.enable()
+        h.poller.snapshot = snap
+        families = per_call(lambda: cloud_mod.cloud_families([h.poller]), 1)
+        fams = cloud_mod.cloud_families([h.poller])
+
+        class Fixed:
+            def collect(self):
+                return fams
+        fixed = CollectorRegistry(auto_describe=False)
+        fixed.register(Fixed())
+        formatting = per_call(lambda: generate_latest(fixed), 1)
+        render = per_call(h.cache.refresh, 1)
+        profile = cProfile.Profile()
+        profile.enable()
+        src.refresh()
+        profile.disable()
+        rprofile = cProfile.Profile()
+        rprofile.enable()
+        h.cache.refresh()
+        rprofile.disable()
+    finally:
+        h.close()
+        fake.stop()
+    kind = "servers" if provider == "openstack" else "instances"
+    print(f"{provider}, {len(snap.images)} images, {len(snap.servers)} {kind}: one warm refresh, then its rendering")
+    rows = [
+        ["refresh, wall (includes waiting for the fake API)", f"{wall * 1e3:.0f}"],
+        ["refresh, CPU of this process", f"{cpu * 1e3:.0f}"],
+        [f"  json.loads of {decoded['bytes'] / 2**20:.1f} MiB of answers", f"{decoded['seconds'] * 1e3:.0f}"],
+        ["  refresh CPU with the cyclic GC off (the difference is the GC's share)", f"{nogc * 1e3:.0f}"],
+        ["rendering (CloudCache.refresh: families, text, gzip)", f"{render:.0f}"],
+        ["  cloud_families (the snapshot into prometheus_client families)", f"{families:.0f}"],
+        ["  generate_latest of those families", f"{formatting:.0f}"],
+    ]
+    print(table(["step", "ms"], rows))
+    print("\ncProfile of the refresh, by own time (the fake runs in another process; "
+          "socket reads are waits for it):")
+    print(stats(profile, "tottime", top))
+    print("\nby cumulative time:")
+    print(stats(profile, "cumulative", top))
+    print("\ncProfile of the rendering, by own time:")
+    print(stats(rprofile, "tottime", top))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=("host", "cloud", "linode"))
+    ap.add_argument("--requests", type=int, default=2000, help="host: requests per measurement")
+    ap.add_argument("--images", type=int, default=None, help="cloud: images (default 10000; Linode instances/2)")
+    ap.add_argument("--servers", type=int, default=5000, help="cloud: servers")
+    ap.add_argument("--instances", type=int, default=500, help="linode: instances")
+    ap.add_argument("--top", type=int, default=25, help="functions to list per profile")
+    a = ap.parse_args()
+    if a.what == "host":
+        host(a.requests, a.top)
+    elif a.what == "cloud":
+        cloud("openstack", a.images or 10_000, a.servers, a.top)
+    else:
+        cloud("linode", a.images if a.images is not None else a.instances // 2, a.instances, a.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
