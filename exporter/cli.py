@@ -155,7 +155,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.serve_forever()
+        # The accept loop wakes every poll_interval to check for shutdown; 2 s
+        # instead of 0.5 s cuts the idle CPU by three quarters.
+        server.serve_forever(poll_interval=2.0)
     finally:
         exporter.stop()
         server.server_close()
