@@ -19,17 +19,23 @@ COLLECTORS = {"host": True, "openstack": True, "linode": True}
 _QUIET_LOGGERS = ("keystoneauth", "openstack", "urllib3", "requests", "stevedore", "linode_api4")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, not the usage block: bad input gets a clear one-line error.
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="imaging-exporter",
         description="Prometheus exporter that warns before a cloud server image or backup fails.")
-    p.add_argument("--web.listen-address", dest="listen_address", default=":9847",
+    p.add_argument("--web.listen-address", dest="listen_address", default=":9847", metavar="ADDRESS",
                    help="Address to listen on for the web interface and telemetry (default :9847).")
-    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+    p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="Path under which to expose metrics (default /metrics).")
-    p.add_argument("--web.config.file", dest="web_config_file", default="",
+    p.add_argument("--web.config.file", dest="web_config_file", default="", metavar="FILE",
                    help="Exporter-toolkit web config file for TLS and basic auth.")
-    p.add_argument("--config.file", dest="config_file", default="",
+    p.add_argument("--config.file", dest="config_file", default="", metavar="FILE",
                    help="YAML config file; without one, host mode with the generic profile.")
     for name, default in COLLECTORS.items():
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=default,

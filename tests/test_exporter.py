@@ -133,3 +133,9 @@ def test_port_in_use_is_one_line():
         port = s.getsockname()[1]
         code, _, err = run_cli(f"--web.listen-address=127.0.0.1:{port}", "--config.file=/dev/null", timeout=20)
     assert code == 2 and "cannot listen on" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["--no-such-flag"], ["--log.level=loud"], ["--web.listen-address"]])
+def test_bad_command_line_is_one_line(args):
+    code, _, err = run_cli(*args, timeout=20)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("imaging-exporter: ")
