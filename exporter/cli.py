@@ -97,6 +97,14 @@ def _load_web_config(path):
     return load_web_config(path)
 
 
+def _preflight(config):
+    """What each configured cloud needs on this machine (credentials), checked without the network."""
+    from .sources import linode, openstack
+    check = {"openstack": openstack.preflight, "linode": linode.preflight}
+    return [f"{config.path}: clouds[{i}] ({c.name}): {p}" for i, c in enumerate(config.clouds)
+            for p in check[c.provider](c)]
+
+
 def main(argv=None):
     argv = _fix_negated_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -122,6 +130,11 @@ def main(argv=None):
             print(f"imaging-exporter: {line}", file=sys.stderr)
         return 2
     if args.check_config:
+        problems = _preflight(config)
+        if problems:
+            for line in problems:
+                print(f"imaging-exporter: {line}", file=sys.stderr)
+            return 2
         print(f"imaging-exporter: config OK ({args.config_file or 'defaults'}"
               f"{', web config ' + args.web_config_file if args.web_config_file else ''})")
         return 0

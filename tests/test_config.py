@@ -90,7 +90,7 @@ clouds:
   - {name: prod, provider: openstack, cloud: prod, refresh_interval: 5m, lookback: 48h, image_quota: 25}
   - {name: lin, provider: linode, token_env: LINODE_TOKEN, max_image_size: 6GB}
 """)
-    code, out, err = run_cli("--check-config", f"--config.file={path}")
+    code, out, err = run_cli("--check-config", f"--config.file={path}", env=credentials(tmp_path))
     assert code == 0, err
     assert "config OK" in out
     cfg = config.load(str(path))
@@ -139,7 +139,33 @@ def test_parse_raises_only_config_error():
             config.parse(data)
 
 
-def test_example_config_is_valid():
+def credentials(tmp_path, linode_token="t0ken"):
+    """A clouds.yaml with a "prod" entry, and a Linode token, as the machine would have them."""
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  prod:\n    auth:\n      auth_url: http://127.0.0.1:1/identity/v3\n"
+                      "      username: u\n      password: s3cret-pw\n      project_name: p\n"
+                      "      user_domain_name: Default\n      project_domain_name: Default\n")
+    env = {"OS_CLIENT_CONFIG_FILE": str(clouds)}
+    if linode_token is not None:
+        env["LINODE_TOKEN"] = linode_token
+    return env
+
+
+def test_example_config_is_valid(tmp_path):
     path = os.path.join(os.path.dirname(__file__), "..", "deploy", "config.example.yaml")
-    code, _, err = run_cli("--check-config", f"--config.file={path}")
+    code, _, err = run_cli("--check-config", f"--config.file={path}", env=credentials(tmp_path))
     assert code == 0, err
+
+
+def test_check_config_reports_missing_credentials(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("clouds:\n- {name: prod, provider: openstack, cloud: nosuchcloud}\n"
+                    "- {name: lin, provider: linode, token_env: IMAGING_TEST_NO_TOKEN}\n")
+    code, _, err = run_cli("--check-config", f"--config.file={path}", env=credentials(tmp_path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2, err
+    assert lines[0].startswith(f"imaging-exporter: {path}: clouds[0] (prod): clouds.yaml: ")
+    assert "nosuchcloud" in lines[0]
+    assert lines[1] == (f"imaging-exporter: {path}: clouds[1] (lin): environment variable IMAGING_TEST_NO_TOKEN "
+                        "(token_env) is not set or empty")
+    assert "s3cret-pw" not in err and "Traceback" not in err

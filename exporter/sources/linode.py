@@ -103,6 +103,13 @@ class _BoundedAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
+def preflight(cfg: CloudConfig) -> List[str]:
+    """Problems --check-config can see without calling the API."""
+    if not os.environ.get(cfg.token_env, "").strip():
+        return [f"environment variable {cfg.token_env} (token_env) is not set or empty"]
+    return []
+
+
 class LinodeSource:
     provider = "linode"
 

@@ -94,6 +94,17 @@ class _VolumeSnapshot:
     updated: float
 
 
+def preflight(cfg: CloudConfig) -> List[str]:
+    """Problems --check-config can see without calling the API: the clouds.yaml entry."""
+    from openstack import config as os_config
+    try:
+        os_config.OpenStackConfig().get_one(cloud=cfg.cloud or None)
+    except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return [f"clouds.yaml: {first}"]
+    return []
+
+
 class OpenStackSource:
     provider = "openstack"
 
