@@ -188,9 +188,8 @@ class LinodeSource:
             if classified is None:
                 raise                   # a bug, not the API: keep its traceback
             reason, detail = classified
-            err = SourceError(reason, _scrub(f"{what}: {detail}", self._token))
-            err.retry_after = _retry_after(exc)
-            raise err from None         # the SDK's exception holds the request, token included
+            raise SourceError(reason, _scrub(f"{what}: {detail}", self._token),
+                              retry_after=_retry_after(exc)) from None   # the SDK's exception holds the token
 
     def _quota(self) -> Quota:
         cfg = self._cfg
