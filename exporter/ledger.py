@@ -11,6 +11,8 @@ from __future__ import annotations
 import bisect
 from typing import Dict, Iterable, Tuple
 
+from prometheus_client.utils import floatToGoString
+
 from .models import FinishedJob
 from .state import State
 
@@ -92,7 +94,7 @@ class JobLedger:
                 cum, rows = 0, []
                 for le, n in zip(BUCKETS, h["buckets"]):
                     cum += n
-                    rows.append((_le(le), cum))
+                    rows.append((floatToGoString(le), cum))
                 rows.append(("+Inf", h["count"]))
                 out[kind] = (rows, h["count"], h["sum"])
         return out
@@ -102,6 +104,3 @@ class JobLedger:
         with self.state.lock:
             return {tuple(k.rsplit("/", 1)): (v[0], v[1]) for k, v in self._section()["last_success"].items()}
 
-
-def _le(v: float) -> str:
-    return str(int(v)) + ".0" if v == int(v) else str(v)
