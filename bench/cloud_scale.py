@@ -205,7 +205,6 @@ class Harness:
     def __init__(self, fake: Fake, accept=None):
         from exporter.collectors.exporter import ExporterCollector
         from exporter.exposition import CloudCache, Exposition
-        from exporter.ledger import JobLedger
         from exporter.poller import Poller
         from exporter.state import State
 
@@ -213,7 +212,7 @@ class Harness:
         self.source = Timed(fake.source())
         cfg = fake.cfg
         self.poller = Poller(self.source, cfg.name, cfg.refresh_interval, cfg.lookback,
-                             ledger=JobLedger(State(None), cfg.name))
+                             state=State(None))
         self.cache = CloudCache([self.poller])
         self.render_cpu = 0.0
         self.poller.on_refresh = self._render

@@ -9,7 +9,6 @@ from . import __version__, limits as limits_mod, profiles
 from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
 from .exposition import CloudCache, Exposition
-from .ledger import JobLedger
 from .poller import Poller
 from .sources.host import HostSource, detect_server_id
 from .state import State, default_path
@@ -48,7 +47,7 @@ class Exporter:
             if self.cloud_cache is None:
                 self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
-                                       ledger=JobLedger(self.state, cc.name, cc.lookback), on_refresh=self.cloud_cache.refresh))
+                                       state=self.state, on_refresh=self.cloud_cache.refresh))
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache)
         self.exposition = Exposition(self.collector, self.cloud_cache)
         self.registry = self.exposition.registry      # host and health metrics only

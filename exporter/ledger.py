@@ -34,8 +34,7 @@ class JobLedger:
         sec.setdefault("failed", {})
         return sec
 
-    def observe(self, finished: Iterable[FinishedJob], lookback: float, now: float,
-                servers: Iterable[str] = ()) -> int:
+    def observe(self, finished: Iterable[FinishedJob], now: float, servers: Iterable[str] = ()) -> int:
         """Record new finished jobs; return how many were newly counted."""
         new = 0
         with self.state.lock:
@@ -62,12 +61,11 @@ class JobLedger:
                 if job.finished >= last.get(lk, [0.0])[0]:
                     last[lk] = [job.finished, job.duration]
             # Forget ids that can no longer come back into the window.
-            horizon = now - 2 * lookback
+            horizon = now - 2 * self.lookback
             for key in [k for k, t in counted.items() if t < horizon]:
                 del counted[key]
-            for key in [k for k, f in failed.items() if f[2] < now - lookback]:
+            for key in [k for k, f in failed.items() if f[2] < now - self.lookback]:
                 del failed[key]
-            self.lookback = lookback
             servers = set(servers)
             if servers:
                 for lk in [k for k in last if k.rsplit("/", 1)[0] not in servers]:

@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional
 from .errors import SourceError
 from .ledger import JobLedger
 from .models import CloudSnapshot
+from .state import State
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,15 @@ class Health:
 
 class Poller:
     def __init__(self, source, name: str, interval: float, lookback: float,
-                 ledger: Optional[JobLedger] = None, clock: Callable[[], float] = time.time,
+                 state: Optional[State] = None, clock: Callable[[], float] = time.time,
                  on_refresh: Optional[Callable[[], None]] = None):
         self.source = source
         self.name = name                 # the configured cloud name
         self.provider = source.provider  # the source label
         self.interval = interval
         self.lookback = lookback
-        self.ledger = ledger
+        # Counted jobs, failures and last successes; kept in the state file when there is one.
+        self.ledger = JobLedger(state or State(None), name, lookback)
         self.on_refresh = on_refresh     # runs in this thread after each good refresh
         self._clock = clock
         self.snapshot: Optional[CloudSnapshot] = None
@@ -85,12 +87,10 @@ class Poller:
             log.debug("unexpected error refreshing %s", self.name, exc_info=True)
             return self._failed("other", f"{type(e).__name__}: {e}", started)
         duration = time.monotonic() - started
-        if self.ledger is not None:
-            try:
-                self.ledger.observe(snap.finished_jobs, self.lookback, self._clock(),
-                                    servers=[s.server_id for s in snap.servers])
-            except Exception:  # noqa: BLE001 - bookkeeping must not lose a good snapshot
-                log.exception("cloud %s: could not record finished jobs", self.name)
+        try:
+            self.ledger.observe(snap.finished_jobs, self._clock(), servers=[s.server_id for s in snap.servers])
+        except Exception:  # noqa: BLE001 - bookkeeping must not lose a good snapshot
+            log.exception("cloud %s: could not record finished jobs", self.name)
         self.snapshot = snap
         self._failures_in_row = 0
         self._retry_after = None

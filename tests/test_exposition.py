@@ -6,7 +6,6 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from exporter.collectors.exporter import ExporterCollector
 from exporter.exposition import CloudCache, Exposition
-from exporter.ledger import JobLedger
 from exporter.models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue
 from exporter.poller import Poller
 from exporter.state import State
@@ -34,7 +33,7 @@ def snapshot(n_images, finished=()):
 
 
 def build(tmp_path, *snapshots):
-    poller = Poller(ScriptedSource(*snapshots), "c1", 60, 3600, ledger=JobLedger(State(str(tmp_path / "s.json")), "c1"),
+    poller = Poller(ScriptedSource(*snapshots), "c1", 60, 3600, state=State(str(tmp_path / "s.json")),
                     clock=lambda: 1000.0)
     cache = CloudCache([poller])
     poller.on_refresh = cache.refresh

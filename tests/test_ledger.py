@@ -18,10 +18,10 @@ def test_each_job_is_observed_once_and_survives_a_restart(tmp_path):
     path = str(tmp_path / "state.json")
     ledger = JobLedger(State(path), "c", lookback=48 * H)
     jobs = [ok("a", "s1", 0, 1200), ok("b", "s2", 0, 30 * H), failed("x", "s1", 2000)]
-    assert ledger.observe(jobs, 48 * H, now=31 * H) == 3
-    assert ledger.observe(jobs, 48 * H, now=31 * H) == 0              # the next refresh sees them again
+    assert ledger.observe(jobs, now=31 * H) == 3
+    assert ledger.observe(jobs, now=31 * H) == 0              # the next refresh sees them again
     ledger = JobLedger(State(path), "c", lookback=48 * H)               # restart
-    assert ledger.observe(jobs, 48 * H, now=32 * H) == 0
+    assert ledger.observe(jobs, now=32 * H) == 0
     rows, count, total = ledger.histogram()["image"]
     assert count == 2 and total == 1200 + 30 * H
     cumulative = dict(rows)
@@ -34,18 +34,18 @@ def test_each_job_is_observed_once_and_survives_a_restart(tmp_path):
 def test_a_failure_seen_once_is_kept_until_it_leaves_the_lookback(tmp_path):
     path = str(tmp_path / "state.json")
     ledger = JobLedger(State(path), "c", lookback=48 * H)
-    ledger.observe([failed("gone", "s1", 10 * H)], 48 * H, now=10 * H)   # e.g. deleted before active
-    ledger.observe([], 48 * H, now=11 * H)                               # no longer in any listing
+    ledger.observe([failed("gone", "s1", 10 * H)], now=10 * H)   # e.g. deleted before active
+    ledger.observe([], now=11 * H)                               # no longer in any listing
     ledger = JobLedger(State(path), "c", lookback=48 * H)
     assert ledger.failures(now=11 * H) == {("s1", "image"): (1, 10 * H)}
-    ledger.observe([], 48 * H, now=59 * H)
+    ledger.observe([], now=59 * H)
     assert ledger.failures(now=59 * H) == {}
 
 
 def test_last_success_outlives_the_lookback_but_not_the_server(tmp_path):
     ledger = JobLedger(State(str(tmp_path / "s.json")), "c", lookback=48 * H)
-    ledger.observe([ok("b1", "s1", 0, 600, kind="backup")], 48 * H, now=H, servers=["s1", "s2"])
-    ledger.observe([], 48 * H, now=100 * H, servers=["s1", "s2"])
+    ledger.observe([ok("b1", "s1", 0, 600, kind="backup")], now=H, servers=["s1", "s2"])
+    ledger.observe([], now=100 * H, servers=["s1", "s2"])
     assert ledger.last_success() == {("s1", "backup"): (600, 600)}
-    ledger.observe([], 48 * H, now=101 * H, servers=["s2"])             # s1 was deleted
+    ledger.observe([], now=101 * H, servers=["s2"])             # s1 was deleted
     assert ledger.last_success() == {}

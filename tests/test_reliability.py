@@ -18,7 +18,6 @@ from exporter import profiles
 from exporter.collectors.exporter import ExporterCollector, HostPart
 from exporter.config import CloudConfig, HostConfig
 from exporter.exposition import CloudCache, Exposition
-from exporter.ledger import JobLedger
 from exporter.poller import Poller
 from exporter.sources.host import HostSource
 from exporter.sources.linode import LinodeSource
@@ -91,7 +90,7 @@ def test_linode_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         source_page_size = 500
         import exporter.sources.linode as linode_mod
         monkeypatch.setattr(linode_mod, "PAGE_SIZE", 25)   # our own constant: 24 images + events need pages
-        poller = Poller(source, "akamai", 1, cfg.lookback, ledger=JobLedger(State(str(tmp_path / "s.json")), "akamai"),
+        poller = Poller(source, "akamai", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
                         clock=fake.clock)
         seen, grown = run_fault_sequence(poller, lambda mode, params: fake.set_fault(mode, **params),
                                          fake.clear_fault, LINODE_FAULTS, seed=20261123, cloud="akamai",
@@ -220,7 +219,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         cfg = CloudConfig(name="lab", provider="openstack", cloud="fake", request_timeout=TIMEOUT)
         # 4 a page: the images (8) take three pages, the servers (4) two, so page 2 can be spoiled.
         source = OpenStackSource(cfg, profiles.get("openstack"), clock=fake.clock, page_size=4)
-        poller = Poller(source, "lab", 1, cfg.lookback, ledger=JobLedger(State(str(tmp_path / "s.json")), "lab"),
+        poller = Poller(source, "lab", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
                         clock=fake.clock)
         current = []
 

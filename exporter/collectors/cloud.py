@@ -84,19 +84,13 @@ def _add_snapshot(fams: Families, snap, ledger):
     for kind in JOB_KINDS:
         fams.add(JOBS_RUNNING, c + (kind,), running[kind])
 
-    if ledger is not None:       # what the ledger kept, restarts included
-        failures = ledger.failures(snap.taken_at)
-    else:
-        failures = {}
-        for j in snap.finished_jobs:
-            if not j.succeeded:
-                n, last_end = failures.get((j.server_id, j.kind), (0, 0.0))
-                failures[(j.server_id, j.kind)] = (n + 1, max(last_end, j.finished))
-    for (server_id, kind), (n, last_end) in sorted(failures.items()):
+    # Failures, successes and durations come from the ledger: it has seen every
+    # finished job of this snapshot and kept those of earlier lives.
+    for (server_id, kind), (n, last_end) in sorted(ledger.failures(snap.taken_at).items()):
         fams.add(JOB_FAILURES, c + (server_id, kind), n)
         fams.add(LAST_FAILURE, c + (server_id, kind), last_end)
 
-    last = dict(ledger.last_success()) if ledger is not None else {}
+    last = dict(ledger.last_success())
     for s in snap.servers:
         # The provider's record counts when it is newer than any job we saw finish.
         if s.last_backup_success and s.last_backup_success > last.get((s.server_id, "backup"), (0.0,))[0]:
@@ -105,9 +99,8 @@ def _add_snapshot(fams: Families, snap, ledger):
         fams.add(LAST_SUCCESS, c + (server_id, kind), finished)
         if duration is not None:
             fams.add(LAST_DURATION, c + (server_id, kind), duration)
-    if ledger is not None:
-        for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
-            fams[DURATION].add_metric(list(c + (kind,)), buckets, total)
+    for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
+        fams[DURATION].add_metric(list(c + (kind,)), buckets, total)
 
     for s in snap.servers:
         fams.add(BOOT_FROM_VOLUME, c + (s.server_id, s.name), 1 if s.boot_from_volume else 0)

@@ -1,8 +1,8 @@
-"""The registry's one collector: runs the host and cloud parts, times them,
-and reports the exporter's own health.
+"""The per-scrape collector: host mode, timed, and the exporter's own health.
 
-A part that raises yields imaging_scrape_collector_success 0 and nothing
-else; the scrape still answers 200 with everything the other parts had.
+A host read that raises yields imaging_scrape_collector_success 0 and no
+host metrics; the scrape still answers 200 with the health and cloud
+metrics. Cloud metrics are rendered per refresh (exporter.exposition).
 """
 from __future__ import annotations
 
@@ -40,8 +40,6 @@ ALL_SPECS = host_mod.SPECS + cloud_mod.SPECS + SPECS
 class HostPart:
     """Host mode: reads the filesystems at scrape time."""
 
-    name = "host"
-
     def __init__(self, source, state, limits, profile, server_id):
         self.source, self.state, self.limits = source, state, limits
         self.profile, self.server_id = profile, server_id
@@ -64,7 +62,6 @@ class ExporterCollector(Collector):
         self.host = host
         self.pollers = list(pollers)
         self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
-        self.parts = [host] if host else []
 
     def describe(self):
         # The families without samples: registration needs only the names.
@@ -74,16 +71,16 @@ class ExporterCollector(Collector):
     def collect(self):
         health = Families(SPECS)
         health.add(BUILD_INFO, (self.version,), 1)
-        for part in self.parts:
+        if self.host:
             started = time.perf_counter()
             try:
-                fams = part.families()
+                fams = self.host.families()
                 ok = 1
-            except Exception:  # noqa: BLE001 - one failing part must not fail the scrape
-                log.exception("collector %s failed", part.name)
+            except Exception:  # noqa: BLE001 - a failing host read must not fail the scrape
+                log.exception("collector host failed")
                 fams, ok = [], 0
-            health.add(SCRAPE_DURATION, (part.name,), time.perf_counter() - started)
-            health.add(SCRAPE_SUCCESS, (part.name,), ok)
+            health.add(SCRAPE_DURATION, ("host",), time.perf_counter() - started)
+            health.add(SCRAPE_SUCCESS, ("host",), ok)
             yield from fams
         if self.cloud_cache is not None:
             health.add(SCRAPE_DURATION, ("cloud",), self.cloud_cache.last_duration)
