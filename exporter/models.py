@@ -66,7 +66,6 @@ class Image:
     size_bytes: Optional[int]
     created: float
     server_id: str = ""       # the server it was taken from, "" when unknown
-    kind: str = "image"       # "image" (snapshot) or "backup"
 
 
 @dataclass(frozen=True)

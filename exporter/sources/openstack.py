@@ -154,7 +154,7 @@ class OpenStackSource:
             project=access.project_name or project_id,
             taken_at=now,
             images=tuple(Image(image_id=i.image_id, name=i.name, status=i.status, size_bytes=i.size,
-                               created=i.created, server_id=i.server_id, kind=i.kind) for i in images),
+                               created=i.created, server_id=i.server_id) for i in images),
             running_jobs=tuple(running),
             finished_jobs=tuple(finished) + tuple(vanished.values()),
             servers=tuple(Server(server_id=s.server_id, name=s.name, boot_from_volume=s.boot_from_volume)
