@@ -87,7 +87,8 @@ def list_profiles(out=sys.stdout):
             out.write(f"    note: {p.note}\n")
     c = profiles.common()
     out.write(f"all profiles: a job running longer than {c.job_stuck_after / 3600:g} h is stuck; "
-              f"{c.repeated_failures} failures for one server call for the provider\n")
+              f"{c.repeated_failures} failures for one server call for the provider; "
+              f"a retry about {c.retry_after / 60:g} minutes after a failure may succeed\n")
 
 
 def _load_web_config(path):
