@@ -26,6 +26,17 @@ def die_with_parent():
         pass
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal a process and wait for it; kill it if it does not go in time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,13 +131,7 @@ class ExporterProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
         self._log.close()
 
 

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -40,7 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from conftest import ROOT, ExporterProcess, die_with_parent, free_port, http_get, need_binary, wait_until
+from conftest import (ROOT, ExporterProcess, die_with_parent, free_port, http_get, need_binary, stop_process,
+                      wait_until)
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
 from test_dashboards import dashboard_queries, load as load_dashboard, variable_queries
@@ -164,13 +164,7 @@ class Process:
             return f.read()[-4000:]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
