@@ -146,28 +146,58 @@ def headroom_rules(x: Ctx):
     s = x.sel()
     nearly = c["headroomNearlyRatio"]
     rng = c["predictRange"]
-    rules = []
 
-    # --- bytes (volume_size, disk_usage = Windows high-water mark, system_volume, custom_image_size)
-    rules.append(x.alert(
-        "ImagingSizeLimitNearlyReached",
-        """
-imaging_headroom_bytes%(s)s
+    def nearly_expr(metric):
+        return """
+%(m)s%(s)s
 and
 imaging_headroom_ratio%(s)s < %(r)g
-""" % dict(s=s, r=nearly),
+""" % dict(m=metric, s=s, r=nearly)
+
+    def exceeded_expr(metric):
+        return """
+-%(m)s%(s)s > 0
+""" % dict(m=metric, s=s)
+
+    def filling_up(name, metric, what, after=""):
+        """The warning (24 h) and critical (4 h) predict_linear alerts of one measure."""
+        out = []
+        for sev, horizon, ratio in (
+            ("warning", c["predictWarningHorizon"], c["predictWarningRatio"]),
+            ("critical", c["predictCriticalHorizon"], c["predictCriticalRatio"]),
+        ):
+            out.append(x.alert(
+                name,
+                """
+(
+  imaging_headroom_ratio%(s)s < %(r)g
+and
+  predict_linear(%(m)s%(s)s[%(rng)s], %(h)s) < 0
+)
+""" % dict(m=metric, s=s, r=ratio, rng=rng, h=number(seconds(horizon))),
+                sev,
+                "A filesystem is predicted to cross %s for server images within the next %s."
+                % (what, words(horizon)),
+                WHERE_HOST + " has {{ $value | humanizePercentage }} of the {{ $labels.limit }} image limit left"
+                " and, at the rate of the last %s, will cross it within %s." % (words(rng), words(horizon))
+                + after,
+                c["predictFor"],
+            ))
+        return out
+
+    # --- bytes (volume_size, disk_usage = Windows high-water mark, system_volume, custom_image_size)
+    rules = [x.alert(
+        "ImagingSizeLimitNearlyReached",
+        nearly_expr("imaging_headroom_bytes"),
         "warning",
         "A filesystem is close to a size limit for server images.",
         WHERE_HOST + " has {{ $value | humanize1024 }}B of headroom left under the {{ $labels.limit }}"
         " image limit, less than %s of the limit. Image requests fail once it is crossed." % pct(nearly)
         + NEVER_SHRINKS,
         c["headroomNearlyFor"],
-    ))
-    rules.append(x.alert(
+    ), x.alert(
         "ImagingSizeLimitExceeded",
-        """
--imaging_headroom_bytes%(s)s > 0
-""" % dict(s=s),
+        exceeded_expr("imaging_headroom_bytes"),
         "critical",
         "A filesystem is over a size limit for server images: image requests will fail.",
         WHERE_HOST + " is {{ $value | humanize1024 }}B over the {{ $labels.limit }} image limit."
@@ -177,76 +207,31 @@ imaging_headroom_ratio%(s)s < %(r)g
         " I/O servers can be built from, so an image of it cannot be used to build one."
         "{{ else }} Image requests fail until usage is back under the limit.{{ end }}",
         c["headroomExceededFor"],
-    ))
-    for sev, horizon, ratio in (
-        ("warning", c["predictWarningHorizon"], c["predictWarningRatio"]),
-        ("critical", c["predictCriticalHorizon"], c["predictCriticalRatio"]),
-    ):
-        rules.append(x.alert(
-            "ImagingSizeLimitFillingUp",
-            """
-(
-  imaging_headroom_ratio%(s)s < %(r)g
-and
-  predict_linear(imaging_headroom_bytes%(s)s[%(rng)s], %(h)s) < 0
-)
-""" % dict(s=s, r=ratio, rng=rng, h=number(seconds(horizon))),
-            sev,
-            "A filesystem is predicted to cross a size limit for server images within the next %s."
-            % words(horizon),
-            WHERE_HOST + " has {{ $value | humanizePercentage }} of the {{ $labels.limit }} image limit left"
-            " and, at the rate of the last %s, will cross it within %s." % (words(rng), words(horizon))
-            + '{{ if eq $labels.limit "disk_usage" }} The virtual disk never shrinks: once the limit is'
-            " crossed, images of this server fail for good.{{ end }}",
-            c["predictFor"],
-        ))
+    )]
+    rules += filling_up("ImagingSizeLimitFillingUp", "imaging_headroom_bytes", "a size limit",
+                        after='{{ if eq $labels.limit "disk_usage" }} The virtual disk never shrinks: once the'
+                        " limit is crossed, images of this server fail for good.{{ end }}")
 
     # --- inodes (inode_usage)
-    rules.append(x.alert(
+    rules += [x.alert(
         "ImagingInodeLimitNearlyReached",
-        """
-imaging_headroom_inodes%(s)s
-and
-imaging_headroom_ratio%(s)s < %(r)g
-""" % dict(s=s, r=nearly),
+        nearly_expr("imaging_headroom_inodes"),
         "warning",
         "A filesystem is close to an inode limit for server images.",
         WHERE_HOST + " has {{ $value | humanize }} inodes left under the {{ $labels.limit }} image limit,"
         " less than %s of the limit. Image requests fail once it is crossed." % pct(nearly),
         c["headroomNearlyFor"],
-    ))
-    rules.append(x.alert(
+    ), x.alert(
         "ImagingInodeLimitExceeded",
-        """
--imaging_headroom_inodes%(s)s > 0
-""" % dict(s=s),
+        exceeded_expr("imaging_headroom_inodes"),
         "critical",
         "A filesystem uses more inodes than server images allow: image requests will fail.",
         WHERE_HOST + " uses {{ $value | humanize }} inodes more than the {{ $labels.limit }} image limit"
         " allows. Image requests fail until the file count is back under the limit; the provider can"
         " often help to work around it.",
         c["headroomExceededFor"],
-    ))
-    for sev, horizon, ratio in (
-        ("warning", c["predictWarningHorizon"], c["predictWarningRatio"]),
-        ("critical", c["predictCriticalHorizon"], c["predictCriticalRatio"]),
-    ):
-        rules.append(x.alert(
-            "ImagingInodeLimitFillingUp",
-            """
-(
-  imaging_headroom_ratio%(s)s < %(r)g
-and
-  predict_linear(imaging_headroom_inodes%(s)s[%(rng)s], %(h)s) < 0
-)
-""" % dict(s=s, r=ratio, rng=rng, h=number(seconds(horizon))),
-            sev,
-            "A filesystem is predicted to cross an inode limit for server images within the next %s."
-            % words(horizon),
-            WHERE_HOST + " has {{ $value | humanizePercentage }} of the {{ $labels.limit }} image limit left"
-            " and, at the rate of the last %s, will cross it within %s." % (words(rng), words(horizon)),
-            c["predictFor"],
-        ))
+    )]
+    rules += filling_up("ImagingInodeLimitFillingUp", "imaging_headroom_inodes", "an inode limit")
     return rules
 
 
