@@ -50,7 +50,6 @@ class Health:
     last_duration: float = 0.0
     last_error: str = ""
     errors: Dict[str, int] = field(default_factory=dict)   # reason -> count since start
-    refreshes: int = 0
 
 
 class Poller:
@@ -100,8 +99,7 @@ class Poller:
                 self.on_refresh()
             except Exception:  # noqa: BLE001 - the snapshot is good; serving it is another matter
                 log.exception("cloud %s: after-refresh hook failed", self.name)
-        self.health = Health(up=True, last_success=self._clock(), last_duration=duration,
-                             errors=dict(self._errors), refreshes=self.health.refreshes + 1)
+        self.health = Health(up=True, last_success=self._clock(), last_duration=duration, errors=dict(self._errors))
         release_memory()
         log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
                  len(snap.images), len(snap.running_jobs), len(snap.servers))
@@ -112,7 +110,7 @@ class Poller:
         self._failures_in_row += 1
         h = self.health
         self.health = Health(up=False, last_success=h.last_success, last_duration=time.monotonic() - started,
-                             last_error=message, errors=dict(self._errors), refreshes=h.refreshes + 1)
+                             last_error=message, errors=dict(self._errors))
         log.warning("cloud %s: refresh failed (%s): %s; keeping the last good data", self.name, reason, message)
         return False
 

@@ -10,9 +10,7 @@ import yaml
 
 from .units import parse_count, parse_duration, parse_size
 
-HOST_BYTE_MEASURES = ("used_bytes", "used_high_water_bytes", "system_disk_bytes")
-HOST_INODE_MEASURES = ("used_inodes",)
-HOST_MEASURES = HOST_BYTE_MEASURES + HOST_INODE_MEASURES
+HOST_MEASURES = ("used_bytes", "used_high_water_bytes", "system_disk_bytes", "used_inodes")
 CLOUD_MEASURES = ("image_count", "image_bytes_total", "image_size")
 MEASURES = HOST_MEASURES + CLOUD_MEASURES
 COUNT_MEASURES = ("used_inodes", "image_count")
@@ -30,11 +28,7 @@ class Limit:
 
     @property
     def unit(self) -> str:
-        if self.measure in ("used_inodes",):
-            return "inodes"
-        if self.measure == "image_count":
-            return "images"
-        return "bytes"
+        return {"used_inodes": "inodes", "image_count": "images"}.get(self.measure, "bytes")
 
 
 @dataclass(frozen=True)
@@ -82,6 +76,9 @@ def _load(path=PROFILES_FILE):
     sources = {str(k): v for k, v in data["sources"].items()}
     profiles = {}
     for name, p in data["profiles"].items():
+        unknown = {l["measure"] for l in p.get("limits") or ()} - set(MEASURES)
+        if unknown:   # shipped data: a typo must fail the tests, not drop a limit silently
+            raise ValueError(f"{path}: profile {name}: unknown measure {', '.join(sorted(unknown))}")
         limits = tuple(
             Limit(name=l["name"], measure=l["measure"],
                   value=parse_limit_value(l["measure"], l["value"]),
