@@ -10,13 +10,15 @@ exporter.web server class handles GET /metrics on one end of a socketpair
 (request parsing, WSGI, collection, rendering, the response), so cProfile
 sees it all in one thread. The breakdown times each layer without the
 profiler: the HTTP layer with a constant app, Exposition.render, the host
-source's read, the families and the text formatting.
+source's read, the families and the text formatting (ours, and
+prometheus_client's encoder on the same families for comparison).
 
 cloud / linode: one warm refresh of the source against the fake API in a
 child process (as bench/cloud_scale.py), profiled, then the per-refresh
 rendering (CloudCache.refresh) profiled; the breakdown times the JSON
 decoding, the cyclic GC's share (the refresh again with gc disabled) and
-the rendering's two halves (building the families, formatting them).
+the rendering's two halves (building the families, formatting them), and
+prometheus_client's encoder on the same families for comparison.
 """
 from __future__ import annotations
 
@@ -61,12 +63,12 @@ def per_call(fn, n) -> float:
 # ---- host -----------------------------------------------------------------------------
 
 def host(requests: int, top: int) -> None:
-    from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
     from exporter.app import Exporter
     from exporter.collectors import host as host_mod
     from exporter.config import load as load_config
+    from exporter.render import TEXT, render
     from exporter.web import make_server
 
     tmp = tempfile.mkdtemp(prefix="imaging-bench-")
@@ -95,11 +97,7 @@ def host(requests: int, top: int) -> None:
     snap = part.source.read()
     fams = host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id)
 
-    class Fixed:
-        def collect(self):
-            return fams
-    fixed = CollectorRegistry(auto_describe=False)
-    fixed.register(Fixed())
+    fixed = _registry_of(fams)
     samples = sum(len(f.samples) for f in fams)
     n = requests
     rows = [
@@ -110,9 +108,12 @@ def host(requests: int, top: int) -> None:
          per_call(part.source.read, n)],
         ["      statvfs of the mounts through the worker pool", per_call(
             lambda: part.source.statter.stat_all([m for _, m, _ in _mounts(part.source)]), n)],
-        ["    host_families (the snapshot into prometheus_client families)", per_call(
+        ["    host_families (the snapshot into rows)", per_call(
             lambda: host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id), n)],
-        [f"    generate_latest of the host families ({samples} samples)", per_call(lambda: generate_latest(fixed), n)],
+        [f"    exporter.render of the host families ({samples} samples)", per_call(
+            lambda: render([fams], TEXT), n)],
+        ["    for comparison: prometheus_client's generate_latest of the same families",
+         per_call(lambda: generate_latest(fixed), n)],
         ["thread start + join (ThreadingMixIn's per-connection thread)", per_call(_thread, n)],
     ]
     print(f"host request path, in-process, best of 3 x {n} calls; body {body_len} bytes, "
@@ -128,6 +129,19 @@ def host(requests: int, top: int) -> None:
     print(stats(profile, "tottime", top))
     print("\nby cumulative time:")
     print(stats(profile, "cumulative", top))
+
+
+def _registry_of(fams):
+    """prometheus_client's registry of fixed families, to time its encoder on them."""
+    from prometheus_client import CollectorRegistry
+    families = list(fams)
+
+    class Fixed:
+        def collect(self):
+            return families
+    fixed = CollectorRegistry(auto_describe=False)
+    fixed.register(Fixed())
+    return fixed
 
 
 def _mounts(source):
@@ -147,11 +161,11 @@ def _thread():
 def cloud(provider: str, images: int, servers: int, top: int) -> None:
     import json
 
-    from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
     import cloud_scale
     from exporter.collectors import cloud as cloud_mod
+    from exporter.render import TEXT, render
 
     fake = cloud_scale.Fake(provider, images, servers)
     h = cloud_scale.Harness(fake)
@@ -185,14 +199,10 @@ def cloud(provider: str, images: int, servers: int, top: int) -> None:
         h.poller.snapshot = snap
         families = per_call(lambda: cloud_mod.cloud_families([h.poller]), 1)
         fams = cloud_mod.cloud_families([h.poller])
-
-        class Fixed:
-            def collect(self):
-                return fams
-        fixed = CollectorRegistry(auto_describe=False)
-        fixed.register(Fixed())
-        formatting = per_call(lambda: generate_latest(fixed), 1)
-        render = per_call(h.cache.refresh, 1)
+        formatting = per_call(lambda: render([fams], TEXT), 1)
+        fixed = _registry_of(fams)
+        library = per_call(lambda: generate_latest(fixed), 1)
+        rendering = per_call(h.cache.refresh, 1)
         profile = cProfile.Profile()
         profile.enable()
         src.refresh()
@@ -211,9 +221,10 @@ def cloud(provider: str, images: int, servers: int, top: int) -> None:
         ["refresh, CPU of this process", f"{cpu * 1e3:.0f}"],
         [f"  json.loads of {decoded['bytes'] / 2**20:.1f} MiB of answers", f"{decoded['seconds'] * 1e3:.0f}"],
         ["  refresh CPU with the cyclic GC off (the difference is the GC's share)", f"{nogc * 1e3:.0f}"],
-        ["rendering (CloudCache.refresh: families, text, gzip)", f"{render:.0f}"],
-        ["  cloud_families (the snapshot into prometheus_client families)", f"{families:.0f}"],
-        ["  generate_latest of those families", f"{formatting:.0f}"],
+        ["rendering (CloudCache.refresh: families, text, gzip)", f"{rendering:.0f}"],
+        ["  cloud_families (the snapshot into rows)", f"{families:.0f}"],
+        ["  exporter.render of those families (text)", f"{formatting:.0f}"],
+        ["  for comparison: prometheus_client's generate_latest of the same", f"{library:.0f}"],
     ]
     print(table(["step", "ms"], rows))
     print("\ncProfile of the refresh, by own time (the fake runs in another process; "

@@ -5,27 +5,29 @@ A large cloud account is tens of thousands of series (two per image);
 formatting them takes prometheus_client most of a second, and they only
 change when a poller refreshes. So the poller thread renders them, in each
 exposition format that has been asked for, right after a refresh, and a
-scrape only joins bytes. Gzip members concatenate (RFC 1952), so the cloud
-part is compressed once too.
+scrape only writes bytes. Gzip members concatenate (RFC 1952), so the cloud
+part is compressed once too. Text comes from exporter.render.
 """
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+import zlib
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 
 from .collectors import cloud as cloud_mod
+from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
 
 log = logging.getLogger(__name__)
 
-_EOF = b"# EOF\n"        # OpenMetrics' terminator: only once, at the very end
 _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
 
 
@@ -36,64 +38,96 @@ class CloudCollector(Collector):
     def describe(self):
         return [spec.family() for spec in cloud_mod.SPECS]
 
-    def collect(self):
+    def families(self):
         return cloud_mod.cloud_families(self.pollers)
+
+    def collect(self):
+        return iter(self.families())
 
 
 class CloudCache:
-    """Rendered cloud metrics per content type, refreshed by the pollers."""
+    """Rendered cloud metrics per content type, refreshed by the pollers.
+
+    Prometheus asks for gzip, so only the gzip body is kept unless a client
+    has asked for the same format uncompressed: at 50k images the plain text
+    is 23 MiB and its gzip about 1. The render goes family by family into the
+    compressor, so the whole text never exists at once.
+    """
 
     def __init__(self, pollers):
         self.collector = CloudCollector(pollers)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        self._formats: Dict[str, Callable] = {}                 # content type -> encoder
-        self._cache: Dict[str, Tuple[bytes, Optional[bytes]]] = {}
+        self._wanted: Dict[str, Tuple[Format, bool]] = {}       # content type -> (format, plain asked)
+        self._cache: Dict[str, Tuple[Optional[bytes], bytes]] = {}  # content type -> (plain, gzip)
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
         self.last_duration = 0.0
         self.ok = True
 
-    def _render(self, encoder) -> Tuple[bytes, bytes]:
-        body = encoder(self.registry)
-        return body, gzip.compress(body, _GZIP_LEVEL)
+    def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[bytes], bytes]:
+        if fmt.kind is None:        # a negotiation prometheus_client renders (see exporter.render)
+            body = fmt.encoder(self.registry)
+            return (body if plain else None), gzip.compress(body, _GZIP_LEVEL)
+        chunks = family_chunks([self.collector.families()], fmt.kind)
+        if fmt.kind == OPENMETRICS:
+            chunks = itertools.chain(chunks, [EOF])
+        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
+        gz, text = [], []
+        for chunk in chunks:
+            data = chunk.encode("utf-8")
+            gz.append(compressor.compress(data))
+            if plain:
+                text.append(data)
+        gz.append(compressor.flush())
+        return (b"".join(text) if plain else None), b"".join(gz)
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
         with self._render_lock:
             with self._lock:
-                formats = dict(self._formats)
+                wanted = dict(self._wanted)
             started = time.perf_counter()
             try:
-                rendered = {ct: self._render(enc) for ct, enc in formats.items()}
+                for content_type, (fmt, plain) in wanted.items():
+                    rendered = self._render(fmt, plain)
+                    with self._lock:
+                        self._cache[content_type] = rendered
             except Exception:  # noqa: BLE001 - keep serving the previous rendering
                 log.exception("rendering the cloud metrics failed; serving the previous rendering")
                 self.ok = False
                 return
             self.last_duration, self.ok = time.perf_counter() - started, True
-            with self._lock:
-                self._cache.update(rendered)
 
-    def get(self, encoder, content_type) -> Tuple[bytes, bytes]:
-        with self._lock:
-            hit = self._cache.get(content_type)
+    def get(self, fmt: Format, want_gzip: bool) -> bytes:
+        hit = self._lookup(fmt, want_gzip)
         if hit is not None:
             return hit
-        # First scrape in this format: render now, and after every refresh from now on.
+        # First scrape in this format (or first without gzip): render now, and
+        # after every refresh from now on.
         with self._render_lock:
+            hit = self._lookup(fmt, want_gzip)
+            if hit is not None:
+                return hit
             with self._lock:
-                hit = self._cache.get(content_type)
-                if hit is not None:
-                    return hit
-                self._formats[content_type] = encoder
-            rendered = self._render(encoder)
+                _, plain = self._wanted.get(fmt.content_type, (fmt, False))
+                self._wanted[fmt.content_type] = (fmt, plain or not want_gzip)
+                plain = plain or not want_gzip
+            rendered = self._render(fmt, plain)
             with self._lock:
-                self._cache[content_type] = rendered
-            return rendered
+                self._cache[fmt.content_type] = rendered
+            return rendered[1] if want_gzip else rendered[0]
+
+    def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[bytes]:
+        with self._lock:
+            hit = self._cache.get(fmt.content_type)
+        if hit is None:
+            return None
+        return hit[1] if want_gzip else hit[0]
 
 
 class Exposition:
-    """Builds the /metrics response from the per-scrape registry and the cloud cache."""
+    """Builds the /metrics response from the per-scrape collector and the cloud cache."""
 
     def __init__(self, collector: Collector, cloud: Optional[CloudCache]):
         self.collector = collector           # host and health: rendered per scrape
@@ -105,28 +139,33 @@ class Exposition:
                query: str = "") -> Tuple[list, List[bytes]]:
         """(headers, body chunks). The chunks are written one after the other:
         joining them would copy the cached cloud part (megabytes) per scrape."""
-        encoder, content_type = choose_encoder(accept)
+        fmt = negotiate(accept)
         params = parse_qs(query or "")
         want_gzip = gzip_accepted(accept_encoding or "")
-        headers = [("Content-Type", content_type)]
+        headers = [("Content-Type", fmt.content_type)]
         if want_gzip:
             headers.append(("Content-Encoding", "gzip"))
+
+        def packed(body: bytes) -> bytes:
+            return gzip.compress(body, _GZIP_LEVEL) if want_gzip else body
+
         if "name[]" in params:
             # A filtered scrape (rare, for debugging): render everything it asks for now.
             combined = CollectorRegistry(auto_describe=True)
             for c in [self.collector] + ([self.cloud.collector] if self.cloud else []):
                 combined.register(c)
-            body = encoder(combined.restricted_registry(params["name[]"]))
-            return headers, [gzip.compress(body, _GZIP_LEVEL) if want_gzip else body]
-        dynamic = encoder(self.registry)
+            return headers, [packed(fmt.encoder(combined.restricted_registry(params["name[]"])))]
+        if fmt.kind is not None:
+            dynamic = render(self.collector.parts(), fmt.kind)
+            if fmt.kind == OPENMETRICS and self.cloud is None:
+                dynamic += EOF.encode()
+        else:
+            dynamic = fmt.encoder(self.registry)
+            if self.cloud is not None and dynamic.endswith(EOF.encode()):
+                dynamic = dynamic[:-len(EOF)]     # the cloud part ends the body
         if self.cloud is None:
-            return headers, [gzip.compress(dynamic, _GZIP_LEVEL) if want_gzip else dynamic]
-        cloud_body, cloud_gz = self.cloud.get(encoder, content_type)
-        if dynamic.endswith(_EOF) and cloud_body.endswith(_EOF):
-            dynamic = dynamic[:-len(_EOF)]
-        if want_gzip:
-            return headers, [gzip.compress(dynamic, _GZIP_LEVEL), cloud_gz]
-        return headers, [dynamic, cloud_body]
+            return headers, [packed(dynamic)]
+        return headers, [packed(dynamic), self.cloud.get(fmt, want_gzip)]
 
     def raw(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None, query: str = "") -> bytes:
         """The whole body as one bytes object (for --once, tests and benchmarks)."""

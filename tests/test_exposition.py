@@ -105,3 +105,19 @@ def test_name_filter(tmp_path):
     poller.refresh_once()
     m = parse_metrics(exp.raw(None, None, "name[]=imaging_images&name[]=imaging_build_info").decode())
     assert {name for name, _ in m} == {"imaging_images", "imaging_build_info"}
+
+
+def test_only_gzip_is_kept_until_a_client_asks_for_plain_text(tmp_path):
+    poller, exp = build(tmp_path, snapshot(3), snapshot(6))
+    poller.refresh_once()
+    gz = b"".join(exp.render(OPENMETRICS, "gzip")[1])
+    content_type = dict(exp.render(OPENMETRICS, "gzip")[0])["Content-Type"]
+    plain_cached, gz_cached = exp.cloud._cache[content_type]
+    assert plain_cached is None and gz_cached, "a gzip scraper does not make the exporter keep plain text"
+    plain = exp.raw(OPENMETRICS, None)            # rendered on demand, then kept after refreshes
+    strip = lambda b: [l for l in b.splitlines() if not l.startswith(b"imaging_scrape_duration")]  # noqa: E731
+    assert strip(gzip.decompress(gz)) == strip(plain)
+    poller.refresh_once()
+    plain_cached, _ = exp.cloud._cache[content_type]
+    assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in plain_cached
+    assert strip(gzip.decompress(b"".join(exp.render(OPENMETRICS, "gzip")[1]))) == strip(exp.raw(OPENMETRICS))

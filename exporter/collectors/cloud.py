@@ -57,7 +57,7 @@ def cloud_families(pollers: Iterable):
         if snap is None:
             continue
         _add_snapshot(fams, snap, p.ledger)
-    return list(fams)
+    return fams
 
 
 def _add_snapshot(fams: Families, snap, ledger):
@@ -100,7 +100,7 @@ def _add_snapshot(fams: Families, snap, ledger):
         if duration is not None:
             fams.add(LAST_DURATION, c + (server_id, kind), duration)
     for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
-        fams[DURATION].add_metric(list(c + (kind,)), buckets, total)
+        fams.add_histogram(DURATION, c + (kind,), buckets, total)
 
     for s in snap.servers:
         fams.add(BOOT_FROM_VOLUME, c + (s.server_id, s.name), 1 if s.boot_from_volume else 0)

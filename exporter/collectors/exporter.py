@@ -68,20 +68,21 @@ class ExporterCollector(Collector):
         # Cloud families are exporter.exposition.CloudCollector's.
         return [spec.family() for spec in host_mod.SPECS + SPECS]
 
-    def collect(self):
+    def parts(self):
+        """This scrape's Families (collectors.spec): host, then health."""
+        parts = []
         health = Families(SPECS)
         health.add(BUILD_INFO, (self.version,), 1)
         if self.host:
             started = time.perf_counter()
             try:
-                fams = self.host.families()
+                parts.append(self.host.families())
                 ok = 1
             except Exception:  # noqa: BLE001 - a failing host read must not fail the scrape
                 log.exception("collector host failed")
-                fams, ok = [], 0
+                ok = 0
             health.add(SCRAPE_DURATION, ("host",), time.perf_counter() - started)
             health.add(SCRAPE_SUCCESS, ("host",), ok)
-            yield from fams
         if self.cloud_cache is not None:
             health.add(SCRAPE_DURATION, ("cloud",), self.cloud_cache.last_duration)
             health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_cache.ok else 0)
@@ -100,4 +101,9 @@ class ExporterCollector(Collector):
             health.add(SOURCE_INTERVAL, s, p.interval)
             for reason in SourceError.REASONS:
                 health.add(SOURCE_ERRORS, s + (reason,), hl.errors.get(reason, 0))
-        yield from health
+        parts.append(health)
+        return parts
+
+    def collect(self):
+        for part in self.parts():
+            yield from part

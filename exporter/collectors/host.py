@@ -42,7 +42,7 @@ SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERRO
 
 
 def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: str):
-    """Metric families for one host snapshot. ``state`` keeps the high-water marks."""
+    """Families (collectors.spec) for one host snapshot. ``state`` keeps the high-water marks."""
     fams = Families(SPECS)
     high_water = {}
     for fs in snap.filesystems:
@@ -74,4 +74,4 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
     for engine in ENGINES:
         fams.add(DATABASES, (engine,), counts.get(engine, 0))
     fams.add(HOST_INFO, (profile, server_id, snap.hostname), 1)
-    return list(fams)
+    return fams

@@ -5,11 +5,15 @@ registration does not collect, and docs/metrics.md is generated from them.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Tuple
 
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
+
+
+_LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,13 @@ class MetricSpec:
     type: str                   # "gauge", "counter" or "histogram"
     help: str
     labels: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        # Names in the legacy character set: no escaping scheme changes them
+        # except "dots"/"values" (exporter.render leaves those to the library).
+        for n in (self.name,) + self.labels:
+            if not _LEGACY_NAME.match(n) or n in ("le", "quantile"):
+                raise ValueError(f"metric or label name {n!r} is not a plain legacy name")
 
     def family(self):
         if self.type == "gauge":
@@ -42,23 +53,43 @@ def histogram(name, help_, *labels):
 
 
 class Families:
-    """Builds each family once per scrape, in spec order, and yields the non-empty ones."""
+    """The series of each family, in spec order, kept as rows.
+
+    exporter.render writes the rows straight to text (the hot path); iterating
+    gives prometheus_client families, for a registry, ``name[]`` filtering and
+    formats we leave to the library. The histogram is kept as a
+    prometheus_client family: a few series, rendered by the library.
+    """
 
     def __init__(self, specs):
         self._specs = specs
-        self._families = {}
+        self._rows = {}          # spec name -> [(label values, value)] or a HistogramMetricFamily
 
-    def __getitem__(self, spec):
-        f = self._families.get(spec.name)
-        if f is None:
-            f = self._families[spec.name] = spec.family()
-        return f
+    def add(self, spec, labels, value):
+        rows = self._rows.get(spec.name)
+        if rows is None:
+            rows = self._rows[spec.name] = []
+        rows.append((labels, value))
 
-    def add(self, spec, labels, value, **kw):
-        self[spec].add_metric([str(v) for v in labels], value, **kw)
+    def add_histogram(self, spec, labels, buckets, sum_value):
+        family = self._rows.get(spec.name)
+        if family is None:
+            family = self._rows[spec.name] = spec.family()
+        family.add_metric([str(v) for v in labels], buckets, sum_value)
+
+    def rows(self):
+        """(spec, rows or a histogram family) of each non-empty family, in spec order."""
+        for spec in self._specs:
+            rows = self._rows.get(spec.name)
+            if rows is not None and (rows if isinstance(rows, list) else rows.samples):
+                yield spec, rows
 
     def __iter__(self):
-        for spec in self._specs:
-            f = self._families.get(spec.name)
-            if f is not None and f.samples:
-                yield f
+        for spec, rows in self.rows():
+            if isinstance(rows, list):
+                family = spec.family()
+                for labels, value in rows:
+                    family.add_metric([str(v) for v in labels], value)
+                yield family
+            else:
+                yield rows
