@@ -6,7 +6,7 @@
     python bench/hotpaths.py linode [--instances 500] [--top 25]
 
 host: the exporter's whole request path in this process: the real
-exporter.web server class handles GET /metrics on one end of a socketpair
+exporter.web server class handles GET /metrics on one end of a loopback TCP pair
 (request parsing, WSGI, collection, rendering, the response), so cProfile
 sees it all in one thread. The breakdown times each layer without the
 profiler: the HTTP layer with a constant app, Exposition.render, the host
@@ -48,6 +48,19 @@ def stats(profile, sort, top) -> str:
     return text[text.index("   ncalls"):].rstrip() if "   ncalls" in text else text
 
 
+_listener = None
+
+
+def tcp_pair():
+    """Two ends of a loopback TCP connection (the server sets TCP_NODELAY, which a socketpair refuses)."""
+    global _listener
+    if _listener is None:
+        _listener = socket.create_server(("127.0.0.1", 0))
+    b = socket.create_connection(_listener.getsockname())
+    a, _ = _listener.accept()
+    return a, b
+
+
 def per_call(fn, n) -> float:
     """Milliseconds per call, best of three rounds of n calls."""
     fn()
@@ -85,8 +98,9 @@ def host(requests: int, top: int) -> None:
     constant = make_server("127.0.0.1:0", constant_app)
 
     def one(srv):
-        a, b = socket.socketpair()
+        a, b = tcp_pair()
         b.sendall(REQUEST)
+        b.shutdown(socket.SHUT_WR)       # one request: the kept-alive handler then sees the end
         srv.finish_request(a, ("127.0.0.1", 40000))
         srv.shutdown_request(a)
         while b.recv(65536):
@@ -101,7 +115,7 @@ def host(requests: int, top: int) -> None:
     samples = sum(len(f.samples) for f in fams)
     n = requests
     rows = [
-        ["whole request path (socketpair, exporter.web + WSGI + render)", per_call(lambda: one(server), n)],
+        ["whole request path (loopback TCP pair, exporter.web + WSGI + render)", per_call(lambda: one(server), n)],
         ["  HTTP layer alone: the same server, a constant app, same body size", per_call(lambda: one(constant), n)],
         ["  Exposition.render (collect + format, host and health)", per_call(exporter.exposition.render, n)],
         ["    HostSource.read (mounts, statvfs via the worker pool, sysfs, /proc cache)",

@@ -194,6 +194,81 @@ def test_listen_address_errors():
             make_server(f"127.0.0.1:{port}", metrics_app())
 
 
+# ---- keep-alive ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def counting_connections(monkeypatch):
+    """Counts the connections the server accepts (its process_request calls)."""
+    accepted = []
+    real = web._Server.process_request
+
+    def process_request(self, request, client_address):
+        accepted.append(client_address)
+        return real(self, request, client_address)
+    monkeypatch.setattr(web._Server, "process_request", process_request)
+    yield accepted
+
+
+def test_http11_client_keeps_its_connection(monkeypatch):
+    metrics = metrics_app()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/metrics":
+            return metrics(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"404 page not found\n"]
+    with counting_connections(monkeypatch) as accepted, serving(None, app=app) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            for path in ("/metrics", "/metrics", "/nowhere", "/metrics"):
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                assert not r.will_close and r.headers["Content-Length"] == str(len(body))
+                assert r.version == 11 and r.status == (404 if path == "/nowhere" else 200)
+            assert len(accepted) == 1, "four requests on one connection"
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /metrics HTTP/1.0\r\n\r\n",
+    b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+], ids=["asks-to-close", "http-1.0", "http-1.0-keep-alive", "head"])
+def test_connection_is_closed_when_it_cannot_or_should_not_be_reused(request_bytes):
+    with serving(None) as port:
+        answer = raw_exchange(port, request_bytes)      # returns only once the server has closed
+    assert answer.startswith(b"HTTP/1.1 ") and b"\r\nConnection: close\r\n" in answer
+
+
+def test_pipelined_requests_and_a_bad_one_after_them():
+    with serving(None) as port:
+        answer = raw_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"NONSENSE\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.count(b"imaging_test_value 42.0") == 2
+    assert answer.rstrip().endswith(b"</html>") and b"Error code explanation: 400" in answer
+
+
+def test_idle_kept_alive_connection_is_closed_after_the_timeout(monkeypatch):
+    monkeypatch.setattr(web, "KEEPALIVE_TIMEOUT", 0.3)
+    with serving(None) as port, socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        started, received = time.monotonic(), b""
+        while chunk := s.recv(65536):
+            received += chunk
+        assert received.count(b"HTTP/1.1 200 OK") == 1
+        assert 0.25 <= time.monotonic() - started < 4, "closed by the idle timeout, not at once, not never"
+
+
+def test_an_app_error_closes_the_connection():
+    def broken(environ, start_response):
+        raise RuntimeError("boom")
+    with serving(None, app=broken) as port:
+        answer = raw_exchange(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+    assert answer.count(b"HTTP/1.1 500") == 1 and b"Connection: close" in answer
+
+
 # ---- TLS ----------------------------------------------------------------------
 
 def test_https_scrape_works_and_plain_http_is_refused(tmp_path, pki):
@@ -359,10 +434,10 @@ def test_empty_web_config_is_plain_http(tmp_path):
 
 # ---- Debian's Prometheus scrapes the server -----------------------------------
 
-def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path, pki):
+def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path, pki, monkeypatch):
     prometheus = need_binary("prometheus")
     cfg = web_config(tmp_path, {"tls_server_config": tls_section(pki), "basic_auth_users": {"prometheus": HASH}})
-    with serving(cfg) as port:
+    with counting_connections(monkeypatch) as accepted, serving(cfg) as port:
         def job(name, password):
             return {"job_name": name, "scheme": "https", "scrape_interval": "1s", "scrape_timeout": "1s",
                     "tls_config": {"ca_file": pki["ca"]},
@@ -394,6 +469,12 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path, pki):
             with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=2) as r:
                 errors = {t["labels"]["job"]: t["lastError"] for t in json.load(r)["data"]["activeTargets"]}
             assert "401" in errors["wrong_password"] and errors["good"] == ""
+            # Prometheus keeps its connections: more scrapes, no more TLS handshakes.
+            connections = len(accepted)
+            scrapes = lambda: float(query('count_over_time(up{job="good"}[1m])')["good"])  # noqa: E731
+            before = scrapes()
+            wait_until(lambda: scrapes() >= before + 3, timeout=20, interval=0.5, what="three more scrapes")
+            assert len(accepted) == connections <= 4
         except BaseException:
             log.flush()
             print((tmp_path / "prometheus.log").read_text(errors="replace")[-3000:])
