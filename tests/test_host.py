@@ -10,7 +10,7 @@ import time
 
 from exporter.collectors.host import host_families
 from exporter.config import HostConfig
-from exporter.sources.host import HostSource, read_mounts
+from exporter.sources.host import HostSource, MountTable, read_mounts
 from exporter.state import State
 from conftest import ROOT, samples
 
@@ -95,6 +95,40 @@ def test_mount_table_unescapes_spaces(tmp_path):
     proc.mkdir(parents=True)
     (proc / "mounts").write_text("/dev/vdb /mnt/my\\040data ext4 rw 0 0\n")
     assert read_mounts(str(tmp_path)) == [("/dev/vdb", "/mnt/my data", "ext4")]
+
+
+MOUNT_WATCH = """
+import os, subprocess, sys, tempfile
+from exporter.sources.host import MountTable
+table = MountTable(paths=["/proc/self/mounts"])
+first = table.read()
+assert table.read() is first, "unchanged table: not read again"
+where = tempfile.mkdtemp()
+subprocess.run(["mount", "-t", "tmpfs", "imaging-test", where], check=True)
+mounted = table.read()
+assert (("imaging-test", where, "tmpfs") in mounted) and table.read() is mounted, mounted
+subprocess.run(["umount", where], check=True)
+assert where not in [m for _, m, _ in table.read()]
+print("ok")
+"""
+
+
+def test_mount_table_is_reread_when_the_kernel_reports_a_change():
+    # A private mount namespace (a user namespace too when not root), so the test mounts nothing on the host.
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-Urm"]
+    out = subprocess.run(unshare + [sys.executable, "-c", MOUNT_WATCH], capture_output=True, text=True, timeout=60,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_mount_table_in_a_plain_file_is_read_every_time(tmp_path):
+    proc = tmp_path / "proc" / "1"
+    proc.mkdir(parents=True)
+    (proc / "mounts").write_text("/dev/vda1 / ext4 rw 0 0\n")
+    table = MountTable(str(tmp_path))
+    assert table.read() == [("/dev/vda1", "/", "ext4")]
+    (proc / "mounts").write_text("/dev/vda1 / ext4 rw 0 0\n/dev/vdb /data xfs rw 0 0\n")
+    assert table.read() == [("/dev/vda1", "/", "ext4"), ("/dev/vdb", "/data", "xfs")]
 
 
 def test_high_water_never_decreases_and_survives_restart(tmp_path, exporter_process):

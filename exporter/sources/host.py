@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ import psutil
 
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
+from ..threads import CachedThreads
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +48,86 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def read_mounts(root_path: str = "/") -> List[Tuple[str, str, str]]:
-    """(device, mountpoint, fstype) from PID 1's mount table.
-
-    PID 1's table rather than our own, like node_exporter: under systemd's
-    ProtectSystem or in a container our namespace differs from the host's.
-    """
+def _mount_table_paths(root_path: str) -> List[str]:
     proc = os.path.join(root_path, "proc")
-    for path in (os.path.join(proc, "1", "mounts"), os.path.join(proc, "self", "mounts")):
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-            break
-        except OSError:
-            continue
-    else:
-        return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    return [os.path.join(proc, "1", "mounts"), os.path.join(proc, "self", "mounts")]
+
+
+def _parse_mounts(lines) -> List[Tuple[str, str, str]]:
     mounts = []
     for line in lines:
         parts = line.split()
         if len(parts) >= 3:
             mounts.append((_unescape(parts[0]), _unescape(parts[1]), parts[2]))
     return mounts
+
+
+def read_mounts(root_path: str = "/") -> List[Tuple[str, str, str]]:
+    """(device, mountpoint, fstype) from PID 1's mount table.
+
+    PID 1's table rather than our own, like node_exporter: under systemd's
+    ProtectSystem or in a container our namespace differs from the host's.
+    """
+    for path in _mount_table_paths(root_path):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return _parse_mounts(f.read().splitlines())
+        except OSError:
+            continue
+    return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+
+
+class MountTable:
+    """read_mounts(), re-read only when the kernel says the table changed.
+
+    /proc/PID/mounts can be polled (proc(5)): after a mount or unmount in
+    that namespace, poll() on an open descriptor reports POLLPRI. Reading
+    and parsing the table was a third of a host read, and mounts rarely
+    change. A file that cannot tell (a plain file under --path.rootfs, for
+    one) reports POLLOUT, as regular files always do, and is read every time.
+    """
+
+    def __init__(self, root_path: str = "/", paths: Optional[List[str]] = None):
+        self.paths = paths or _mount_table_paths(root_path)
+        self.root_path = root_path
+        self._file = None
+        self._poll = select.poll()
+        self._table: Optional[List[Tuple[str, str, str]]] = None
+        self._lock = threading.Lock()
+
+    def read(self) -> List[Tuple[str, str, str]]:
+        with self._lock:
+            if self._table is None or self._file is None or self._poll.poll(0):
+                self._table = self._load()
+            return self._table
+
+    def _load(self) -> List[Tuple[str, str, str]]:
+        if self._file is None:
+            for path in self.paths:
+                try:
+                    self._file = open(path, "rb")   # noqa: SIM115 - kept open to be polled
+                    break
+                except OSError:
+                    continue
+            else:
+                return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+            # Registered before the first read: a change after this point is reported.
+            self._poll.register(self._file, select.POLLPRI | select.POLLERR | select.POLLOUT)
+        try:
+            self._file.seek(0)
+            data = self._file.read()
+        except OSError:
+            self._close()
+            return read_mounts(self.root_path)
+        return _parse_mounts(data.decode("utf-8", errors="replace").splitlines())
+
+    def _close(self):
+        try:
+            self._poll.unregister(self._file)
+        except (KeyError, ValueError):
+            pass
+        self._file.close()
+        self._file = None
 
 
 class _Filter:
@@ -194,40 +254,35 @@ class BlockTopology:
 
 
 class _Statter:
-    """Runs stat calls on worker threads with a deadline; remembers stuck mounts."""
+    """Runs each stat call on a thread of its own with a deadline; remembers stuck mounts.
 
-    # Threads start lazily and idle ones are reused, so a high ceiling costs
-    # nothing until mounts hang; then each hung mount holds one thread.
-    def __init__(self, stat_fn: Callable, timeout: float, workers: int = 64):
-        self.stat_fn, self.timeout, self.workers = stat_fn, timeout, workers
-        self._pool = self._new_pool()
+    A stuck mount is not stat'ed again until its call returns, so hung
+    mounts hold one thread each and nothing else waits behind them.
+    """
+
+    def __init__(self, stat_fn: Callable, timeout: float):
+        self.stat_fn, self.timeout = stat_fn, timeout
+        self._threads = CachedThreads("statfs")
         self._stuck: Dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
-
-    def _new_pool(self):
-        return concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="statfs")
 
     def stat_all(self, paths: List[str]):
         """Return {path: result | exception | "timeout" | "stuck"}."""
         results, futures = {}, {}
         with self._lock:
             stuck = set(self._stuck)
-            # Every worker blocked on a hung mount: start a fresh pool; the old
-            # threads stay blocked in the kernel but no longer starve us.
-            if len(stuck) >= self.workers - 1:
-                self._pool = self._new_pool()
         for p in paths:
             if p in stuck:
                 results[p] = "stuck"
             else:
-                futures[p] = self._pool.submit(self.stat_fn, p)
+                futures[p] = self._threads.submit(self.stat_fn, p)
         deadline = time.monotonic() + self.timeout
         for p, fut in futures.items():
             try:
                 results[p] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
                 results[p] = "timeout"
-                # Still queued behind hung stats: not stuck itself, just late.
+                # Not started yet (a starved machine): late, not stuck.
                 if not fut.cancel():
                     self._mark_stuck(p, fut)
             except Exception as e:  # noqa: BLE001 - reported as device_error
@@ -285,6 +340,7 @@ class HostSource:
         self.statter = _Statter(stat_fn, cfg.mount_timeout)
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
+        self.mount_table = MountTable(root)
         self._clock = clock
         self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
         self._recounting = threading.Lock()
@@ -295,7 +351,7 @@ class HostSource:
         return mountpoint if root == "/" else os.path.join(root, mountpoint.lstrip("/"))
 
     def read(self) -> HostSnapshot:
-        table = read_mounts(self.cfg.root_path or "/")
+        table = self.mount_table.read()
         mounts, seen = [], set()
         for device, mountpoint, fstype in table:
             if mountpoint in seen or not self.filter.wanted(mountpoint, fstype):
