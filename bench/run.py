@@ -146,12 +146,14 @@ def main():
     p99 = max(mid["scrape_ms"]["identity"]["p99"], mid["scrape_ms"]["gzip"]["p99"])
     constants = [r["warm_requests"] - r["pages"] for r in openstack]
     linode_constants = [r["warm_requests"] - r["pages"] for r in linode]
-    peak_mb = big["rss_peak"] * MIB / MB
+    peak_mb = big["rss_peak_refreshes"] * MIB / MB
+    plain_peak_mb = big["rss_peak"] * MIB / MB
     steady_mb = big["rss_warm"] * MIB / MB
     verdict = lambda ok: "met" if ok else "MISSED"  # noqa: E731
     rows = [
         ["host scrape p50 / node_exporter <= 1.0", f"{host_ratios['new']:.2f} new connections, "
-         f"{host_ratios['keep-alive']:.2f} keep-alive", verdict(max(host_ratios.values()) <= 1.0)],
+         f"{host_ratios['keep-alive']:.2f} keep-alive, {host_ratios['prometheus']:.2f} as Prometheus scrapes",
+         verdict(max(host_ratios.values()) <= 1.0)],
         [f"cloud scrape p99 < {SCRAPE_P99_TARGET_MS:g} ms at {mid['images']}/{mid['servers']}",
          f"{mid['scrape_ms']['identity']['p99']:.2f} ms plain, {mid['scrape_ms']['gzip']['p99']:.2f} ms gzip",
          verdict(p99 < SCRAPE_P99_TARGET_MS)],
@@ -163,7 +165,8 @@ def main():
          f"{lr['requests'] + lw['requests']} requests (cold and warm)",
          verdict(lr["errors"] + lw["errors"] == 0 and lr["alive"] and lw["alive"])],
         [f"RSS < {RSS_TARGET_MB} MB at {big['images']} images",
-         f"peak {peak_mb:.0f} MB, {steady_mb:.0f} MB after a warm refresh",
+         f"peak {peak_mb:.0f} MB, {steady_mb:.0f} MB after a warm refresh (gzip scrapes); "
+         f"{plain_peak_mb:.0f} MB peak with plain-text scrapes too",
          verdict(peak_mb < RSS_TARGET_MB)],
         ["idle CPU s/h (host, 15 s scrapes)", f"{per_hour:.2f} CPU s/h"
          + (f" (node_exporter {peer[2]:.2f})" if peer else ""), "reported (no threshold set)"],

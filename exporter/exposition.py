@@ -59,16 +59,17 @@ class CloudCache:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self._wanted: Dict[str, Tuple[Format, bool]] = {}       # content type -> (format, plain asked)
-        self._cache: Dict[str, Tuple[Optional[bytes], bytes]] = {}  # content type -> (plain, gzip)
+        # content type -> (plain body as chunks or None, gzip body)
+        self._cache: Dict[str, Tuple[Optional[Tuple[bytes, ...]], bytes]] = {}
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
         self.last_duration = 0.0
         self.ok = True
 
-    def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[bytes], bytes]:
+    def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
         if fmt.kind is None:        # a negotiation prometheus_client renders (see exporter.render)
             body = fmt.encoder(self.registry)
-            return (body if plain else None), gzip.compress(body, _GZIP_LEVEL)
+            return ((body,) if plain else None), gzip.compress(body, _GZIP_LEVEL)
         chunks = family_chunks([self.collector.families()], fmt.kind)
         if fmt.kind == OPENMETRICS:
             chunks = itertools.chain(chunks, [EOF])
@@ -80,7 +81,8 @@ class CloudCache:
             if plain:
                 text.append(data)
         gz.append(compressor.flush())
-        return (b"".join(text) if plain else None), b"".join(gz)
+        # The plain body stays in chunks: joined, it would exist twice while joining.
+        return (tuple(text) if plain else None), b"".join(gz)
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
@@ -99,7 +101,8 @@ class CloudCache:
                 return
             self.last_duration, self.ok = time.perf_counter() - started, True
 
-    def get(self, fmt: Format, want_gzip: bool) -> bytes:
+    def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:
+        """The cloud part's chunks in this format, gzipped or plain."""
         hit = self._lookup(fmt, want_gzip)
         if hit is not None:
             return hit
@@ -116,14 +119,14 @@ class CloudCache:
             rendered = self._render(fmt, plain)
             with self._lock:
                 self._cache[fmt.content_type] = rendered
-            return rendered[1] if want_gzip else rendered[0]
+            return (rendered[1],) if want_gzip else rendered[0]
 
-    def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[bytes]:
+    def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[Tuple[bytes, ...]]:
         with self._lock:
             hit = self._cache.get(fmt.content_type)
         if hit is None:
             return None
-        return hit[1] if want_gzip else hit[0]
+        return (hit[1],) if want_gzip else hit[0]
 
 
 class Exposition:
@@ -165,7 +168,7 @@ class Exposition:
                 dynamic = dynamic[:-len(EOF)]     # the cloud part ends the body
         if self.cloud is None:
             return headers, [packed(dynamic)]
-        return headers, [packed(dynamic), self.cloud.get(fmt, want_gzip)]
+        return headers, [packed(dynamic), *self.cloud.get(fmt, want_gzip)]
 
     def raw(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None, query: str = "") -> bytes:
         """The whole body as one bytes object (for --once, tests and benchmarks)."""

@@ -15,6 +15,7 @@ version) is rendered by prometheus_client itself.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Optional
@@ -104,8 +105,11 @@ class _One:
         return [self.family]
 
 
+_BATCH = 2048        # lines per chunk: a 50k-series family is never one string
+
+
 def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
-    """The text of each non-empty family, one string per family, without EOF.
+    """The text of each non-empty family in chunks of at most _BATCH lines, without EOF.
 
     ``families`` are collectors.spec.Families; a family that holds
     prometheus_client objects (the histogram) is rendered by the library.
@@ -114,7 +118,10 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
         for spec, rows in fams.rows():
             if isinstance(rows, list):
                 ft = family_text(spec, kind)
-                yield ft.header + "".join(ft.lines(rows))
+                lines = ft.lines(rows)
+                yield ft.header + "".join(itertools.islice(lines, _BATCH))
+                while chunk := "".join(itertools.islice(lines, _BATCH)):
+                    yield chunk
             elif kind == TEXT:
                 yield generate_latest(_One(rows)).decode("utf-8")
             else:

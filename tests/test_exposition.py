@@ -119,5 +119,5 @@ def test_only_gzip_is_kept_until_a_client_asks_for_plain_text(tmp_path):
     assert strip(gzip.decompress(gz)) == strip(plain)
     poller.refresh_once()
     plain_cached, _ = exp.cloud._cache[content_type]
-    assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in plain_cached
+    assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in b"".join(plain_cached)
     assert strip(gzip.decompress(b"".join(exp.render(OPENMETRICS, "gzip")[1]))) == strip(exp.raw(OPENMETRICS))
