@@ -2,8 +2,8 @@
 metrics rendered once per refresh and served from a cache.
 
 A large cloud account is tens of thousands of series (two per image);
-formatting them takes prometheus_client most of a second, and they only
-change when a poller refreshes. So the poller thread renders them, in each
+writing them takes up to a second, and they only change when a poller
+refreshes. So the poller thread renders them, in each
 exposition format that has been asked for, right after a refresh, and a
 scrape only writes bytes. Gzip members concatenate (RFC 1952), so the cloud
 part is compressed once too. Text comes from exporter.render.

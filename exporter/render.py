@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.exposition import choose_encoder, generate_latest
@@ -90,9 +90,15 @@ class FamilyText:
             yield template % (*[_escape_value(labels[i]) for i in order], floatToGoString(value))
 
 
-@lru_cache(maxsize=None)
+_family_texts: Dict[Tuple[int, str], Tuple[object, FamilyText]] = {}
+
+
 def family_text(spec, kind: str) -> FamilyText:
-    return FamilyText(spec, kind)
+    # Keyed by identity: hashing a frozen dataclass hashes all its fields, every call.
+    hit = _family_texts.get((id(spec), kind))
+    if hit is None or hit[0] is not spec:
+        hit = _family_texts[(id(spec), kind)] = (spec, FamilyText(spec, kind))
+    return hit[1]
 
 
 class _One:
@@ -118,6 +124,9 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
         for spec, rows in fams.rows():
             if isinstance(rows, list):
                 ft = family_text(spec, kind)
+                if len(rows) <= _BATCH:
+                    yield ft.header + "".join(ft.lines(rows))
+                    continue
                 lines = ft.lines(rows)
                 yield ft.header + "".join(itertools.islice(lines, _BATCH))
                 while chunk := "".join(itertools.islice(lines, _BATCH)):
