@@ -34,13 +34,28 @@ def _targets(limit: Limit, snap: HostSnapshot):
     return [fs for fs in snap.filesystems if fs.role == "system"]
 
 
+def _measure(limit: Limit, fs, high_water):
+    """(value, unit) of a limit's measure on one filesystem; None when it has none."""
+    if limit.measure == "used_bytes":
+        return fs.used_bytes, "bytes"
+    if limit.measure == "used_inodes":
+        return None if fs.inodes == 0 else (fs.inodes_used, "inodes")   # btrfs and others: no count
+    if limit.measure == "used_high_water_bytes":
+        return high_water.get((fs.device, fs.mountpoint), fs.used_bytes), "bytes"
+    return None                             # cloud measures are not host limits
+
+
 def evaluate(limits: Iterable[Limit], snap: HostSnapshot,
              high_water: Dict[Tuple[str, str], int]) -> List[Headroom]:
-    """One Headroom per (limit, mountpoint) it applies to.
+    """Headroom rows of each limit.
 
     ``high_water`` maps (device, mountpoint) to the highest used bytes seen.
-    A system_disk_bytes limit is measured on the disk that holds "/" and
-    reported under mountpoint "/".
+    A limit on the system filesystems is one row under mountpoint "/": an
+    image holds all of them, so their measures add up (each device once: a
+    bind mount or a btrfs subvolume is the same filesystem again). A limit
+    with its own ``mountpoints`` regex holds each filesystem it picks to the
+    limit, one row each. A system_disk_bytes limit is measured on the disk
+    that holds "/".
     """
     out = []
     for limit in limits:
@@ -49,19 +64,15 @@ def evaluate(limits: Iterable[Limit], snap: HostSnapshot,
             if size:
                 out.append(Headroom(limit.name, "/", "bytes", limit.value, size))
             continue
-        for fs in _targets(limit, snap):
-            if limit.measure == "used_bytes":
-                measured, unit = fs.used_bytes, "bytes"
-            elif limit.measure == "used_inodes":
-                if fs.inodes == 0:      # btrfs and others report no inode count
-                    continue
-                measured, unit = fs.inodes_used, "inodes"
-            elif limit.measure == "used_high_water_bytes":
-                measured = high_water.get((fs.device, fs.mountpoint), fs.used_bytes)
-                unit = "bytes"
-            else:
-                continue                # cloud measures are not host limits
-            out.append(Headroom(limit.name, fs.mountpoint, unit, limit.value, measured))
+        measured = [(fs, m) for fs in _targets(limit, snap) if (m := _measure(limit, fs, high_water)) is not None]
+        if limit.mountpoints:
+            out.extend(Headroom(limit.name, fs.mountpoint, unit, limit.value, value)
+                       for fs, (value, unit) in measured)
+        elif measured:
+            per_device = {}
+            for fs, (value, _) in measured:
+                per_device.setdefault(fs.device, value)
+            out.append(Headroom(limit.name, "/", measured[0][1][1], limit.value, sum(per_device.values())))
     return out
 
 

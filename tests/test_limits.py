@@ -118,3 +118,30 @@ def test_linode_host_mode_shows_the_account_image_limit(tmp_path):
     m = parse_metrics(generate_latest(exp.registry).decode())
     assert samples(m, "imaging_limit_images") == {frozenset({("limit", "images_per_account")}): 25}
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "custom_image_size")}): 6 * GB}
+
+
+def test_system_filesystems_add_up_once_per_device():
+    """/, /boot and /var on the system disk are one image: 200 + 1 + 60 GB against 250 GB."""
+    s = snap(fs(used=200 * GB, inodes_used=2_000_000, device="/dev/vda1"),
+             fs("/boot", used=1 * GB, inodes_used=500_000, device="/dev/vda2"),
+             fs("/var", used=60 * GB, inodes_used=600_000, device="/dev/vda3"),
+             fs("/srv/www", used=60 * GB, inodes_used=600_000, device="/dev/vda3"),   # a bind mount of /var's
+             fs("/data", used=500 * GB, inodes_used=9_000_000, role="data", device="/dev/vdb"))
+    rows = by_limit(limits.evaluate(profiles.get("rackspace-firstgen-linux").host_limits(), s, {}))
+    assert set(rows) == {("volume_size", "/"), ("inode_usage", "/")}
+    assert rows[("volume_size", "/")].measured == 261 * GB and rows[("volume_size", "/")].headroom == -11 * GB
+    assert rows[("inode_usage", "/")].headroom == 3_000_000 - 3_100_000
+
+
+def test_windows_high_water_marks_add_up_too():
+    s = snap(fs(used=100 * GB, device="/dev/vda1"), fs("/boot", used=1 * GB, device="/dev/vda2"))
+    rows = by_limit(limits.evaluate(profiles.get("rackspace-firstgen-windows").host_limits(), s,
+                                    {("/dev/vda1", "/"): 240 * GB, ("/dev/vda2", "/boot"): 20 * GB}))
+    assert rows[("disk_usage", "/")].measured == 260 * GB and rows[("disk_usage", "/")].headroom == -10 * GB
+
+
+def test_a_config_limit_with_a_regex_holds_each_filesystem_it_picks():
+    custom = (Limit("srv", "used_bytes", 50 * GB, "config", mountpoints="^/srv"),)
+    rows = by_limit(limits.evaluate(custom, snap(fs("/srv/a", used=40 * GB, device="/dev/vdb", role="data"),
+                                                 fs("/srv/b", used=30 * GB, device="/dev/vdc", role="data")), {}))
+    assert {k: r.headroom for k, r in rows.items()} == {("srv", "/srv/a"): 10 * GB, ("srv", "/srv/b"): 20 * GB}
