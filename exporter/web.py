@@ -192,6 +192,11 @@ class _Handler(WSGIRequestHandler):
         if not response.keep_alive:
             self.close_connection = True
 
+    def handle_expect_100(self):
+        ok = super().handle_expect_100()
+        self.wfile.flush()               # the client waits for the 100 before its body
+        return ok
+
     def log_message(self, fmt, *args):   # access logs only at debug level
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.address_string(), fmt % args)

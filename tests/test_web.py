@@ -250,6 +250,19 @@ def test_pipelined_requests_and_a_bad_one_after_them():
     assert answer.rstrip().endswith(b"</html>") and b"Error code explanation: 400" in answer
 
 
+def test_expect_100_continue_is_answered_before_the_body_is_read():
+    def echo(environ, start_response):
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    with serving(None, app=echo) as port, socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n", "the 100 must not wait in the write buffer"
+        s.sendall(b"hi")
+        answer = s.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nhi")
+
+
 def test_idle_kept_alive_connection_is_closed_after_the_timeout(monkeypatch):
     monkeypatch.setattr(web, "KEEPALIVE_TIMEOUT", 0.3)
     with serving(None) as port, socket.create_connection(("127.0.0.1", port), timeout=5) as s:
