@@ -29,6 +29,9 @@ from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
 log = logging.getLogger(__name__)
 
 _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
+# A plain body is re-rendered after refreshes only while plain scrapes keep
+# coming: one curl must not make the exporter hold 23 MiB more for good.
+PLAIN_KEEP_SECONDS = 600.0
 
 
 class CloudCollector(Collector):
@@ -49,16 +52,19 @@ class CloudCache:
     """Rendered cloud metrics per content type, refreshed by the pollers.
 
     Prometheus asks for gzip, so only the gzip body is kept unless a client
-    has asked for the same format uncompressed: at 50k images the plain text
-    is 23 MiB and its gzip about 1. The render goes family by family into the
-    compressor, so the whole text never exists at once.
+    has asked for the same format uncompressed in the last PLAIN_KEEP_SECONDS:
+    at 50k images the plain text is 23 MiB and its gzip about 1. The render
+    goes family by family into the compressor, so the whole text never exists
+    at once.
     """
 
-    def __init__(self, pollers):
+    def __init__(self, pollers, clock=time.monotonic):
         self.collector = CloudCollector(pollers)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         self._wanted: Dict[str, Tuple[Format, bool]] = {}       # content type -> (format, plain asked)
+        self._plain_asked: Dict[str, float] = {}               # content type -> last plain scrape
+        self._clock = clock
         # content type -> (plain body as chunks or None, gzip body)
         self._cache: Dict[str, Tuple[Optional[Tuple[bytes, ...]], bytes]] = {}
         self._lock = threading.Lock()          # guards the dicts
@@ -88,6 +94,10 @@ class CloudCache:
         """Re-render every format asked for so far (called after a successful refresh)."""
         with self._render_lock:
             with self._lock:
+                now = self._clock()
+                for content_type, (fmt, plain) in list(self._wanted.items()):
+                    if plain and now - self._plain_asked.get(content_type, now) > PLAIN_KEEP_SECONDS:
+                        self._wanted[content_type] = (fmt, False)
                 wanted = dict(self._wanted)
             started = time.perf_counter()
             try:
@@ -103,6 +113,8 @@ class CloudCache:
 
     def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:
         """The cloud part's chunks in this format, gzipped or plain."""
+        if not want_gzip:
+            self._plain_asked[fmt.content_type] = self._clock()
         hit = self._lookup(fmt, want_gzip)
         if hit is not None:
             return hit

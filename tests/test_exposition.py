@@ -121,3 +121,24 @@ def test_only_gzip_is_kept_until_a_client_asks_for_plain_text(tmp_path):
     plain_cached, _ = exp.cloud._cache[content_type]
     assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in b"".join(plain_cached)
     assert strip(gzip.decompress(b"".join(exp.render(OPENMETRICS, "gzip")[1]))) == strip(exp.raw(OPENMETRICS))
+
+
+def test_plain_body_is_dropped_when_plain_scrapes_stop(tmp_path):
+    now = [0.0]
+    poller = Poller(ScriptedSource(*[snapshot(k) for k in (3, 4, 5, 6)]), "c1", 60, 3600,
+                    state=State(str(tmp_path / "s.json")), clock=lambda: 1000.0)
+    cache = CloudCache([poller], clock=lambda: now[0])
+    poller.on_refresh = cache.refresh
+    exp = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+    poller.refresh_once()
+    content_type = dict(exp.render(OPENMETRICS, "gzip")[0])["Content-Type"]
+    exp.raw(OPENMETRICS)                                  # one plain scrape (curl) at t=0
+    now[0] = 300.0
+    poller.refresh_once()
+    assert cache._cache[content_type][0] is not None, "kept while plain scrapes may still come"
+    now[0] = 700.0
+    poller.refresh_once()
+    assert cache._cache[content_type][0] is None, "no plain scrape for 700 s: only gzip is rendered"
+    assert b'status="active"} 5.0' in exp.raw(OPENMETRICS), "a later plain scrape renders it again"
+    poller.refresh_once()
+    assert b'status="active"} 6.0' in b"".join(cache._cache[content_type][0])
