@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Optional
 
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.exposition import choose_encoder, generate_latest
@@ -72,10 +72,10 @@ class FamilyText:
         # Counters: prometheus_client names the family without "_total"; the
         # text format puts "_total" back on HELP and TYPE, OpenMetrics does not.
         family = name[:-len("_total")] if spec.type == "counter" and name.endswith("_total") else name
-        if kind == TEXT:
-            meta, doc = name, spec.help.replace("\\", r"\\").replace("\n", r"\n")
-        else:
-            meta, doc = family, spec.help.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+        doc = spec.help.replace("\\", r"\\").replace("\n", r"\n")
+        meta = name if kind == TEXT else family
+        if kind == OPENMETRICS:           # OpenMetrics escapes quotes in HELP too
+            doc = doc.replace('"', r'\"')
         self.header = f"# HELP {meta} {doc}\n# TYPE {meta} {spec.type}\n"
         self.order = sorted(range(len(spec.labels)), key=lambda i: spec.labels[i])
         if spec.labels:
@@ -90,15 +90,9 @@ class FamilyText:
             yield template % (*[_escape_value(labels[i]) for i in order], floatToGoString(value))
 
 
-_family_texts: Dict[Tuple[int, str], Tuple[object, FamilyText]] = {}
-
-
+@lru_cache(maxsize=None)
 def family_text(spec, kind: str) -> FamilyText:
-    # Keyed by identity: hashing a frozen dataclass hashes all its fields, every call.
-    hit = _family_texts.get((id(spec), kind))
-    if hit is None or hit[0] is not spec:
-        hit = _family_texts[(id(spec), kind)] = (spec, FamilyText(spec, kind))
-    return hit[1]
+    return FamilyText(spec, kind)
 
 
 class _One:
@@ -124,9 +118,6 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
         for spec, rows in fams.rows():
             if isinstance(rows, list):
                 ft = family_text(spec, kind)
-                if len(rows) <= _BATCH:
-                    yield ft.header + "".join(ft.lines(rows))
-                    continue
                 lines = ft.lines(rows)
                 yield ft.header + "".join(itertools.islice(lines, _BATCH))
                 while chunk := "".join(itertools.islice(lines, _BATCH)):
