@@ -74,21 +74,21 @@ class CloudCache:
 
     def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
         if fmt.kind is None:        # a negotiation prometheus_client renders (see exporter.render)
-            body = fmt.encoder(self.registry)
-            return ((body,) if plain else None), gzip.compress(body, _GZIP_LEVEL)
-        chunks = family_chunks([self.collector.families()], fmt.kind)
-        if fmt.kind == OPENMETRICS:
-            chunks = itertools.chain(chunks, [EOF])
+            chunks = [fmt.encoder(self.registry)]
+        else:
+            text = family_chunks([self.collector.families()], fmt.kind)
+            if fmt.kind == OPENMETRICS:
+                text = itertools.chain(text, [EOF])
+            chunks = (chunk.encode("utf-8") for chunk in text)
         compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
-        gz, text = [], []
-        for chunk in chunks:
-            data = chunk.encode("utf-8")
+        gz, kept = [], []
+        for data in chunks:
             gz.append(compressor.compress(data))
             if plain:
-                text.append(data)
+                kept.append(data)
         gz.append(compressor.flush())
         # The plain body stays in chunks: joined, it would exist twice while joining.
-        return (tuple(text) if plain else None), b"".join(gz)
+        return (tuple(kept) if plain else None), b"".join(gz)
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
