@@ -68,7 +68,12 @@ def read_mounts(root_path: str = "/") -> List[Tuple[str, str, str]]:
     PID 1's table rather than our own, like node_exporter: under systemd's
     ProtectSystem or in a container our namespace differs from the host's.
     """
-    for path in _mount_table_paths(root_path):
+    return _read_table(_mount_table_paths(root_path))
+
+
+def _read_table(paths: List[str]) -> List[Tuple[str, str, str]]:
+    """The first readable of ``paths``; psutil's view when none is."""
+    for path in paths:
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 return _parse_mounts(f.read().splitlines())
@@ -89,7 +94,6 @@ class MountTable:
 
     def __init__(self, root_path: str = "/", paths: Optional[List[str]] = None):
         self.paths = paths or _mount_table_paths(root_path)
-        self.root_path = root_path
         self._file = None
         self._poll = select.poll()
         self._table: Optional[List[Tuple[str, str, str]]] = None
@@ -110,7 +114,7 @@ class MountTable:
                 except OSError:
                     continue
             else:
-                return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+                return _read_table([])              # nothing to watch: psutil's view, read every time
             # Registered before the first read: a change after this point is reported.
             self._poll.register(self._file, select.POLLPRI | select.POLLERR | select.POLLOUT)
         try:
@@ -118,7 +122,7 @@ class MountTable:
             data = self._file.read()
         except OSError:
             self._close()
-            return read_mounts(self.root_path)
+            return _read_table(self.paths)
         return _parse_mounts(data.decode("utf-8", errors="replace").splitlines())
 
     def _close(self):
