@@ -13,7 +13,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN /opt/venv/bin/pip install --no-cache-dir .
+# Every cloud extra: one image serves host mode and every cloud mode.
+RUN /opt/venv/bin/pip install --no-cache-dir ".[all]"
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

@@ -10,6 +10,7 @@ from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
 from .exposition import CloudCache, Exposition
 from .poller import Poller
+from .sources import provider_module
 from .sources.host import HostSource, detect_server_id
 from .state import State, default_path
 
@@ -19,11 +20,9 @@ log = logging.getLogger(__name__)
 def _cloud_source(cfg):
     # Imported here so host mode never pays for importing the cloud SDKs.
     profile = profiles.get(cfg.profile or cfg.provider)
-    if cfg.provider == "openstack":
-        from .sources.openstack import OpenStackSource
-        return OpenStackSource(cfg, profile)
-    from .sources.linode import LinodeSource
-    return LinodeSource(cfg, profile)
+    module = provider_module(cfg.provider)
+    source_class = {"openstack": "OpenStackSource", "linode": "LinodeSource"}[cfg.provider]
+    return getattr(module, source_class)(cfg, profile)
 
 
 class Exporter:

@@ -98,12 +98,20 @@ def _load_web_config(path):
     return load_web_config(path)
 
 
-def _preflight(config):
-    """What each configured cloud needs on this machine (credentials), checked without the network."""
-    from .sources import linode, openstack
-    check = {"openstack": openstack.preflight, "linode": linode.preflight}
-    return [f"{config.path}: clouds[{i}] ({c.name}): {p}" for i, c in enumerate(config.clouds)
-            for p in check[c.provider](c)]
+def _preflight(config, collectors):
+    """What each cloud that will be polled needs on this machine (its SDK, credentials),
+    checked without the network. Clouds whose collector is off are not polled, so not checked."""
+    from .sources import provider_module
+    problems = []
+    for i, c in enumerate(config.clouds):
+        if not collectors.get(c.provider, True):
+            continue
+        where = f"{config.path}: clouds[{i}] ({c.name})"
+        try:
+            problems += [f"{where}: {p}" for p in provider_module(c.provider).preflight(c)]
+        except ConfigError as e:
+            problems += [f"{where}: {p}" for p in e.problems]
+    return problems
 
 
 def main(argv=None):
@@ -130,8 +138,9 @@ def main(argv=None):
         for line in problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)
         return 2
+    collectors = {name: getattr(args, f"collector_{name}") for name in COLLECTORS}
     if args.check_config:
-        problems = _preflight(config)
+        problems = _preflight(config, collectors)
         if problems:
             for line in problems:
                 print(f"imaging-exporter: {line}", file=sys.stderr)
@@ -142,7 +151,6 @@ def main(argv=None):
 
     from .app import Exporter
     from .web import make_server
-    collectors = {name: getattr(args, f"collector_{name}") for name in COLLECTORS}
     try:
         exporter = Exporter(config, collectors)
     except ConfigError as e:
