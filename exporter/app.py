@@ -26,7 +26,8 @@ def _cloud_source(cfg):
 
 
 class Exporter:
-    def __init__(self, config: Config, collectors: dict, host_source: Optional[HostSource] = None):
+    def __init__(self, config: Config, collectors: dict, host_source: Optional[HostSource] = None,
+                 process_metrics: bool = True):
         self.config = config
         self.state = State(config.state_file or default_path())
         self.pollers: List[Poller] = []
@@ -47,7 +48,8 @@ class Exporter:
                 self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
                                        state=self.state, on_refresh=self.cloud_cache.refresh))
-        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache)
+        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
+                                           process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
         self.registry = self.exposition.registry      # host and health metrics only
 

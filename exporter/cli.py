@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 
-from . import __version__, profiles
+from . import __version__, logs, profiles
 from .config import load as load_config
 from .errors import ConfigError
+from .state import default_path as default_state_path
 from .units import format_bytes
 
 log = logging.getLogger("imaging_exporter")
 
 COLLECTORS = {"host": True, "openstack": True, "linode": True}
-# Libraries that log request details at debug level; tokens must never reach our logs.
-_QUIET_LOGGERS = ("keystoneauth", "openstack", "urllib3", "requests", "stevedore", "linode_api4")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,8 +41,12 @@ def build_parser():
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=default,
                        action=argparse.BooleanOptionalAction,
                        help=f"Enable the {name} collector (default {'on' if default else 'off'}).")
+    p.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+                   help="Leave out the exporter's own process_* metrics (CPU, memory, open files).")
     p.add_argument("--log.level", dest="log_level", default="info",
-                   choices=("debug", "info", "warn", "error"), help="Log level (default info).")
+                   choices=logs.LEVELS, help="Log level (default info).")
+    p.add_argument("--log.format", dest="log_format", default="logfmt",
+                   choices=logs.FORMATS, help="Log format: logfmt or json (default logfmt).")
     p.add_argument("--check-config", action="store_true",
                    help="Validate the config and web config files, then exit.")
     p.add_argument("--once", action="store_true",
@@ -64,15 +68,6 @@ def _fix_negated_flags(argv):
         else:
             out.append(a)
     return out
-
-
-def setup_logging(level):
-    logging.basicConfig(
-        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper())),
-        format='ts=%(asctime)s level=%(levelname)s logger=%(name)s msg="%(message)s"',
-        datefmt="%Y-%m-%dT%H:%M:%S%z", stream=sys.stderr)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def list_profiles(out=sys.stdout):
@@ -115,11 +110,49 @@ def _preflight(config, collectors):
 
 
 def main(argv=None):
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`--list-profiles | head`): not an error. Point stdout
+        # at /dev/null so the interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _state_file_problem(path):
+    """Why the state file could not be written, or "" (checked without writing)."""
+    if os.path.lexists(path):
+        if not os.path.isfile(path):
+            return f"state file {path} is not a regular file"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"state file {path} is not readable and writable by this user"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):           # the exporter creates missing directories
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        return f"state file {path}: directory {parent} is not writable by this user"
+    return ""
+
+
+def _limit_warnings(config):
+    """Config limits whose mountpoints regex matches none of this server's filesystems."""
+    from . import limits as limits_mod
+    from .sources.host import HostSource
+    snap = HostSource(config.host).read()
+    mounts = ", ".join(sorted({fs.mountpoint for fs in snap.filesystems})) or "none"
+    return [f"{config.path}: host.limits ({l.name}): mountpoints {l.mountpoints!r} matches none of "
+            f"this server's filesystems ({mounts})" for l in limits_mod.unmatched(config.host.limits, snap)]
+
+
+def _main(argv=None):
     argv = _fix_negated_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    logs.setup(args.log_level, args.log_format)
     if args.list_profiles:
         list_profiles()
+        sys.stdout.flush()
         return 0
 
     problems = []
@@ -139,8 +172,13 @@ def main(argv=None):
             print(f"imaging-exporter: {line}", file=sys.stderr)
         return 2
     collectors = {name: getattr(args, f"collector_{name}") for name in COLLECTORS}
+    state_path = config.state_file or default_state_path()
     if args.check_config:
         problems = _preflight(config, collectors)
+        problems += [p for p in [_state_file_problem(state_path)] if p]
+        if collectors["host"]:
+            for line in _limit_warnings(config):
+                print(f"imaging-exporter: warning: {line}", file=sys.stderr)
         if problems:
             for line in problems:
                 print(f"imaging-exporter: {line}", file=sys.stderr)
@@ -152,16 +190,23 @@ def main(argv=None):
     from .app import Exporter
     from .web import make_server
     try:
-        exporter = Exporter(config, collectors)
+        exporter = Exporter(config, collectors, process_metrics=not args.disable_exporter_metrics)
     except ConfigError as e:
         for line in e.problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)
         return 2
 
+    state_existed = os.path.exists(state_path)
     if args.once:
+        log.debug("config %s; profile %s; state file %s; collectors %s", args.config_file or "defaults",
+                  config.host.profile, state_path, ",".join(n for n, on in collectors.items() if on))
         exporter.refresh_all()
-        sys.stdout.write(exporter.exposition.raw().decode())
+        body = exporter.exposition.raw()
+        log.debug("one scrape: %d bytes", len(body))
+        sys.stdout.write(body.decode())
         exporter.stop()
+        if not state_existed and os.path.exists(state_path):
+            log.info("created state file %s (high-water marks and counted jobs survive restarts)", state_path)
         return 0
 
     try:
@@ -174,8 +219,12 @@ def main(argv=None):
     host, port = server.server_address[:2]
     shown = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     clouds = ", ".join(f"{p.name} ({p.provider}, every {p.interval:g}s)" for p in exporter.pollers) or "none"
-    log.info("imaging-exporter %s listening on %s, metrics at %s; host mode %s; clouds: %s", __version__, shown,
-             args.telemetry_path, "on" if collectors["host"] else "off", clouds)
+    host_mode = f"on (profile {config.host.profile})" if collectors["host"] else "off"
+    tls = "on" if web_config and web_config.tls else "off"
+    auth = "on" if web_config and web_config.users else "off"
+    log.info("imaging-exporter %s listening on %s, metrics at %s; host mode %s; clouds: %s; config %s; "
+             "state file %s%s; TLS %s; basic auth %s", __version__, shown, args.telemetry_path, host_mode, clouds,
+             args.config_file or "none (defaults)", state_path, "" if state_existed else " (new)", tls, auth)
 
     def stop(signum, _frame):
         log.info("received signal %d, shutting down", signum)

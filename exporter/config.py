@@ -173,6 +173,9 @@ def _parse_host(p, raw):
         if measure not in HOST_MEASURES:
             p.add(f"{lk}.measure", f"unknown measure {measure!r}; known: {', '.join(HOST_MEASURES)}")
             continue
+        if rl["value"] is None:
+            p.add(f"{lk}.value", "is empty; give a number (3000000) or a size with a unit (250GB)")
+            continue
         value = _get(p, lk, rl, "value", None, None, lambda v: parse_limit_value(measure, v))
         if isinstance(value, int) and value <= 0:
             p.add(f"{lk}.value", "must be greater than zero")

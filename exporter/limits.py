@@ -81,3 +81,9 @@ def host_limits_in_force(profile_limits: Iterable[Limit], config_limits: Iterabl
     config_limits = tuple(config_limits)
     overridden = {l.name for l in config_limits}
     return tuple(l for l in profile_limits if l.name not in overridden) + config_limits
+
+
+def unmatched(limits: Iterable[Limit], snap: HostSnapshot) -> List[Limit]:
+    """Limits with a ``mountpoints`` regex that picks none of this server's filesystems:
+    a typo, or a mount that is not there, would otherwise hold nothing to the limit silently."""
+    return [l for l in limits if l.mountpoints and not _targets(l, snap)]

@@ -111,7 +111,8 @@ class Poller:
         h = self.health
         self.health = Health(up=False, last_success=h.last_success, last_duration=time.monotonic() - started,
                              last_error=message, errors=dict(self._errors))
-        log.warning("cloud %s: refresh failed (%s): %s; keeping the last good data", self.name, reason, message)
+        kept = "keeping the last good data" if h.last_success else "no data yet"
+        log.warning("cloud %s: refresh failed (%s): %s; %s", self.name, reason, message, kept)
         return False
 
     # -- the thread ------------------------------------------------------------

@@ -18,6 +18,19 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def state_outside_the_machine(tmp_path_factory):
+    """The exporter's default state file is $STATE_DIRECTORY/state.json: point it into a
+    temporary directory, so no test (in process or a child process) writes to
+    /var/lib/imaging-exporter or ~/.local/state of the machine running the tests."""
+    directory = tmp_path_factory.mktemp("state-directory")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STATE_DIRECTORY", str(directory))
+    mp.setenv("XDG_STATE_HOME", str(directory))
+    yield directory
+    mp.undo()
+
+
 def die_with_parent():
     """In a child process: get SIGTERM when pytest dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ..errors import SourceError
@@ -56,17 +57,37 @@ class HostPart:
         return fams
 
 
+class LibraryFamilies:
+    """Families of one of prometheus_client's own collectors (process_*), rendered by the
+    library: the same interface as spec.Families, with no spec (exporter.render)."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def rows(self):
+        for family in self.collector.collect():
+            if family.samples:
+                yield None, family
+
+    def __iter__(self):
+        return (family for _, family in self.rows())
+
+
 class ExporterCollector(Collector):
-    def __init__(self, version, host=None, pollers=(), cloud_cache=None):
+    def __init__(self, version, host=None, pollers=(), cloud_cache=None, process_metrics=True):
         self.version = version
         self.host = host
         self.pollers = list(pollers)
         self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
+        # The exporter's own CPU, memory and open files, as every Prometheus exporter
+        # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
+        self.process = LibraryFamilies(ProcessCollector(registry=None)) if process_metrics else None
 
     def describe(self):
         # The families without samples: registration needs only the names.
         # Cloud families are exporter.exposition.CloudCollector's.
-        return [spec.family() for spec in host_mod.SPECS + SPECS]
+        own = [spec.family() for spec in host_mod.SPECS + SPECS]
+        return own + (list(self.process) if self.process else [])
 
     def parts(self):
         """This scrape's Families (collectors.spec): host, then health."""
@@ -102,6 +123,8 @@ class ExporterCollector(Collector):
             for reason in SourceError.REASONS:
                 health.add(SOURCE_ERRORS, s + (reason,), hl.errors.get(reason, 0))
         parts.append(health)
+        if self.process:
+            parts.append(self.process)
         return parts
 
     def collect(self):

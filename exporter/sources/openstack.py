@@ -22,6 +22,7 @@ safe parts only, never from the SDK's text, which can carry URLs and bodies.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -97,11 +98,18 @@ class _VolumeSnapshot:
 def preflight(cfg: CloudConfig) -> List[str]:
     """Problems --check-config can see without calling the API: the clouds.yaml entry."""
     from openstack import config as os_config
+    from openstack.config import loader
+    config = os_config.OpenStackConfig()
     try:
-        os_config.OpenStackConfig().get_one(cloud=cfg.cloud or None)
+        config.get_one(cloud=cfg.cloud or None)
     except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return [f"clouds.yaml: {first}"]
+        if config.config_filename:
+            return [f"clouds.yaml: {first} (read {config.config_filename})"]
+        # Where openstacksdk looks, so the operator can put the file in one of them.
+        searched = [os.environ["OS_CLIENT_CONFIG_FILE"]] if os.environ.get("OS_CLIENT_CONFIG_FILE") else []
+        searched = dict.fromkeys(searched + list(loader.CONFIG_FILES))
+        return [f"clouds.yaml: {first} (no clouds.yaml found; searched {', '.join(searched)})"]
     return []
 
 
