@@ -151,10 +151,18 @@ def credentials(tmp_path, linode_token="t0ken"):
     return env
 
 
-def test_example_config_is_valid(tmp_path):
-    path = os.path.join(os.path.dirname(__file__), "..", "deploy", "config.example.yaml")
-    code, _, err = run_cli("--check-config", f"--config.file={path}", env=credentials(tmp_path))
-    assert code == 0, err
+@pytest.mark.parametrize("example", ["host.example.yaml", "cloud.example.yaml"])
+def test_example_configs_are_valid(tmp_path, example):
+    path = os.path.join(os.path.dirname(__file__), "..", "deploy", example)
+    code, out, err = run_cli("--check-config", f"--config.file={path}", env=credentials(tmp_path))
+    assert code == 0 and err == "" and out.startswith("imaging-exporter: config OK"), err
+
+
+def test_host_example_polls_no_cloud():
+    # The systemd steps install it on every server: an example cloud there would page
+    # ImagingSourceDown on every one of them.
+    path = os.path.join(os.path.dirname(__file__), "..", "deploy", "host.example.yaml")
+    assert config.load(path).clouds == ()
 
 
 def test_check_config_reports_missing_credentials(tmp_path):
