@@ -246,7 +246,7 @@ def test_systemd_analyze_verify_and_security(tmp_path):
         pytest.skip("systemd-analyze is not installed; test_systemd_unit_is_hardened checks the directives")
     # verify wants ExecStart's binary to exist: point it at one that does.
     unit = tmp_path / "imaging-exporter.service"
-    unit.write_text(read(UNIT).replace("/usr/local/bin/imaging-exporter", shutil.which("true")))
+    unit.write_text(read(UNIT).replace("/opt/imaging-exporter/bin/imaging-exporter", shutil.which("true")))
     r = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     r = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", str(unit)],

@@ -10,20 +10,19 @@ import importlib
 
 from ..errors import ConfigError
 
-# provider name -> (module under exporter.sources, the pip extra that installs its SDK)
+# provider name -> (module under exporter.sources, the pip extra that installs its SDK, the SDK)
 PROVIDER_MODULES = {
-    "openstack": ("openstack", "openstack"),
-    "linode": ("linode", "linode"),
+    "openstack": ("openstack", "openstack", "openstacksdk"),
+    "linode": ("linode", "linode", "linode_api4"),
 }
 
 
 def provider_module(provider: str):
     """The module of a cloud provider; a missing SDK is one ConfigError naming the extra."""
-    module, extra = PROVIDER_MODULES[provider]
+    module, extra, sdk = PROVIDER_MODULES[provider]
     try:
         return importlib.import_module(f"{__name__}.{module}")
     except ImportError as e:
         missing = getattr(e, "name", None) or str(e)
-        raise ConfigError(
-            f"provider {provider} needs {missing}, which is not installed: "
-            f"pip install 'imaging-exporter[{extra}]'") from None
+        raise ConfigError(f"provider {provider} needs {sdk}, which is not installed ({missing} is missing): "
+                          f"pip install 'imaging-exporter[{extra}]'") from None
