@@ -128,3 +128,44 @@ def test_a_cloud_without_its_extra_is_one_line_naming_the_extra(fresh_copy, tmp_
     assert "pip install 'imaging-exporter[openstack]'" in lines[0] and "openstacksdk" in lines[0]
     assert "pip install 'imaging-exporter[linode]'" in lines[1] and "linode_api4" in lines[1]
     assert "Traceback" not in r.stderr
+
+
+_SKIP_MARK = re.compile(r"<!-- not run by the tests: (.+?) -->")
+
+
+def shell_blocks(rel):
+    """(line, commands, reason not run or None) of each ```sh block of a document. A block that
+    changes the machine (/etc, systemd) is preceded by `<!-- not run by the tests: why -->`."""
+    with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
+        text = f.read()
+    out = []
+    for m in re.finditer(r"```sh\n(.*?)```", text, re.S):
+        before = text[:m.start()].rstrip().rsplit("\n", 1)[-1]
+        skip = _SKIP_MARK.fullmatch(before.strip())
+        out.append((text[:m.start()].count("\n") + 1, m.group(1), skip.group(1) if skip else None))
+    return out
+
+
+def test_every_command_of_the_readme_and_setup_guide_runs_in_order(fresh_copy, tmp_path):
+    """After the README's first command: every shell block of README.md, then of
+    docs/setup.md, in order, in a shell with the venv on PATH (as the README says), cloud
+    credentials pointed at a local clouds.yaml and a dummy Linode token."""
+    root, body, _ = fresh_copy
+    assert body is not None, "the README's first command did not serve"
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  prod:\n    auth:\n      auth_url: http://127.0.0.1:1/identity/v3\n"
+                      "      username: u\n      password: p\n      project_name: p\n"
+                      "      user_domain_name: Default\n      project_domain_name: Default\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env.update(PATH=f"{root / '.venv/bin'}:{env['PATH']}", CLOUDS_YAML=str(clouds), LINODE_TOKEN="t0ken")
+    blocks = [("README.md", b) for b in shell_blocks("README.md")[1:]] + \
+             [("docs/setup.md", b) for b in shell_blocks("docs/setup.md")]
+    ran = 0
+    for doc, (line, commands, skipped) in blocks:
+        if skipped:
+            continue
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=root, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, f"{doc}:{line}: exit {r.returncode}\n{commands}\n{r.stdout[-2000:]}{r.stderr[-2000:]}"
+        ran += 1
+    assert ran >= 6
