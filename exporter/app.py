@@ -8,8 +8,7 @@ from typing import List, Optional
 from . import __version__, limits as limits_mod, profiles
 from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
-from .exposition import CloudCache, Exposition
-from .poller import Poller
+from .exposition import Exposition
 from .sources import provider_module
 from .sources.host import HostSource, detect_server_id
 from .state import State, default_path
@@ -44,6 +43,9 @@ class Exporter:
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):
                 continue
+            # Imported here: host mode (and --once from cron) never pays for them.
+            from .exposition import CloudCache
+            from .poller import Poller
             if self.cloud_cache is None:
                 self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,

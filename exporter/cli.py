@@ -188,7 +188,6 @@ def _main(argv=None):
         return 0
 
     from .app import Exporter
-    from .web import make_server
     try:
         exporter = Exporter(config, collectors, process_metrics=not args.disable_exporter_metrics)
     except ConfigError as e:
@@ -209,6 +208,7 @@ def _main(argv=None):
             log.info("created state file %s (high-water marks and counted jobs survive restarts)", state_path)
         return 0
 
+    from .web import make_server
     try:
         server = make_server(args.listen_address, exporter.wsgi_app(args.telemetry_path), web_config)
     except ConfigError as e:
