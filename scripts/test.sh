@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PY="${PYTHON:-python3}"
 need_debs=()
+"$PY" -c "import ensurepip, venv" 2>/dev/null || need_debs+=(python3-venv)
 command -v promtool >/dev/null || need_debs+=(prometheus)
 command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v amtool >/dev/null || need_debs+=(prometheus-alertmanager)
@@ -24,7 +26,6 @@ if [ ${#need_debs[@]} -gt 0 ]; then
         $(printf '%s\n' "${need_debs[@]}" | sort -u) >/dev/null
 fi
 
-PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     echo "test.sh: creating .venv"
     "$PY" -m venv .venv
