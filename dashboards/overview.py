@@ -58,14 +58,21 @@ def firing_alerts() -> str:
     return expr
 
 
+def servers_in_scope() -> str:
+    """How many servers: those the clouds in scope list, plus host exporters of servers they do not list."""
+    listed = "imaging_server_boot_from_volume" + cloud_server()
+    return ("(count(group by (server_id) (%s)) or vector(0))\n+\n(count(\n%s\nunless on (server_id)\n%s\n)"
+            " or vector(0))" % (listed, hosts_in_scope(), listed))
+
+
 def summary():
     t = alerting.thresholds()
     h = host()
     job_age = "time() - max without (phase) (imaging_job_started_timestamp_seconds%s)" % cloud_server()
     return [
         P.row("Now"),
-        P.stat("Over an image limit", "Host filesystems whose measure is over an image limit in force: image "
-               "requests of those servers fail now.",
+        P.stat("Over an image limit", "Image limits crossed now on host filesystems (each limit on each "
+               "filesystem counts once): image requests of those servers fail.",
                [q("count(%s) or vector(0)" % in_scope("imaging_headroom_ratio%s < 0" % h), instant=True)],
                thr=P.thresholds("green", (1, "red")), runbooks=("ImagingSizeLimitExceeded", "ImagingInodeLimitExceeded")),
         P.stat("Crossing within %s" % hours(t.predict_warning_horizon),
@@ -101,11 +108,9 @@ def summary():
                [q("(count(up%s == 0) or vector(0))\n+\n(count(imaging_source_up%s == 0) or vector(0))"
                   % (sel(JOB), sel(JOB, CLOUD)), instant=True)],
                thr=P.thresholds("green", (1, "red")), runbooks=("ImagingExporterDown", "ImagingSourceDown")),
-        P.stat("Servers", "Servers in scope: host exporters and servers the clouds report, counted once by "
-               "server_id (a host without one counts by itself).",
-               [q("count(\n  group by (server_id) (imaging_host_info%s)\n  or\n  group by (server_id) (%s%s)\n)"
-                  " or vector(0)" % (sel(JOB, SERVER), "imaging_server_boot_from_volume", cloud_server()),
-                  instant=True)], thr=P.thresholds("blue")),
+        P.stat("Servers", "Servers in scope: those the clouds list, plus host exporters of servers no cloud in "
+               "scope lists (each host exporter without a server_id counts as one).",
+               [q(servers_in_scope(), instant=True)], thr=P.thresholds("blue")),
         P.table("Firing imaging alerts",
                 "Imaging alerts firing now in Prometheus (the ALERTS series), worst severity first; the runbook "
                 "column opens the alert's section of docs/runbooks.md.",

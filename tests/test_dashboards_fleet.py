@@ -129,6 +129,10 @@ def test_top_k_panels_draw_k_series_and_time_series_at_most_20(prom):
 
 def test_the_cloud_variable_filters_host_panels(prom):
     d = load(FILES[0])
+    servers = {(t, r): e for t, r, e, _ in dashboard_queries(d, ALL, **QUERY)}[("Servers", "A")]
+    assert float(prom.query(servers)[0]["value"][1]) == fleet.SERVERS + fleet.HOST_ONLY
+    linode = {(t, r): e for t, r, e, _ in dashboard_queries(d, dict(ALL, cloud="linode"), **QUERY)}
+    assert float(prom.query(linode[("Servers", "A")])[0]["value"][1]) == fleet.SERVERS // 3
     for cloud, project, _ in fleet.ACCOUNTS:
         values = dict(ALL, cloud=cloud, project=project or ".*")
         soonest = {(t, r): e for t, r, e, _ in dashboard_queries(d, values, **QUERY)}[("Soonest to cross", "A")]
