@@ -140,10 +140,24 @@ def test_check_mode_reports_a_stale_dashboard(tmp_path, capsys):
     assert FILES[0] in capsys.readouterr().err
 
 
+def test_without_the_sdk_the_generator_says_what_to_install():
+    """Only the generator needs the SDK: without it (python -S: no site-packages), one line and exit 2."""
+    import sys
+    r = subprocess.run([sys.executable, "-S", os.path.join(DASH_DIR, "generate.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "grafana-foundation-sdk is not installed: pip install -e '.[dashboards]'"], r.stderr
+
+
 def test_the_sdk_pinned_is_the_grafana_build_the_docs_name():
     with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
         pins = re.findall(r'"grafana-foundation-sdk==(\d+)!([\d.]+)"', f.read())
     assert pins and {v for _, v in pins} == {generate.GRAFANA_SCHEMA + ".0"}
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert not [d for d in project["dependencies"] if "grafana" in d], "the exporter must not need the SDK"
+    assert project["optional-dependencies"]["dashboards"] == ["grafana-foundation-sdk==%s!%s" % pins[0]]
     from importlib.metadata import version
     assert version("grafana-foundation-sdk").endswith("!" + generate.GRAFANA_SCHEMA + ".0")
     with open(os.path.join(ROOT, "docs", "setup.md"), encoding="utf-8") as f:
