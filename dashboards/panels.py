@@ -176,7 +176,7 @@ def limit_line(panel, ref: str):
         model.DynamicConfigValue(id_val="color", value={"fixedColor": "red", "mode": "fixed"})])
 
 
-def table(title, description, targets, columns, w=12, h=8, sort_by=None, runbooks=(), exclude=("Time",), **kw):
+def table(title, description, targets, columns, w=12, h=8, sort_by=None, runbooks=(), **kw):
     """Instant queries merged into rows; ``columns`` maps label or "Value #<ref>" to a column title,
     in display order. Anything not named is hidden."""
     targets = list(targets)
@@ -187,9 +187,11 @@ def table(title, description, targets, columns, w=12, h=8, sort_by=None, runbook
     if len(targets) > 1:
         p = p.with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
     names = list(columns)
+    # Keep only the named columns (filterFieldsByName: every Grafana since 7), then order and rename them.
+    p = p.with_transformation(model.DataTransformerConfig(id_val="filterFieldsByName",
+                                                          options={"include": {"names": names}}))
     p = p.with_transformation(model.DataTransformerConfig(id_val="organize", options={
-        "excludeByName": {n: True for n in exclude},
-        "includeByName": {n: True for n in names},
+        "excludeByName": {},
         "indexByName": {n: i for i, n in enumerate(names)},
         "renameByName": dict(columns)}))
     if sort_by:

@@ -305,7 +305,9 @@ def test_panels_are_described_and_have_units(dash):
         elif p["type"] == "table":
             assert all(t["instant"] and t["format"] == "table" for t in p["targets"]), p["title"]
             ids = [tr["id"] for tr in p["transformations"]]
-            assert ids == (["merge", "organize"] if len(p["targets"]) > 1 else ["organize"]), p["title"]
+            assert ids == (["merge"] if len(p["targets"]) > 1 else []) + ["filterFieldsByName", "organize"], p["title"]
+            shown = p["transformations"][-2]["options"]["include"]["names"]
+            assert shown == list(p["transformations"][-1]["options"]["renameByName"]), p["title"]
             renamed = p["transformations"][-1]["options"]["renameByName"]
             for sort in p["options"].get("sortBy", []):
                 assert sort["displayName"] in renamed.values(), p["title"]
