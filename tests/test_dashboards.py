@@ -1,11 +1,14 @@
-"""The Grafana dashboards: generated from dashboards/generate.py, well-formed, portable.
+"""The Grafana dashboards: generated with grafana-foundation-sdk, decodable by its models, portable.
 
 What Grafana would only show at import or render time is checked here without
-Grafana: the committed JSON is what the code generates; every panel and target
-goes through the `datasource` variable (no hard-coded UID); ids, grid positions,
-variables and units are sound; every query uses only metrics of docs/metrics.md
-(and `up`) and parses as PromQL (promtool). tests/test_e2e.py runs every query
-against a real Prometheus scraping real exporters.
+Grafana (no Grafana package exists for this machine): the committed JSON is
+what the generator writes; Grafana's own schema models (the SDK's) decode it
+without losing a field; every panel and target goes through the `datasource`
+variable; ids, grid, variables, units and runbook links are sound; thresholds
+are the alerts'; every query uses only exported metrics and parses as PromQL
+(promtool). tests/test_e2e.py runs every query against a real Prometheus
+scraping real exporters (check_queries_return_data below);
+tests/test_dashboards_fleet.py runs them against 300 servers of synthetic data.
 """
 from __future__ import annotations
 
@@ -17,14 +20,24 @@ import subprocess
 
 import pytest
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models import dashboard as sdk_dashboard
 
 from conftest import ROOT, need_binary
 
 DASH_DIR = os.path.join(ROOT, "dashboards")
 FILES = ("imaging-overview.json", "imaging-server.json")
 DS = {"type": "prometheus", "uid": "${datasource}"}
+VARIABLES = ["datasource", "job", "cloud", "project", "server"]
+# Queries that draw only what is wrong; the e2e clouds refresh without errors. The fleet scenario
+# (tests/test_dashboards_fleet.py) has data for every query, these included.
+EMPTY_WHEN_HEALTHY = {("imaging-overview", "Refresh errors", "A")}
 # Grafana's own variables that the dashboards may use.
 BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"}
+# Metrics other branches add to the exporter: panels show them, and return nothing until they merge.
+PENDING_METRICS = {"imaging_job_consecutive_failures", "imaging_quota_images_used", "imaging_quota_bytes_used",
+                   "imaging_host_domain_controller"}
 
 
 def _load_module(name, path):
@@ -35,6 +48,7 @@ def _load_module(name, path):
 
 
 generate = _load_module("dashboards_generate", os.path.join(DASH_DIR, "generate.py"))
+alerts = _load_module("alerts_generate_for_dashboards", os.path.join(ROOT, "alerts", "generate.py"))
 
 
 def load(name):
@@ -54,7 +68,7 @@ def panels(d):
         yield from p.get("panels", [])
 
 
-# ---- query helpers, shared with tests/test_e2e.py ---------------------------------------
+# ---- query helpers, shared with tests/test_e2e.py and tests/test_dashboards_fleet.py -----------
 
 _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 
@@ -94,7 +108,7 @@ def dashboard_queries(d, values, **kw):
 
 
 def variable_queries(d):
-    """(variable name, label_values metric selector, label) of every query variable."""
+    """(variable name, label_values series selector, label) of every query variable."""
     for v in d["templating"]["list"]:
         if v["type"] == "query":
             m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"]["query"])
@@ -102,13 +116,18 @@ def variable_queries(d):
             yield v["name"], m.group(1), m.group(2)
 
 
+def needs_pending_metric(expr):
+    """True when the query reads a metric that another branch adds (it may be empty until then)."""
+    return bool(metric_names(expr) & PENDING_METRICS)
+
+
 # ---- generated and current -------------------------------------------------------------
 
 def test_committed_dashboards_are_what_the_code_generates():
-    for name, build in generate.DASHBOARDS.items():
+    for name, build in generate.dashboards().items():
         with open(os.path.join(DASH_DIR, name), encoding="utf-8") as f:
             assert f.read() == generate.render(build), "run: python dashboards/generate.py"
-    assert sorted(generate.DASHBOARDS) == sorted(FILES)
+    assert sorted(generate.dashboards()) == sorted(FILES)
     assert generate.main(["--check"]) == 0
 
 
@@ -121,13 +140,67 @@ def test_check_mode_reports_a_stale_dashboard(tmp_path, capsys):
     assert FILES[0] in capsys.readouterr().err
 
 
+def test_without_the_sdk_the_generator_says_what_to_install():
+    """Only the generator needs the SDK: without it (python -S: no site-packages), one line and exit 2."""
+    import sys
+    r = subprocess.run([sys.executable, "-S", os.path.join(DASH_DIR, "generate.py"), "--check"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "grafana-foundation-sdk is not installed: pip install -e '.[dashboards]'"], r.stderr
+
+
+def test_the_sdk_pinned_is_the_grafana_build_the_docs_name():
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+        pins = re.findall(r'"grafana-foundation-sdk==(\d+)!([\d.]+)"', f.read())
+    assert pins and {v for _, v in pins} == {generate.GRAFANA_SCHEMA + ".0"}
+    import tomllib
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert not [d for d in project["dependencies"] if "grafana" in d], "the exporter must not need the SDK"
+    assert project["optional-dependencies"]["dashboards"] == ["grafana-foundation-sdk==%s!%s" % pins[0]]
+    from importlib.metadata import version
+    assert version("grafana-foundation-sdk").endswith("!" + generate.GRAFANA_SCHEMA + ".0")
+    with open(os.path.join(ROOT, "docs", "setup.md"), encoding="utf-8") as f:
+        assert "Grafana %s" % generate.GRAFANA_SCHEMA in f.read()
+
+
+# ---- Grafana's schema models --------------------------------------------------------------
+
+def test_the_sdk_models_decode_every_field(dash):
+    """Dashboard.from_json with every panel and query plugin registered, then back: nothing lost."""
+    register_default_plugins()
+    model = sdk_dashboard.Dashboard.from_json(dash)
+    assert json.loads(json.dumps(model, cls=JSONEncoder)) == dash
+    assert model.schema_version == 39 and model.uid == dash["uid"]
+    typed = 0
+    for p in model.panels:
+        if isinstance(p, sdk_dashboard.RowPanel):
+            continue
+        # Panel options and queries decode into the plugins' typed models, not untyped bags.
+        assert type(p.options).__module__.endswith("." + p.type_val), (p.title, type(p.options))
+        for t in p.targets:
+            assert type(t).__module__.endswith(".prometheus"), (p.title, type(t))
+        typed += 1
+    assert typed >= 15
+
+
+def test_importable_through_the_http_api_and_by_file(dash):
+    """POST /api/dashboards/db takes {"dashboard": ..., "overwrite": true}: no numeric id (it would
+    name another Grafana's row), a fixed uid, and no `__inputs` to fill in at import."""
+    body = json.loads(json.dumps({"dashboard": dash, "overwrite": True}))
+    assert body["dashboard"].get("id") is None and re.fullmatch(r"[a-z-]{8,40}", dash["uid"])
+    assert "__inputs" not in dash and "__requires" not in dash
+    with open(os.path.join(ROOT, "docs", "setup.md"), encoding="utf-8") as f:
+        doc = f.read()
+    assert "jq '{dashboard: ., overwrite: true}'" in doc and "/api/dashboards/db" in doc
+
+
 # ---- the Grafana model -------------------------------------------------------------------
 
 def test_dashboard_model(dash):
-    assert dash["schemaVersion"] >= 39
     assert dash["uid"] in ("imaging-overview", "imaging-server")
     assert dash["title"].startswith("Imaging / ")
-    assert "imaging" in dash["tags"] and dash["id"] is None
+    assert "imaging" in dash["tags"] and "id" not in dash
     assert dash["editable"] is True and dash["time"]["to"] == "now" and dash["refresh"]
 
 
@@ -135,10 +208,8 @@ def test_every_datasource_is_the_variable(dash):
     """No hard-coded datasource UID anywhere: every reference is ${datasource}."""
     def walk(node, path):
         if isinstance(node, dict):
-            if "datasource" in node:
-                ds = node["datasource"]
-                builtin_annotation = ds == {"type": "grafana", "uid": "-- Grafana --"} and "builtIn" in node
-                assert ds == DS or builtin_annotation, (path, ds)
+            if "datasource" in node and not isinstance(node["datasource"], str):
+                assert node["datasource"] == DS, (path, node["datasource"])
             for k, v in node.items():
                 walk(v, path + "/" + k)
         elif isinstance(node, list):
@@ -154,41 +225,56 @@ def test_every_datasource_is_the_variable(dash):
     ds_vars = [v for v in dash["templating"]["list"] if v["type"] == "datasource"]
     assert len(ds_vars) == 1 and ds_vars[0]["name"] == "datasource" and ds_vars[0]["query"] == "prometheus"
     assert dash["templating"]["list"][0] is ds_vars[0], "the datasource variable comes first"
-    text = json.dumps(dash)
-    assert '"uid": "${datasource}"' in text
-    uids = set(re.findall(r'"uid": "([^"]*)"', text))
-    assert uids <= {"${datasource}", "-- Grafana --", dash["uid"]}, uids
+    uids = set(re.findall(r'"uid": "([^"]*)"', json.dumps(dash)))
+    assert uids <= {"${datasource}", dash["uid"]}, uids
 
 
 def test_variables(dash):
     by_name = {v["name"]: v for v in dash["templating"]["list"]}
-    wanted = {"imaging-overview": ["datasource", "job", "instance", "cloud", "project"],
-              "imaging-server": ["datasource", "job", "instance"]}[dash["uid"]]
-    assert list(by_name) == wanted
+    assert list(by_name) == VARIABLES
     for name, selector, label in variable_queries(dash):
         v = by_name[name]
-        assert label == name and v["datasource"] == DS and v["refresh"] == 2
-        assert v["definition"] == v["query"]["query"]
+        assert label == ("server_id" if name == "server" else name)
+        assert v["datasource"] == DS and v["refresh"] == 2
         for used in variables_used(selector):
-            assert wanted.index(used) < wanted.index(name), "%s depends on a later variable %s" % (name, used)
+            assert VARIABLES.index(used) < VARIABLES.index(name), "%s depends on a later %s" % (name, used)
+    # All must match an absent label (Linode has no project; host series have no cloud): `.*`.
+    for name in ("cloud", "project"):
+        assert by_name[name]["multi"] and by_name[name]["includeAll"] and by_name[name]["allValue"] == ".*"
+    # All for job expands to the listed jobs: `.*` would also pick other exporters' `up`.
+    assert "allValue" not in by_name["job"]
+    server = by_name["server"]
     if dash["uid"] == "imaging-overview":
-        for name in ("job", "instance", "cloud", "project"):
-            assert by_name[name]["multi"] and by_name[name]["includeAll"]
-        # `.*` for All also matches targets of other exporters on `up`: not for job.
-        assert "allValue" not in by_name["job"]
+        assert server["multi"] and server["includeAll"] and server["allValue"] == ".*"
     else:
-        assert not by_name["instance"]["multi"] and not by_name["instance"]["includeAll"]
-    # Every variable a query, a legend or a link uses is defined (or one of Grafana's).
+        assert not server["multi"] and not server["includeAll"]
+    # Every variable a query, a legend or a link uses is defined, and each is used by panels.
     text = json.dumps(dash["panels"])
     used = variables_used(text) - BUILTINS - {"__value", "__url_time_range", "__data", "__field"}
     assert used <= set(by_name), used - set(by_name)
-    for v in by_name.values():
-        assert v["name"] == "datasource" or variables_used(text) & {v["name"]}, "unused variable " + v["name"]
+    for v in VARIABLES[1:]:
+        assert v in used, "unused variable " + v
+
+
+def test_host_and_cloud_panels_take_every_variable(dash):
+    """Each query that reads host-mode or per-server cloud series filters on job, cloud, project and server."""
+    host_metrics = {"imaging_headroom_ratio", "imaging_headroom_bytes", "imaging_filesystem_used_bytes",
+                    "imaging_uncovered_bytes", "imaging_database_processes", "imaging_host_info"}
+    server_metrics = {"imaging_job_started_timestamp_seconds", "imaging_job_failures", "imaging_backups_enabled",
+                      "imaging_cloud_disk_image_headroom_bytes", "imaging_image_size_bytes"}
+    checked = 0
+    for p in panels(dash):
+        for t in p.get("targets", []):
+            names = metric_names(t["expr"])
+            if names & (host_metrics | server_metrics):
+                assert {"job", "cloud", "project", "server"} <= variables_used(t["expr"]), (p["title"], t["refId"])
+                checked += 1
+    assert checked > 10
 
 
 def test_panel_ids_and_grid(dash):
     ids = [p["id"] for p in panels(dash)]
-    assert len(ids) == len(set(ids))
+    assert ids == list(range(1, len(ids) + 1))
     cells = {}
     for p in panels(dash):
         g = p["gridPos"]
@@ -203,36 +289,61 @@ def test_panels_are_described_and_have_units(dash):
     for p in panels(dash):
         if p["type"] == "row":
             continue
-        assert p["title"] and p.get("description"), p["title"]
+        assert p["title"] and len(p.get("description", "")) > 40, p["title"]
         assert not re.search(r"%[%sdg(]", p["title"] + p["description"]), "unformatted: " + p["title"]
         refs = [t["refId"] for t in p["targets"]]
-        assert len(refs) == len(set(refs)), p["title"]
+        assert len(refs) == len(set(refs)) and all(refs), p["title"]
         defaults = p["fieldConfig"]["defaults"]
         if p["type"] in ("timeseries", "bargauge"):
             assert defaults.get("unit"), p["title"]
         elif p["type"] == "stat":
-            text_stat = p["options"]["reduceOptions"]["fields"].startswith("/^")
-            assert text_stat or defaults.get("unit"), p["title"]
+            text_stat = p["options"]["reduceOptions"].get("fields", "").startswith("/^")
+            assert text_stat or defaults.get("unit") or defaults.get("mappings"), p["title"]
         elif p["type"] == "heatmap":
             assert p["options"]["yAxis"]["unit"] == "s"
             assert all(t["format"] == "heatmap" for t in p["targets"])
         elif p["type"] == "table":
             assert all(t["instant"] and t["format"] == "table" for t in p["targets"]), p["title"]
-            if len(p["targets"]) > 1:
-                ids = [tr["id"] for tr in p["transformations"]]
-                assert ids[0] == "merge", p["title"]
-            # Columns are renamed, and the renamed value columns get their unit from an override.
-            organize = [tr for tr in p.get("transformations", []) if tr["id"] == "organize"]
-            assert organize, p["title"]
-            renamed = organize[0]["options"]["renameByName"]
-            overridden = {o["matcher"]["options"] for o in p["fieldConfig"]["overrides"]}
+            ids = [tr["id"] for tr in p["transformations"]]
+            assert ids == (["merge"] if len(p["targets"]) > 1 else []) + ["filterFieldsByName", "organize"], p["title"]
+            shown = p["transformations"][-2]["options"]["include"]["names"]
+            assert shown == list(p["transformations"][-1]["options"]["renameByName"]), p["title"]
+            renamed = p["transformations"][-1]["options"]["renameByName"]
             for sort in p["options"].get("sortBy", []):
-                assert sort["displayName"] in renamed.values() or sort["displayName"] in overridden
+                assert sort["displayName"] in renamed.values(), p["title"]
+            for o in p["fieldConfig"]["overrides"]:
+                assert o["matcher"]["options"] in renamed.values(), (p["title"], o["matcher"])
         else:
             pytest.fail("unexpected panel type %s" % p["type"])
+        # Sizes in decimal units, as the providers write their limits ("GB" = 10^9 bytes).
+        assert '"bytes"' not in json.dumps(p["fieldConfig"]), p["title"]
 
 
-def test_units_and_thresholds_where_they_matter():
+def test_every_alert_has_a_runbook_link_on_a_panel():
+    """Panel links point at the runbook section of an alert that exists; together they cover every alert."""
+    with open(os.path.join(ROOT, "docs", "runbooks.md"), encoding="utf-8") as f:
+        anchors = {h.strip().lower() for h in re.findall(r"^## (\w+)\s*$", f.read(), re.M)}
+    rules = [r for g in alerts.build()["groups"] for r in g["rules"] if "alert" in r]
+    by_url = {r["annotations"]["runbook_url"]: r["alert"] for r in rules}
+    linked = set()
+    for name in FILES:
+        for p in panels(load(name)):
+            for link in p.get("links", []):
+                assert link["url"] in by_url, (p["title"], link["url"])
+                assert link["url"].rsplit("#", 1)[1] in anchors
+                assert link["title"] == "Runbook: " + by_url[link["url"]]
+                linked.add(by_url[link["url"]])
+    assert linked == {r["alert"] for r in rules}
+    firing = next(p for p in panels(load(FILES[0])) if p["title"] == "Firing imaging alerts")
+    assert "ALERTS{" in firing["targets"][0]["expr"]
+    for rule in rules:
+        assert '"%s", "alertname", "%s")' % (rule["annotations"]["runbook_url"], rule["alert"]) \
+            in firing["targets"][0]["expr"]
+
+
+def test_thresholds_match_the_alert_rules():
+    """A dashboard turns orange or red where the alerts fire (alerts/generate.py CONFIG, read here directly)."""
+    c = alerts.CONFIG
     over, srv = load(FILES[0]), load(FILES[1])
 
     def panel(d, title):
@@ -242,41 +353,53 @@ def test_units_and_thresholds_where_they_matter():
         o = next(o for o in p["fieldConfig"]["overrides"] if o["matcher"]["options"] == name)
         return {prop["id"]: prop["value"] for prop in o["properties"]}
 
-    closest = panel(over, "Servers closest to an image limit")
-    head = field(closest, "Headroom")
-    assert head["unit"] == "percentunit"
-    assert [(s["color"], s["value"]) for s in head["thresholds"]["steps"]] == [
-        ("red", None), ("orange", 0), ("green", 0.1)]
-    assert closest["options"]["sortBy"] == [{"desc": False, "displayName": "Headroom"}]
-    assert field(closest, "Headroom (bytes)")["unit"] == "decbytes"
-    for title in ("Image count quota used", "Image storage quota used"):
-        p = panel(over, title)
-        assert p["fieldConfig"]["defaults"]["unit"] == "percentunit"
-        assert [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 0.8, 1]
-    jobs = panel(over, "Running jobs")
-    assert field(jobs, "Started")["unit"] == "dateTimeAsIso"
-    assert " * 1000" in jobs["targets"][1]["expr"], "Grafana's dateTime units take milliseconds"
-    assert [s["value"] for s in field(jobs, "Running for")["thresholds"]["steps"]] == [None, 6 * 3600, 24 * 3600]
-    assert panel(srv, "Bytes against image limits")["fieldConfig"]["defaults"]["unit"] == "decbytes"
-    limit_line = panel(srv, "Bytes against image limits")["fieldConfig"]["overrides"][0]
-    assert limit_line["matcher"] == {"id": "byFrameRefID", "options": "D"}
-    assert "imaging_limit_bytes" in panel(srv, "Bytes against image limits")["targets"][3]["expr"]
+    def steps(thr):
+        return [(s["color"], s["value"]) for s in thr["steps"]]
+
+    soonest = panel(over, "Soonest to cross")
+    assert steps(field(soonest, "Headroom %")["thresholds"]) == [
+        ("red", None), ("orange", 0), ("green", c["headroomNearlyRatio"])]
+    assert steps(field(soonest, "Time to limit")["thresholds"]) == [
+        ("red", None), ("orange", _seconds(c["predictCriticalHorizon"])), ("green", _seconds(c["predictWarningHorizon"]))]
+    assert soonest["options"]["sortBy"] == [{"displayName": "Time to limit", "desc": False}]
+    accounts = panel(over, "Accounts")
+    assert steps(field(accounts, "Images used")["thresholds"]) == [
+        ("green", None), ("orange", c["quotaWarningRatio"]), ("red", 1)]
+    for d in (over, srv):
+        jobs = field(panel(d, "Running jobs"), "Running for")
+        assert steps(jobs["thresholds"]) == [("green", None), ("orange", _seconds(c["jobLongAfter"])),
+                                             ("red", _seconds(c["jobStuckAfter"]))]
+        assert jobs["max"] == _seconds(c["jobStuckAfter"]) and jobs["custom.cellOptions"]["type"] == "gauge"
+    assert steps(field(panel(over, "Failures"), "Failures")["thresholds"])[-1] == ("red", c["jobRepeatedFailures"])
+    assert steps(field(panel(over, "Backups"), "Last successful backup")["thresholds"])[-1] == (
+        "red", _seconds(c["backupMaxAge"]))
+    assert "[%s]" % c["predictRange"] in soonest["targets"][0]["expr"]
 
 
-def test_thresholds_match_the_alert_rules():
-    """A dashboard turns red where the alerts fire (alerts/generate.py CONFIG)."""
-    alerts = _load_module("alerts_generate", os.path.join(ROOT, "alerts", "generate.py")).CONFIG
-    secs = _seconds
-    c = generate.CONFIG
-    assert c["headroomNearlyRatio"] == alerts["headroomNearlyRatio"]
-    assert c["quotaWarningRatio"] == alerts["quotaWarningRatio"]
-    assert c["jobLongAfter"] == secs(alerts["jobLongAfter"])
-    assert c["jobStuckAfter"] == secs(alerts["jobStuckAfter"])
-    assert c["jobRepeatedFailures"] == alerts["jobRepeatedFailures"]
-    assert c["backupMaxAge"] == secs(alerts["backupMaxAge"])
-    assert c["predictRange"] == alerts["predictRange"]
-    assert c["predictWarningHorizon"] == secs(alerts["predictWarningHorizon"])
-    assert c["predictCriticalHorizon"] == secs(alerts["predictCriticalHorizon"])
+def test_time_to_limit_is_the_fill_up_alerts_prediction():
+    """The alerts' predict_linear selector and range, with the dashboards' matchers, is what the table divides."""
+    rule = next(r for g in alerts.build()["groups"] for r in g["rules"] if r.get("alert") == "ImagingSizeLimitFillingUp")
+    series, rng = re.search(r"predict_linear\((\w+)\{[^}]*\}(\[\w+\])", rule["expr"]).groups()
+    expr = next(p for p in panels(load(FILES[0])) if p["title"] == "Soonest to cross")["targets"][0]["expr"]
+    assert 'predict_linear(%s{job=~"$job"}%s, 0)' % (series, rng) in expr
+    assert 'predict_linear(%s{job=~"$job"}%s, 1)' % (series, rng) in expr
+
+
+def test_top_k_panels_rank_at_the_end_of_the_range(dash):
+    """A range query of topk(k, x) draws every series that was in the top k at any step: the
+    time series rank `x @ end()` instead (tests/test_dashboards_fleet.py counts the lines)."""
+    ranked = 0
+    for p in panels(dash):
+        for t in p.get("targets", []):
+            for m in re.finditer(r"\b(topk|bottomk)\(", t["expr"]):
+                depth, i = 1, m.end()
+                while depth:
+                    depth += {"(": 1, ")": -1}.get(t["expr"][i], 0)
+                    i += 1
+                argument = t["expr"][m.end():i - 1]
+                assert t["instant"] or "@ end()" in argument, (p["title"], t["refId"])
+                ranked += not t["instant"]
+    assert ranked >= (6 if dash["uid"] == "imaging-overview" else 0)
 
 
 # ---- the queries ------------------------------------------------------------------------------
@@ -295,7 +418,7 @@ def documented_metrics():
 
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-             "offset", "inf", "nan"}
+             "offset", "inf", "nan", "end", "start"}
 
 
 def metric_names(expr):
@@ -304,6 +427,7 @@ def metric_names(expr):
     e = re.sub(r"\{[^}]*\}", "", e)
     e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
     e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"@ (end|start)\(\)", "", e)
     e = re.sub(r"\$\{?\w+\}?", "", e)
     names = set()
     for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)\s*(\()?", e):
@@ -318,20 +442,16 @@ def test_metric_name_extraction():
         == {"imaging_job_duration_seconds_bucket"}
     assert metric_names("clamp_max(a / clamp_min(-deriv(b[6h]), 1e-9), 31536000) or vector(0)") == {"a", "b"}
     assert metric_names('x * on (server_id) group_left () group by (server_id) (y{server_id!=""})') == {"x", "y"}
+    assert metric_names('x and bottomk(10, x{a="b"} @ end())') == {"x"}
 
 
 def test_queries_use_only_exported_metrics(dash):
-    known = documented_metrics() | {"up"}
-    used = set()
-    for _, selector, _ in variable_queries(dash):
-        used |= metric_names(selector)
+    known = documented_metrics() | PENDING_METRICS | {"up", "ALERTS"}
     for p in panels(dash):
         for t in p.get("targets", []):
             names = metric_names(t["expr"])
             assert names, (p["title"], t["expr"])
             assert names <= known, (p["title"], names - known)
-            used |= names
-    assert used <= known
 
 
 def test_queries_parse_as_promql(tmp_path):
@@ -340,7 +460,7 @@ def test_queries_parse_as_promql(tmp_path):
     rules = []
     for name in FILES:
         d = load(name)
-        values = {v: ".*" for v in ("job", "instance", "cloud", "project")}
+        values = {v: ".*" for v in VARIABLES[1:]}
         for title, ref, expr, _ in dashboard_queries(d, values):
             rules.append({"record": "dashboard:query_%d" % len(rules), "expr": expr})
         for var, selector, label in variable_queries(d):
@@ -375,3 +495,72 @@ def test_setup_doc_configs_are_valid(tmp_path):
     assert provisioning["apiVersion"] == 1 and provisioning["providers"][0]["type"] == "file"
     for name in FILES:
         assert "dashboards/" + name in doc
+    # Every panel is described in the doc by its title.
+    for name in FILES:
+        for p in panels(load(name)):
+            assert "*%s*" % p["title"] in doc, "docs/setup.md does not describe panel %r" % p["title"]
+
+
+# ---- against a real Prometheus: called by tests/test_e2e.py with its stack --------------------
+
+def check_queries_return_data(stack, host_server_id):
+    """Each query of each panel, variables as Grafana fills them, returns series from the e2e stack
+    (queries reading another branch's metric may be empty until it merges)."""
+    jobs = "(imaging-host|imaging-cloud)"
+    runs = [
+        (load(FILES[0]), {"job": jobs, "cloud": ".*", "project": ".*", "server": ".*"}),
+        (load(FILES[1]), {"job": jobs, "cloud": ".*", "project": ".*", "server": host_server_id}),
+    ]
+    empty, checked = [], 0
+    for d, values in runs:
+        for title, ref, expr, instant in dashboard_queries(d, values):
+            result = stack.query(expr) if instant else stack.query_range(expr)
+            checked += 1
+            if not result and not needs_pending_metric(expr) and (d["uid"], title, ref) not in EMPTY_WHEN_HEALTHY:
+                empty.append((d["uid"], title, ref, expr))
+        for name, selector, label in variable_queries(d):
+            sel = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], selector)
+            series = stack.api("/api/v1/series", **{"match[]": sel})
+            if not [s for s in series if s.get(label)]:
+                empty.append((d["uid"], "variable " + name, "", sel))
+    assert checked > 80
+    assert not empty, "queries without data:\n" + "\n".join(map(str, empty))
+
+
+def check_server_dashboard(stack, host_server_id, cloud_of_host, other_cloud, cloud_only_server):
+    """One server from both sides (joined on server_id), a cloud-only server, and the cloud
+    variable filtering host panels the same way as cloud panels."""
+    d = load(FILES[1])
+
+    def queries(**values):
+        base = {"job": "(imaging-host|imaging-cloud)", "cloud": ".*", "project": ".*", "server": host_server_id}
+        return {(t, r): e for t, r, e, _ in dashboard_queries(d, {**base, **values})}
+
+    both = queries()
+    jobs = stack.query(both[("Running jobs", "A")])
+    assert {(s["metric"]["kind"]) for s in jobs} == {"image", "backup"}
+    backup_age = [float(s["value"][1]) for s in jobs if s["metric"]["kind"] == "backup"]
+    assert backup_age[0] == pytest.approx(25 * 3600, abs=300)
+    assert {s["metric"]["kind"]: float(s["value"][1]) for s in stack.query(both[("Job history", "A")])} == {"image": 2}
+    # /srv is over the e2e host's own 1 MB limit: time to limit 0 ("over the limit").
+    ttl = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
+           for s in stack.query(both[("Limits", "F")])}
+    assert ttl[("app_data", "/srv")] == 0 and ttl[("volume_size", "/")] > 0
+    limit = {s["metric"]["limit"]: float(s["value"][1]) for s in stack.query(both[("Limits", "C")])}
+    assert limit["app_data"] == 10**6 and limit["volume_size"] == 250 * 10**9
+    assert stack.query(both[("Host", "A")])[0]["metric"]["server_id"] == host_server_id
+    # The cloud variable filters the host panels as it filters the cloud panels.
+    mine, other = queries(cloud=cloud_of_host), queries(cloud=other_cloud)
+    for title, ref in (("Limits", "F"), ("Running jobs", "A"), ("Host", "A")):
+        assert stack.query(mine[(title, ref)]), title
+        assert not stack.query(other[(title, ref)]), title
+    # A server only the cloud knows: cloud panels, no host panels.
+    cloud_only = queries(server=cloud_only_server)
+    assert stack.query(cloud_only[("In the cloud", "A")])
+    assert stack.query(cloud_only[("Running jobs", "A")])
+    assert not stack.query(cloud_only[("Limits", "E")])
+    # The overview's server variable lists both.
+    name, selector, label = [v for v in variable_queries(d) if v[0] == "server"][0]
+    sel = substitute(selector, {"job": "(imaging-host|imaging-cloud)", "cloud": ".*", "project": ".*"})
+    ids = {s[label] for s in stack.api("/api/v1/series", **{"match[]": sel})}
+    assert {host_server_id, cloud_only_server} <= ids

@@ -43,7 +43,7 @@ from conftest import (ROOT, ExporterProcess, die_with_parent, free_port, http_ge
                       wait_until)
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
-from test_dashboards import dashboard_queries, load as load_dashboard, variable_queries
+from test_dashboards import check_queries_return_data, check_server_dashboard
 
 GIB = 2**30
 HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
@@ -489,48 +489,11 @@ def test_every_rule_evaluates_without_error(stack, notified):
 
 def test_every_dashboard_query_returns_data(stack, notified):
     """Each query of each panel, variables as Grafana would fill them, returns series."""
-    overview = load_dashboard("imaging-overview.json")
-    server = load_dashboard("imaging-server.json")
-    runs = [
-        (overview, {"job": "(imaging-host|imaging-cloud)", "instance": ".*", "cloud": ".*", "project": ".*"}),
-        (server, {"job": "imaging-host", "instance": stack.host_instance}),
-    ]
-    empty, checked = [], 0
-    for d, values in runs:
-        for title, ref, expr, instant in dashboard_queries(d, values):
-            result = stack.query(expr) if instant else stack.query_range(expr)
-            checked += 1
-            if not result or (not instant and not any(s["values"] for s in result)):
-                empty.append((d["uid"], title, ref, expr))
-        for name, selector, label in variable_queries(d):
-            sel = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], selector)
-            series = stack.api("/api/v1/series", **{"match[]": sel})
-            if not [s for s in series if s.get(label)]:
-                empty.append((d["uid"], "variable " + name, "", sel))
-    assert checked > 60
-    assert not empty, "queries without data:\n" + "\n".join(map(str, empty))
+    check_queries_return_data(stack, HOST_SERVER_ID)
 
 
 def test_server_dashboard_joins_the_cloud_on_server_id(stack, notified):
-    d = load_dashboard("imaging-server.json")
-    values = {"job": "imaging-host", "instance": stack.host_instance}
-    queries = {(t, r): e for t, r, e, _ in dashboard_queries(d, values)}
-    jobs = stack.query(queries[("Running jobs", "A")])
-    assert {(s["metric"]["kind"], s["metric"]["server_name"]) for s in jobs} == {("image", "db-1"),
-                                                                                 ("backup", "db-1")}
-    backup_age = [float(s["value"][1]) for s in jobs if s["metric"]["kind"] == "backup"]
-    assert backup_age[0] == pytest.approx(25 * 3600, abs=300)
-    history = stack.query(queries[("Job history", "A")])
-    assert {s["metric"]["kind"]: float(s["value"][1]) for s in history} == {"image": 2}
-    # /srv is over the 1 MB limit of our own: headroom negative, time to limit 0 ("over the limit").
-    ttl = {s["metric"]["limit"]: float(s["value"][1]) for s in stack.query(queries[("Size limits", "E")])}
-    assert ttl["app_data"] == 0
-    measured = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
-                for s in stack.query(queries[("Size limits", "A")])}
-    limit = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
-             for s in stack.query(queries[("Size limits", "B")])}
-    assert limit[("app_data", "/srv")] == 10**6 and limit[("volume_size", "/")] == 250 * 10**9
-    assert measured[("app_data", "/srv")] > 10**6
+    check_server_dashboard(stack, HOST_SERVER_ID, LINODE_CLOUD, "os-stuck", "srv-legacy")
 
 
 # ---- the exporters' output -----------------------------------------------------------------
