@@ -40,7 +40,11 @@ def metrics_md() -> str:
             "Generated from the collectors' specifications by `python -m exporter.metricsdoc`; "
             "a test fails when this file is out of date.\n\n"
             "Units are base units (bytes, seconds); ratios are 0–1; every cloud-mode series also "
-            "carries `cloud` and `project`. Prometheus adds `job` and `instance`.\n\n" + table())
+            "carries `cloud` and `project`. Prometheus adds `job` and `instance`.\n\n"
+            "The exporter also reports its own process as every Prometheus exporter does "
+            "(`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, "
+            "`process_max_fds`, `process_start_time_seconds`, ...; Linux), unless run with "
+            "`--web.disable-exporter-metrics`.\n\n" + table())
 
 
 def readme_with_table(readme: str) -> str:
