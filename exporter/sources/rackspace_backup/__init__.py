@@ -73,6 +73,10 @@ def preflight(cfg) -> List[str]:
         return [f"provider {NAME} needs {SDK}: pip install 'imaging-exporter[{EXTRA}]'"]
     loader = os_config.OpenStackConfig()
     name = cfg.cloud or os.environ.get("OS_CLOUD") or ""
+    entry = (getattr(loader, "cloud_config", None) or {}).get("clouds", {}).get(name) if name else None
+    if isinstance(entry, dict) and entry.get("auth_type") not in AUTH_TYPES:
+        # Before get_one(), which fails on the plugin's options with a less useful message.
+        return [_wrong_auth_type(name, entry.get("auth_type"))]
     try:
         region = loader.get_one(cloud=name or None)
     except Exception as e:  # noqa: BLE001 - openstacksdk and keystoneauth raise several kinds
@@ -81,8 +85,7 @@ def preflight(cfg) -> List[str]:
         return [f"clouds.yaml: {first} ({where})"]
     auth_type = region.config.get("auth_type") or ""
     if auth_type not in AUTH_TYPES:
-        return [f"clouds.yaml entry {name or '(OS_CLOUD)'}: auth_type is {auth_type or 'not set'!r}; "
-                f"Cloud Backup needs one of {', '.join(AUTH_TYPES)} (pip install rackspaceauth)"]
+        return [_wrong_auth_type(name, auth_type)]
     auth = region.config.get("auth") or {}
     needed = {"rackspace_apikey": ("username", "api_key"), "rackspace_password": ("username", "password"),
               "rackspace_token": ("tenant_id", "token")}[auth_type]
@@ -90,3 +93,8 @@ def preflight(cfg) -> List[str]:
     if missing:
         return [f"clouds.yaml entry {name or '(OS_CLOUD)'}: auth has no {' or '.join(missing)}"]
     return []
+
+
+def _wrong_auth_type(name, auth_type) -> str:
+    return (f"clouds.yaml entry {name or '(OS_CLOUD)'}: auth_type is {auth_type or 'not set'!r}; "
+            f"Cloud Backup needs one of {', '.join(AUTH_TYPES)} (pip install rackspaceauth)")

@@ -31,7 +31,7 @@ from ...config import CloudConfig
 from ...errors import SourceError
 from ...models import (BackupAgent, BackupConfiguration, BackupFailures, CloudSnapshot, FinishedJob,
                        RunningJob, Server)
-from ...profiles import Profile
+from ...profiles import Profile, common
 # One exception wrapper and classifier for every keystoneauth-based source,
 # shared with the OpenStack source until the registry's common module holds it.
 from ..openstack import _call
@@ -123,11 +123,13 @@ class RackspaceBackupSource:
                     return self._session.get(f"{base}/backup/report/{backup_id}", connect_retries=0,
                                              status_code_retries=0, headers={"Accept": "application/json"}).json()
                 except ksa_exc.NotFound:
-                    return {}
+                    return None
             body = _call(f"reading the report of backup {backup_id}", read, self.cfg)
+            if body is None:
+                return None
             if not isinstance(body, dict):
                 raise ValueError("a backup report is not a JSON object")
-            start, end = _date(body.get("StartTime")), _date(body.get("CompletedTime"))
+            start, end = _date(body["StartTime"]), _date(body["CompletedTime"])     # null: not known
             if start is None or end is None:
                 return None
             self._reports[backup_id] = (start, end)
@@ -172,7 +174,9 @@ class RackspaceBackupSource:
                 running.append(RunningJob(job_id=job_id, kind="backup", server_id=server_id,
                                           server_name=str(a.get("SourceMachineName") or ""),
                                           phase=str(a.get("CurrentState")), started=at))
-            elif state in SUCCEEDED or state in FAILED:
+            elif (state in SUCCEEDED or state in FAILED) and at >= since - common().job_stuck_after:
+                # TimeOfActivity is the last change of state; a backup that ran longer than
+                # the stuck threshold is not worth a report request.
                 span = self._report(base, job_id) if state in SUCCEEDED or state == "failed" else None
                 started, ended = span or (at, at)
                 if ended < since:
