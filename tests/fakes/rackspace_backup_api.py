@@ -340,11 +340,17 @@ class FakeRackspaceBackup:
         return body
 
     def _backup_route(self, route):
+        # Copies taken under the lock (a test may change the account meanwhile); one
+        # agent's or report's route copies that one only, so a large account stays cheap.
         with self._lock:
-            agents = copy.deepcopy(self.agents)
-            configurations = copy.deepcopy(self.configurations)
-            activity = copy.deepcopy(self.activity)
-            reports = copy.deepcopy(self.reports)
+            agents = dict(self.agents)
+            configurations = list(self.configurations) if "configuration" in route else []
+            activity = list(self.activity) if "activity" in route else []
+            reports = dict(self.reports)
+        agents = {k: copy.deepcopy(v) for k, v in agents.items()
+                  if route == "/user/agents" or route == f"/agent/{k}"}
+        configurations, activity = copy.deepcopy(configurations), copy.deepcopy(activity)
+        reports = {k: copy.deepcopy(v) for k, v in reports.items() if route == f"/backup/report/{k}"}
         if route == "/user/agents":
             # The documented list item: no HostServerId, and "Status is always Offline in this call".
             template = fixture("user_agents")[0]
