@@ -256,3 +256,12 @@ def test_once_exports_the_backup_families(api, tmp_path):
     assert samples(m, "imaging_job_duration_seconds_count", **c, kind="backup")
     assert not samples(m, "imaging_server_boot_from_volume", **c)
     assert list(samples(m, "imaging_source_up", cloud="rs").values()) == [1]
+
+
+def test_a_revoked_token_is_renewed_once_and_the_refresh_goes_on(api):
+    account(api)
+    src = source()
+    src.refresh()
+    api.tokens.clear()               # Identity revoked it (expiry, a password change)
+    assert src.refresh().backup_agents
+    assert sum(r.method == "POST" for r in api.requests) == 2
