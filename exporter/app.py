@@ -20,7 +20,8 @@ def _cloud_source(cfg):
     # Imported here so host mode never pays for importing the cloud SDKs.
     profile = profiles.get(cfg.profile or cfg.provider)
     module = provider_module(cfg.provider)
-    source_class = {"openstack": "OpenStackSource", "linode": "LinodeSource"}[cfg.provider]
+    source_class = {"openstack": "OpenStackSource", "linode": "LinodeSource",
+                    "rackspace_backup": "RackspaceBackupSource"}[cfg.provider]
     return getattr(module, source_class)(cfg, profile)
 
 

@@ -16,7 +16,7 @@ from .units import format_bytes
 
 log = logging.getLogger("imaging_exporter")
 
-COLLECTORS = {"host": True, "openstack": True, "linode": True}
+COLLECTORS = {"host": True, "openstack": True, "linode": True, "rackspace_backup": True}
 
 
 class _Parser(argparse.ArgumentParser):

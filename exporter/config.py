@@ -24,7 +24,7 @@ DEFAULT_FS_TYPES_EXCLUDE = (r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs
                             r"hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|"
                             r"selinuxfs|squashfs|erofs|sysfs|tracefs|tmpfs|ramfs)$")
 DEFAULT_STATE_FILE = ""                # "": exporter.state.default_path() decides
-PROVIDERS = ("openstack", "linode")
+PROVIDERS = ("openstack", "linode", "rackspace_backup")
 DEFAULT_LINODE_API_URL = "https://api.linode.com/v4"
 
 
@@ -58,6 +58,8 @@ class CloudConfig:
     # linode
     token_env: str = "LINODE_TOKEN"
     api_url: str = DEFAULT_LINODE_API_URL
+    # rackspace_backup (also cloud, api_url): exporter/sources/rackspace_backup/__init__.py
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ _LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
 _CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects"),
-               "linode": _CLOUD_COMMON + ("token_env", "api_url")}
+               "linode": _CLOUD_COMMON + ("token_env", "api_url"),
+               "rackspace_backup": _CLOUD_COMMON + ("cloud", "region", "api_url")}
 
 
 def _parse_host(p, raw):
@@ -229,11 +232,22 @@ def _parse_cloud(p, i, raw, seen):
         token_env=_get(p, key, raw, "token_env", str, d.token_env),
         api_url=_get(p, key, raw, "api_url", str, d.api_url),
     )
+    if provider == "rackspace_backup":
+        cfg = _provider_options(p, key, raw, cfg)
     if provider == "linode" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.token_env):
         p.add(f"{key}.token_env", f"{cfg.token_env!r} is not an environment variable name")
     if provider == "linode" and not re.match(r"^https?://", cfg.api_url):
         p.add(f"{key}.api_url", f"{cfg.api_url!r} must start with http:// or https://")
     return cfg
+
+
+def _provider_options(p, key, raw, cfg):
+    """The provider module's own options, defaults and checks (no SDK imported)."""
+    from dataclasses import replace
+    from .sources import rackspace_backup as module
+    return replace(cfg, profile=cfg.profile if "profile" in raw else module.DEFAULT_PROFILE,
+                   **{name: _get(p, key, raw, name, None, opt.default, opt.parse)
+                      for name, opt in module.OPTIONS.items()})
 
 
 _TOP_KEYS = ("host", "clouds", "state_file")

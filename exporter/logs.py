@@ -15,7 +15,7 @@ import time
 FORMATS = ("logfmt", "json")
 LEVELS = ("debug", "info", "warn", "error")
 # Libraries that log request details at debug level; tokens must never reach our logs.
-QUIET_LOGGERS = ("keystoneauth", "openstack", "urllib3", "requests", "stevedore", "linode_api4")
+QUIET_LOGGERS = ("keystoneauth", "openstack", "urllib3", "requests", "stevedore", "linode_api4", "rackspaceauth")
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
                 logging.ERROR: "error", logging.CRITICAL: "error"}
 

@@ -96,7 +96,7 @@ class FinishedJob:
 class Server:
     server_id: str
     name: str
-    boot_from_volume: bool = False
+    boot_from_volume: Optional[bool] = False   # None: the source cannot tell (Cloud Backup)
     backups_enabled: Optional[bool] = None   # None: the provider has no backup service
     # The provider's own record of the last good backup (Linode's
     # backups.last_successful); it may predate the lookback window.
@@ -111,6 +111,36 @@ class Disk:
     disk_id: str
     label: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class BackupAgent:
+    """A backup agent installed on a server (Rackspace Cloud Backup)."""
+    agent_id: str
+    server_id: str            # the cloud server it runs on, "" when the API does not say
+    server_name: str
+    online: bool
+    last_heartbeat: Optional[float] = None   # last refresh that found it online
+
+
+@dataclass(frozen=True)
+class BackupConfiguration:
+    """An enabled backup configuration: what it covers and how often it runs."""
+    configuration_id: str
+    name: str
+    agent_id: str
+    server_id: str
+    frequency: str            # the provider's own word (Manually, Hourly, Daily, Weekly)
+    interval: Optional[float] # seconds between scheduled runs; None when run by hand
+    paths: Tuple[Tuple[str, str], ...] = ()   # (path, item type: Folder, File, ...)
+
+
+@dataclass(frozen=True)
+class BackupFailures:
+    """Backups of a server that did not succeed inside the lookback, by the API's reason."""
+    server_id: str
+    reason: str               # failed, skipped, missed
+    count: int
 
 
 @dataclass(frozen=True)
@@ -137,3 +167,6 @@ class CloudSnapshot:
     servers: Tuple[Server, ...] = ()
     disks: Tuple[Disk, ...] = ()
     quota: Quota = field(default_factory=Quota)
+    backup_agents: Tuple[BackupAgent, ...] = ()
+    backup_configurations: Tuple[BackupConfiguration, ...] = ()   # enabled ones only
+    backup_failures: Tuple[BackupFailures, ...] = ()

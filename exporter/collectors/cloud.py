@@ -45,9 +45,26 @@ CLOUD_DISK_HEADROOM = gauge("imaging_cloud_disk_image_headroom_bytes",
                             "Largest image size minus the disk's size; negative means an image of it will fail.",
                             *DISK)
 
+AGENT = C + ("server_id", "agent_id")
+BACKUP_AGENT_ONLINE = gauge("imaging_backup_agent_online", "1 when the server's backup agent is online.", *AGENT)
+BACKUP_AGENT_HEARTBEAT = gauge("imaging_backup_agent_heartbeat_timestamp_seconds",
+                               "Last refresh at which the API reported the backup agent online.", *AGENT)
+BACKUP_CONFIGURATION = gauge("imaging_backup_configuration_info",
+                             "1 for each enabled backup configuration of a server.",
+                             *AGENT, "configuration_id", "configuration_name", "frequency")
+BACKUP_INTERVAL = gauge("imaging_backup_schedule_interval_seconds",
+                        "Seconds between the scheduled runs of an enabled backup configuration.",
+                        *C, "server_id", "configuration_id")
+BACKUP_PATH = gauge("imaging_backup_covered_path_info", "1 for each path an enabled backup configuration includes.",
+                    *C, "server_id", "configuration_id", "path", "item_type")
+BACKUP_FAILURES = gauge("imaging_backup_failures",
+                        "Backups of a server inside the lookback window that did not succeed, by the API's reason.",
+                        *C, "server_id", "reason")
+
 SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, MAX_IMAGE, JOB_STARTED,
          JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED,
-         CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM)
+         CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, BACKUP_AGENT_ONLINE, BACKUP_AGENT_HEARTBEAT, BACKUP_CONFIGURATION,
+         BACKUP_INTERVAL, BACKUP_PATH, BACKUP_FAILURES)
 
 
 def cloud_families(pollers: Iterable):
@@ -103,9 +120,12 @@ def _add_snapshot(fams: Families, snap, ledger):
         fams.add_histogram(DURATION, c + (kind,), buckets, total)
 
     for s in snap.servers:
-        fams.add(BOOT_FROM_VOLUME, c + (s.server_id, s.name), 1 if s.boot_from_volume else 0)
+        if s.boot_from_volume is not None:
+            fams.add(BOOT_FROM_VOLUME, c + (s.server_id, s.name), 1 if s.boot_from_volume else 0)
         if s.backups_enabled is not None:
             fams.add(BACKUPS_ENABLED, c + (s.server_id,), 1 if s.backups_enabled else 0)
+
+    _add_backup_service(fams, snap, c)
 
     max_image = q.max_image_bytes.value if q.max_image_bytes is not None else None
     for d in snap.disks:
@@ -113,3 +133,19 @@ def _add_snapshot(fams: Families, snap, ledger):
         fams.add(CLOUD_DISK_SIZE, labels, d.size_bytes)
         if max_image is not None:
             fams.add(CLOUD_DISK_HEADROOM, labels, max_image - d.size_bytes)
+
+
+def _add_backup_service(fams: Families, snap, c):
+    """Agents, enabled configurations and failures of a backup service (Rackspace Cloud Backup)."""
+    for a in snap.backup_agents:
+        fams.add(BACKUP_AGENT_ONLINE, c + (a.server_id, a.agent_id), 1 if a.online else 0)
+        if a.last_heartbeat is not None:
+            fams.add(BACKUP_AGENT_HEARTBEAT, c + (a.server_id, a.agent_id), a.last_heartbeat)
+    for b in snap.backup_configurations:
+        fams.add(BACKUP_CONFIGURATION, c + (b.server_id, b.agent_id, b.configuration_id, b.name, b.frequency), 1)
+        if b.interval is not None:
+            fams.add(BACKUP_INTERVAL, c + (b.server_id, b.configuration_id), b.interval)
+        for path, item_type in b.paths:
+            fams.add(BACKUP_PATH, c + (b.server_id, b.configuration_id, path, item_type), 1)
+    for f in snap.backup_failures:
+        fams.add(BACKUP_FAILURES, c + (f.server_id, f.reason), f.count)

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 PROVIDER_MODULES = {
     "openstack": ("openstack", "openstack", "openstacksdk"),
     "linode": ("linode", "linode", "linode_api4"),
+    "rackspace_backup": ("rackspace_backup.source", "rackspace", "keystoneauth1 and rackspaceauth"),
 }
 
 

@@ -1,0 +1,388 @@
+"""A fake Rackspace Identity v2.0 and Cloud Backup API v1.0 on 127.0.0.1 (standard library only).
+
+Every body is a documented example from tests/fixtures/rackspace_backup/
+(see PROVENANCE.md) with the fields a test cares about replaced, so the wire
+format is the reference's: .NET dates written "\\/Date(ms)\\/", numeric ids,
+PascalCase keys.
+
+- POST /v2.0/tokens takes {"auth": {"RAX-KSKEY:apiKeyCredentials": {...}}}
+  (what rackspaceauth's rackspace_apikey plugin sends) and answers the
+  documented token with a service catalog whose rax:backup entry points back
+  here: one endpoint per region, /<region>/v1.0/<tenant>, and one without a
+  region, /v1.0/<tenant>.
+- The Cloud Backup routes need the token in X-Auth-Token. GET /user/agents
+  answers "Status": "Offline" and no HostServerId, as the reference says it
+  does; GET /agent/{id} has the real status.
+
+Faults are switched at run time with set_fault(mode, path=None, **params),
+with the vocabulary of tests/fakes/linode_api.py; see FAULTS. `path` is a
+prefix of the path after /v1.0/<tenant> ("/agent"), or "/v2.0" for Identity.
+Every request is recorded in .requests.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
+REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
+USERNAME, API_KEY, TENANT = "jsmith", "fake-rackspace-api-key-9d2c41", "110011"
+
+FAULTS = {
+    "error": "answer HTTP `status` (default 500) with a Rackspace fault body",
+    "rate_limited": "answer 429 with Retry-After: `retry_after` (default 30) seconds",
+    "auth_rejected": "Identity answers 401 to every token request (revoked API key)",
+    "slow": "wait `delay` seconds, then answer normally",
+    "hang": "never answer, until the fault is cleared or the server stops",
+    "malformed_json": "answer 200 with a truncated JSON body",
+    "missing_data": "answer 200 with a JSON value that lacks the expected keys",
+    "refused": "close the listening socket, so connections are refused",
+}
+
+
+def fixture(name: str):
+    with open(FIXTURES / f"{name}.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def dotnet_date(ts: Optional[float]) -> Optional[str]:
+    return None if ts is None else "/Date(%d)/" % round(ts * 1000)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: Dict[str, str]
+
+
+class _Fault(Exception):
+    def __init__(self, status, body, headers=None):
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _fault_body(status: int, message: str) -> dict:
+    name = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound", 405: "badMethod",
+            429: "overLimit", 503: "serviceUnavailable"}.get(status, "instanceFault")
+    return {name: {"code": status, "message": message}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "FakeRackspaceBackup/1.0"
+
+    def setup(self):
+        super().setup()
+        self.server.api._connections.add(self.connection)
+
+    def finish(self):
+        self.server.api._connections.discard(self.connection)
+        super().finish()
+
+    def do_GET(self):
+        self.server.api._handle(self)
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+class FakeRackspaceBackup:
+    """The account: agents, backup configurations, activity and reports, as plain documented dicts."""
+
+    def __init__(self, username: str = USERNAME, api_key: str = API_KEY, tenant: str = TENANT):
+        self.username, self.api_key, self.tenant = username, api_key, tenant
+        self.agents: Dict[str, dict] = {}           # MachineAgentId -> "List agent details" body
+        self.configurations: List[dict] = []        # "List all backup configurations for a user" items
+        self.activity: List[dict] = []              # "List all activity for a user" items
+        self.reports: Dict[str, dict] = {}          # BackupId -> "Get a backup report" body
+        self.tokens: List[str] = []
+        self.requests: List[Request] = []
+        self._lock = threading.Lock()
+        self._fault: Optional[Tuple[str, Optional[str], dict]] = None
+        self._release = threading.Event()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._port = 0
+        self._connections = set()
+
+    # ---- building the account from the documented examples ----------------------------
+
+    def add_agent(self, agent_id: int, server_id: Optional[str], name: str, online: bool = True,
+                  last_success: Optional[float] = None, disabled: bool = False) -> dict:
+        body = fixture("agent_details")
+        body.update(MachineAgentId=agent_id, MachineName=name, HostServerId=server_id,
+                    Status="Online" if online else "Offline", IsDisabled=disabled,
+                    TimeOfLastSuccessfulBackup=dotnet_date(last_success))
+        with self._lock:
+            self.agents[str(agent_id)] = body
+        return body
+
+    def add_configuration(self, config_id: int, agent_id: int, name: str, frequency: str = "Daily",
+                          paths: Tuple[str, ...] = ("/var/lib/mysql/",), active: bool = True,
+                          hour_interval: Optional[int] = None) -> dict:
+        # The documented "Weekly Website Backup" item, rescheduled.
+        body = fixture("backup_configurations_agent")[1]
+        agent = self.agents.get(str(agent_id), {})
+        body.update(BackupConfigurationId=config_id, MachineAgentId=agent_id,
+                    MachineName=agent.get("MachineName", ""), BackupConfigurationName=name, IsActive=active,
+                    Frequency=frequency, HourInterval=hour_interval,
+                    DayOfWeekId=body["DayOfWeekId"] if frequency == "Weekly" else None,
+                    Inclusions=[{"FilePath": p, "ParentId": config_id, "FileItemType": "Folder",
+                                 "FileId": config_id * 10 + i} for i, p in enumerate(paths)])
+        with self._lock:
+            self.configurations.append(body)
+        return body
+
+    def add_backup(self, backup_id: int, agent_id: int, state: str, at: float, started: Optional[float] = None,
+                   completed: Optional[float] = None, config_id: int = 0) -> dict:
+        """One backup in the activity list; with `started` and `completed`, its report too."""
+        body = fixture("activity_user")[0]
+        agent = self.agents.get(str(agent_id), {})
+        body.update(ID=backup_id + 1000, BackupId=backup_id, ParentId=config_id, CurrentState=state,
+                    SourceMachineAgentId=agent_id, SourceMachineName=agent.get("MachineName", ""),
+                    TimeOfActivity=dotnet_date(at))
+        with self._lock:
+            self.activity.append(body)
+            if started is not None and completed is not None:
+                report = fixture("backup_report")
+                report.update(BackupId=backup_id, BackupConfigurationId=config_id, MachineAgentId=agent_id,
+                              ComputerName=agent.get("MachineName", ""), State=state,
+                              StartTime=dotnet_date(started), CompletedTime=dotnet_date(completed),
+                              Duration=time.strftime("%H:%M:%S", time.gmtime(completed - started)),
+                              NumErrors=0 if state == "Completed" else report["NumErrors"],
+                              ErrorList=[] if state == "Completed" else report["ErrorList"])
+                self.reports[str(backup_id)] = report
+        return body
+
+    def set_state(self, backup_id: int, state: str, at: float) -> None:
+        with self._lock:
+            for a in self.activity:
+                if a["BackupId"] == backup_id:
+                    a.update(CurrentState=state, TimeOfActivity=dotnet_date(at))
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "FakeRackspaceBackup":
+        self._listen(self._port)
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._close_listener()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def identity_url(self) -> str:
+        return f"{self.url}/v2.0/"
+
+    def endpoint(self, region: Optional[str] = "DFW") -> str:
+        return f"{self.url}/{region.lower()}/v1.0/{self.tenant}" if region else f"{self.url}/v1.0/{self.tenant}"
+
+    def clouds_yaml(self, name: str = "rackspace", region: Optional[str] = "DFW", api_key: Optional[str] = None) -> str:
+        """A clouds.yaml entry as a Rackspace user writes it, pointed at this fake."""
+        lines = [f"clouds:", f"  {name}:", "    auth_type: rackspace_apikey", "    auth:",
+                 f"      username: {self.username}", f"      api_key: {api_key or self.api_key}",
+                 f"      auth_url: {self.identity_url}"]
+        if region:
+            lines.append(f"    region_name: {region}")
+        return "\n".join(lines) + "\n"
+
+    def _listen(self, port):
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._server.daemon_threads = True
+        self._server.api = self
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-rackspace-backup", daemon=True)
+        self._thread.start()
+
+    def _close_listener(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+
+    # ---- faults ------------------------------------------------------------------------
+
+    def set_fault(self, mode: str, path: Optional[str] = None, **params) -> None:
+        if mode not in FAULTS:
+            raise ValueError(f"unknown fault {mode!r}; known: {', '.join(FAULTS)}")
+        self.clear_fault()
+        with self._lock:
+            self._fault = (mode, path, params)
+        if mode == "refused":
+            self._close_listener()
+            for conn in list(self._connections):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def clear_fault(self) -> None:
+        with self._lock:
+            fault, self._fault = self._fault, None
+            self._release.set()
+            self._release = threading.Event()
+        if fault and fault[0] == "refused":
+            self._listen(self._port)
+
+    def paths(self) -> List[str]:
+        return [r.path for r in self.requests]
+
+    # ---- requests ----------------------------------------------------------------------
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(h.path).path
+        length = int(h.headers.get("Content-Length") or 0)
+        raw_body = h.rfile.read(length) if length else b""
+        route = _route_path(path, self.tenant)
+        with self._lock:
+            self.requests.append(Request(h.command, path, dict(h.headers.items())))
+            fault, release = self._fault, self._release
+        mode, params = None, {}
+        if fault and (fault[1] is None or (route or path).startswith(fault[1])):
+            mode, params = fault[0], fault[2]
+        if mode == "slow":
+            time.sleep(float(params.get("delay", 1.0)))
+        if mode == "hang":
+            release.wait(timeout=60)
+            return
+        headers = {}
+        try:
+            status, body = 200, self._respond(h, path, route, raw_body, mode, params)
+        except _Fault as e:
+            status, body, headers = e.status, e.body, e.headers
+        if isinstance(body, bytes):
+            raw = body
+        else:   # the API escapes the slashes of its dates: "\/Date(1357817400000)\/"
+            raw = re.sub(r'"/Date\((-?\d+)\)/"', r'"\\/Date(\1)\\/"', json.dumps(body)).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(raw)))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(raw)
+        except OSError:
+            pass
+
+    def _respond(self, h, path, route, raw_body, mode, params):
+        if mode == "error":
+            status = int(params.get("status", 500))
+            raise _Fault(status, _fault_body(status, "The server has either erred or is incapable of performing"
+                                                     " the requested operation."))
+        if mode == "rate_limited":
+            raise _Fault(429, _fault_body(429, "Too many requests"),
+                         {"Retry-After": str(params.get("retry_after", 30))})
+        if mode == "malformed_json":
+            return b'[{"MachineAgentId": 213564, "MachineName": '
+        if mode == "missing_data":
+            return {"message": "nothing here"}
+        if path == "/v2.0/tokens":
+            if h.command != "POST":
+                raise _Fault(405, _fault_body(405, "Method not allowed"))
+            return self._token(raw_body, mode)
+        if route is None:
+            raise _Fault(404, _fault_body(404, "Resource not found"))
+        if h.command != "GET":
+            raise _Fault(405, _fault_body(405, "Method not allowed"))
+        if h.headers.get("X-Auth-Token") not in self.tokens:
+            raise _Fault(401, _fault_body(401, "No valid token provided. Please use the 'X-Auth-Token' header"
+                                               " with a valid token."))
+        return self._backup_route(route)
+
+    def _token(self, raw_body, mode):
+        try:
+            creds = json.loads(raw_body)["auth"]["RAX-KSKEY:apiKeyCredentials"]
+        except (ValueError, KeyError, TypeError):
+            raise _Fault(400, _fault_body(400, "Invalid json request body")) from None
+        if mode == "auth_rejected" or creds.get("username") != self.username or creds.get("apiKey") != self.api_key:
+            raise _Fault(401, _fault_body(401, "Username or api key is invalid."))
+        body = fixture("identity_tokens")
+        token = uuid.uuid4().hex
+        with self._lock:
+            self.tokens.append(token)
+        access = body["access"]
+        access["token"].update(id=token, expires=time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                                                               time.gmtime(time.time() + 86400)),
+                               tenant={"id": self.tenant, "name": self.tenant})
+        for service in access["serviceCatalog"]:
+            for ep in service["endpoints"]:
+                ep["tenantId"] = self.tenant
+                if service["type"] == "rax:backup":
+                    ep["publicURL"] = self.endpoint(ep.get("region"))
+        access["user"]["name"] = self.username
+        return body
+
+    def _backup_route(self, route):
+        # Copies taken under the lock (a test may change the account meanwhile); one
+        # agent's or report's route copies that one only, so a large account stays cheap.
+        with self._lock:
+            agents = dict(self.agents)
+            configurations = list(self.configurations) if "configuration" in route else []
+            activity = list(self.activity) if "activity" in route else []
+            reports = dict(self.reports)
+        agents = {k: copy.deepcopy(v) for k, v in agents.items()
+                  if route == "/user/agents" or route == f"/agent/{k}"}
+        configurations, activity = copy.deepcopy(configurations), copy.deepcopy(activity)
+        reports = {k: copy.deepcopy(v) for k, v in reports.items() if route == f"/backup/report/{k}"}
+        if route == "/user/agents":
+            # The documented list item: no HostServerId, and "Status is always Offline in this call".
+            template = fixture("user_agents")[0]
+            return [dict(template, MachineAgentId=a["MachineAgentId"], MachineName=a["MachineName"],
+                         IsDisabled=a["IsDisabled"], Status="Offline", TimeOfLastSuccessfulBackup=None)
+                    for a in agents.values()]
+        m = re.fullmatch(r"/agent/(\d+)", route)
+        if m:
+            if m.group(1) not in agents:
+                raise _Fault(404, _fault_body(404, "Agent not found"))
+            return agents[m.group(1)]
+        if route == "/backup-configuration":
+            return configurations
+        m = re.fullmatch(r"/backup-configuration/system/(\d+)", route)
+        if m:
+            return [c for c in configurations if str(c["MachineAgentId"]) == m.group(1)]
+        if route == "/activity":
+            return activity
+        m = re.fullmatch(r"/system/activity/(\d+)", route)
+        if m:
+            return [a for a in activity if str(a["SourceMachineAgentId"]) == m.group(1)]
+        m = re.fullmatch(r"/backup/report/(\d+)", route)
+        if m:
+            if m.group(1) not in reports:
+                raise _Fault(404, _fault_body(404, "Backup report not found"))
+            return reports[m.group(1)]
+        raise _Fault(404, _fault_body(404, "Resource not found"))
+
+
+def _route_path(path: str, tenant: str) -> Optional[str]:
+    """The path after [/<region>]/v1.0/<tenant>, or None for any other path."""
+    m = re.fullmatch(r"(?:/([a-z]{3}))?/v1\.0/([^/]+)(/.*)", path)
+    if not m or m.group(2) != tenant or (m.group(1) and m.group(1).upper() not in REGIONS):
+        return None
+    return m.group(3)
