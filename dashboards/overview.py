@@ -288,6 +288,7 @@ def jobs():
     backups = P.override(backups, "Last successful backup", unit="dtdurations",
                          thresholds=P.backup_age_thresholds().build().to_json(), custom__cellOptions=P.COLOR_TEXT)
     backups = P.override(P.override(backups, "Took", unit="dtdurations"), "Server ID", links=SERVER_LINK)
+    agents = backup_agents(c)
     a = account()
     return [
         P.row("Imaging and backup jobs (cloud mode)"),
@@ -309,7 +310,32 @@ def jobs():
                      legend="{{le}}", fmt="heatmap")], interval="30m"),
         failures,
         backups,
+        agents,
     ]
+
+
+def backup_agents(c):
+    """Rackspace Cloud Backup: each server's agent and its enabled configurations, beside the images."""
+    by = "(job, instance, cloud, project, server_id)"
+    agents = P.table(
+        "Backup agents (Rackspace Cloud Backup)",
+        "Each server's Cloud Backup agent: online or not, the time since the exporter last saw it online, "
+        "how many enabled backup configurations cover the server and the shortest schedule among them. "
+        "A database or data disk without a configuration is not backed up: images do not hold them reliably.",
+        [q("max by %s (imaging_backup_agent_online%s)" % (by, c), "A", instant=True),
+         q("time() - max by %s (imaging_backup_agent_heartbeat_timestamp_seconds%s)" % (by, c), "B", instant=True),
+         q("count by %s (imaging_backup_schedule_interval_seconds%s)" % (by, c), "C", instant=True),
+         q("min by %s (imaging_backup_schedule_interval_seconds%s)" % (by, c), "D", instant=True)],
+        {"cloud": "Cloud", "project": "Project", "server_id": "Server ID", "Value #A": "Agent",
+         "Value #B": "Last seen online", "Value #C": "Configurations", "Value #D": "Runs every"},
+        w=24, h=8, sort_by=[("Agent", False)],
+        runbooks=("ImagingBackupAgentOffline", "ImagingBackupOverdue", "ImagingDatabaseWithoutBackup",
+                  "ImagingUncoveredDataWithoutBackup"))
+    agents = P.override(agents, "Agent", mappings=P.mappings_json((1, "online", "green"), (0, "offline", "red")),
+                        custom__cellOptions=P.COLOR_BACKGROUND)
+    agents = P.override(P.override(agents, "Last seen online", unit="dtdurations"), "Runs every",
+                        unit="dtdurations")
+    return P.override(agents, "Server ID", links=SERVER_LINK)
 
 
 def health():

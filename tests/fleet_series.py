@@ -202,6 +202,13 @@ def _cloud_server(f, base, i):
         disk = dict(s, server_name=name, disk_id="d%03d" % i, disk_label="system")
         f.add("imaging_cloud_disk_size_bytes", disk, lambda t: (4 + i % 5) * 1e9, recent=True)
         f.add("imaging_cloud_disk_image_headroom_bytes", disk, lambda t: (2 - i % 5) * 1e9, recent=True)
+    if provider != "linode" and i % 4 == 1:         # a Rackspace Cloud Backup agent on some servers
+        agent = dict(s, agent_id="agent-%03d" % i)
+        f.add("imaging_backup_agent_online", agent, lambda t: 0 if i % 13 == 1 else 1, recent=True)
+        f.add("imaging_backup_agent_heartbeat_timestamp_seconds", agent, lambda t: t - 300 * (i % 13 == 1),
+              recent=True)
+        f.add("imaging_backup_schedule_interval_seconds", dict(s, configuration_id="cfg-%03d" % i),
+              lambda t: 86400, recent=True)
     img = dict(s, image_id="img-%03d" % i, image_name="%s-nightly" % name, status="active")
     f.add("imaging_image_size_bytes", img, lambda t: (1 + i % 7) * 1e9, recent=True)
     f.add("imaging_image_created_timestamp_seconds", img, lambda t: f.end - 3600 * (i % 48), recent=True)
