@@ -283,7 +283,7 @@ def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_p
         now[0] += 31
         src.read()                                            # starts a recount in the background
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and src._recounting.locked():
+        while time.monotonic() < deadline and src.databases.recounting.locked():
             time.sleep(0.02)
         counts = dict(src.read().database_processes)
         assert counts.get("postgresql") == 1, "one server, not its two backends"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import limits as limits_mod
 from ..models import HostSnapshot
-from ..sources.host import DATABASE_ENGINES
+from ..sources.databases import DATABASE_ENGINES
 from .spec import Families, gauge
 
 FS = ("device", "mountpoint", "fstype", "role")

@@ -14,6 +14,7 @@ import os
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -23,22 +24,12 @@ import psutil
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
+from .databases import DatabaseCounter
 
 log = logging.getLogger(__name__)
 
-# Process names of database servers whose data an image does not capture
-# consistently (source 000: "not a reliable way to back up a dynamic database").
-DATABASE_ENGINES = {
-    "mysqld": "mysql", "mariadbd": "mysql", "mysqld_safe": None,
-    "postgres": "postgresql", "postmaster": "postgresql",
-    "mongod": "mongodb", "redis-server": "redis", "sqlservr": "mssql",
-    "oracle": "oracle", "tnslsnr": None, "cassandra": "cassandra",
-    "couchdb": "couchdb", "beam.smp": None, "influxd": "influxdb",
-    "etcd": "etcd", "clickhouse-server": "clickhouse", "memcached": None,
-}
 # Virtual block devices that are never a server's disk.
 _SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
-_PROCESS_CACHE_SECONDS = 30.0
 
 
 def _unescape(field: str) -> str:
@@ -345,10 +336,7 @@ class HostSource:
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self.mount_table = MountTable(root)
-        self._clock = clock
-        self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
-        self._recounting = threading.Lock()
-        self._first_count = threading.Lock()
+        self.databases = DatabaseCounter(_linux_processes, clock)
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -384,36 +372,21 @@ class HostSource:
                             database_processes=self._database_processes(), hostname=socket.gethostname())
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
-        # Walking /proc costs milliseconds per scrape on a busy host, and
-        # databases do not come and go between scrapes: serve the last count
-        # and, once it is older than _PROCESS_CACHE_SECONDS, recount in the
-        # background. Only the very first read waits for a count.
-        taken, cached = self._proc_cache
-        if taken == float("-inf"):
-            with self._first_count:           # a burst of first scrapes walks /proc once
-                if self._proc_cache[0] == float("-inf"):
-                    self._recount()
-            return self._proc_cache[1]
-        if self._clock() - taken >= _PROCESS_CACHE_SECONDS and self._recounting.acquire(blocking=False):
-            def run():
-                try:
-                    self._recount()
-                except Exception:  # noqa: BLE001 - keep the last count
-                    log.debug("counting database processes failed", exc_info=True)
-                finally:
-                    self._recounting.release()
-            threading.Thread(target=run, name="db-processes", daemon=True).start()
-        return cached
+        return self.databases.counts()
 
-    def _recount(self) -> None:
-        names: Dict[int, Tuple[str, int]] = {}
-        for proc in psutil.process_iter(["name", "ppid"]):
-            names[proc.pid] = (proc.info.get("name") or "", proc.info.get("ppid") or 0)
-        counts: Dict[str, int] = {}
-        for name, ppid in names.values():
-            engine = DATABASE_ENGINES.get(name)
-            # One server, not its workers: PostgreSQL forks a process per
-            # connection, all named like their parent.
-            if engine and DATABASE_ENGINES.get(names.get(ppid, ("", 0))[0]) != engine:
-                counts[engine] = counts.get(engine, 0) + 1
-        self._proc_cache = (self._clock(), tuple(sorted(counts.items())))
+
+def _linux_processes():
+    for proc in psutil.process_iter(["name", "ppid"]):
+        yield proc.pid, proc.info.get("name") or "", proc.info.get("ppid") or 0
+
+
+def platform_source(cfg: HostConfig, platform: str = sys.platform):
+    """The host reader of this platform, chosen once when the exporter starts.
+
+    Windows has no statvfs, /proc or sysfs: its reader takes volumes, sizes,
+    the domain controller role and processes from psutil's Windows API.
+    """
+    if platform == "win32":
+        from .host_windows import WindowsHostSource
+        return WindowsHostSource(cfg)
+    return HostSource(cfg)
