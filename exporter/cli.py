@@ -114,7 +114,10 @@ def _preflight(config, collectors):
     return problems
 
 
-def main(argv=None):
+def main(argv=None, on_serving=None):
+    """The command. ``on_serving(server)``, when given, replaces the signal handlers: the
+    Windows service (exporter/winservice.py) runs this off the main thread and stops the
+    server itself."""
     argv = _fix_negated_flags(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
@@ -180,8 +183,11 @@ def main(argv=None):
     def stop(signum, _frame):
         log.info("received signal %d, shutting down", signum)
         threading.Thread(target=server.shutdown, daemon=True).start()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if on_serving is not None:
+        on_serving(server)
+    else:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
     try:
         # The accept loop wakes every poll_interval to check for shutdown; 2 s
         # instead of 0.5 s cuts the idle CPU by three quarters.

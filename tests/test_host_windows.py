@@ -14,7 +14,11 @@ Linux and on the Windows CI job alike: no path here is a Linux one.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections import namedtuple
 
@@ -27,7 +31,7 @@ from exporter.config import Config, HostConfig
 from exporter.sources.host import platform_source
 from exporter.sources.host_windows import WindowsHostSource
 from exporter.state import default_path
-from conftest import parse_metrics, samples
+from conftest import ROOT, parse_metrics, samples
 
 GB = 10**9
 sdiskpart = namedtuple("sdiskpart", ["device", "mountpoint", "fstype", "opts"])
@@ -264,3 +268,13 @@ def test_linux_snapshots_have_no_domain_controller_series():
     snap = HostSnapshot(filesystems=(Filesystem("/dev/vda1", "/", "ext4", "system", 10, 5, 5, 100, 50),))
     names = {f.name for f in host_families(snap, (), State(None), "generic", "")}
     assert "imaging_host_domain_controller" not in names and "imaging_filesystem_inodes" in names
+
+
+@pytest.mark.skipif(importlib.util.find_spec("win32serviceutil") is not None,
+                    reason="pywin32 is installed here: the Windows CI job runs the service itself")
+def test_the_service_wrapper_without_pywin32_says_what_to_install():
+    r = subprocess.run([sys.executable, "-m", "exporter.winservice", "install"], cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == ('imaging-exporter: the Windows service needs pywin32 (Windows only): '
+                                'pip install "imaging-exporter[windows]"')
