@@ -293,3 +293,30 @@ def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_p
         procs[1].kill()
         for p in procs:
             p.wait()
+
+
+def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
+    from exporter.sources.databases import count_servers, scan_proc
+
+    def proc(pid, stat, cmdline=None):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        if stat is not None:
+            (d / "stat").write_bytes(stat)
+        if cmdline is not None:
+            (d / "cmdline").write_bytes(cmdline)
+    proc(1, b"1 (systemd) S 0 1 1 0 -1 4194560 1 0 0 0")
+    proc(700, b"700 (postgres) S 1 700 700 0 -1 4194560 1 0 0 0")
+    proc(701, b"701 (postgres) S 700 700 700 0 -1 4194560 1 0 0 0")          # a backend
+    proc(800, b"800 (my (odd) name) S 1 800 800 0 -1 0 1 0 0 0")            # ")" inside the name
+    # The kernel keeps 15 characters: clickhouse-server shows as clickhouse-serv.
+    proc(900, b"900 (clickhouse-serv) S 1 900 900 0 -1 0 1 0 0 0", b"/usr/bin/clickhouse-server\0--config\0")
+    proc(901, b"901 (clickhouse-serv) S 1 901 901 0 -1 0 1 0 0 0", b"/bin/sh\0/opt/run\0")  # a script
+    proc(950, None)                                                          # exited since the listing
+    (tmp_path / "self").mkdir()
+    (tmp_path / "meminfo").write_text("")
+    assert sorted(scan_proc(str(tmp_path))) == [
+        (1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (800, "my (odd) name", 1),
+        (900, "clickhouse-server", 1), (901, "clickhouse-serv", 1)]
+    assert count_servers(scan_proc(str(tmp_path))) == (("clickhouse", 1), ("postgresql", 1))
+    assert list(scan_proc(str(tmp_path / "missing"))) == []

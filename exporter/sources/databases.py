@@ -8,6 +8,7 @@ the count fresh without making a scrape wait for a process walk.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Callable, Dict, Iterable, Tuple
@@ -27,6 +28,56 @@ DATABASE_ENGINES = {
 PROCESS_CACHE_SECONDS = 30.0
 
 Processes = Iterable[Tuple[int, str, int]]     # (pid, name, ppid)
+
+
+# The kernel keeps 15 characters of a process name (TASK_COMM_LEN): longer
+# engine names are confirmed from the command line, as psutil's name() does.
+_TRUNCATED = {name[:15]: name for name in DATABASE_ENGINES if len(name) > 15}
+
+
+def scan_proc(proc_path: str = "/proc") -> Processes:
+    """(pid, name, ppid) of every process, from /proc/PID/stat.
+
+    What psutil.process_iter(["name", "ppid"]) gives, at a quarter of its cost
+    (one read per process, no Process objects): the database check runs on
+    every host all the time, so its cost is paid everywhere.
+    """
+    try:
+        entries = os.listdir(proc_path)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:                                  # os.open/os.read: half the cost of open() per process
+            fd = os.open(f"{proc_path}/{entry}/stat", os.O_RDONLY)
+        except OSError:
+            continue                          # gone since the listing
+        try:
+            stat = os.read(fd, 4096)          # a stat line is under 1 KiB
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        # "PID (comm) S PPID ...": comm may hold spaces and parentheses, so the last ")" ends it.
+        open_at, close_at = stat.find(b"("), stat.rfind(b")")
+        fields = stat[close_at + 2:].split(b" ", 2)
+        if open_at < 0 or close_at < open_at or len(fields) < 2 or not fields[1].isdigit():
+            continue
+        name = stat[open_at + 1:close_at].decode("utf-8", "replace")
+        if name in _TRUNCATED:
+            name = _full_name(proc_path, entry, name)
+        yield int(entry), name, int(fields[1])
+
+
+def _full_name(proc_path: str, pid: str, comm: str) -> str:
+    try:
+        with open(f"{proc_path}/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        return comm
+    full = os.path.basename(argv0)
+    return full if full.startswith(comm) else comm
 
 
 def count_servers(processes: Processes) -> Tuple[Tuple[str, int], ...]:

@@ -24,7 +24,7 @@ import psutil
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
-from .databases import DatabaseCounter
+from .databases import DatabaseCounter, scan_proc
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ class HostSource:
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self.mount_table = MountTable(root)
-        self.databases = DatabaseCounter(_linux_processes, clock)
+        self.databases = DatabaseCounter(scan_proc, clock)
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -373,11 +373,6 @@ class HostSource:
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
         return self.databases.counts()
-
-
-def _linux_processes():
-    for proc in psutil.process_iter(["name", "ppid"]):
-        yield proc.pid, proc.info.get("name") or "", proc.info.get("ppid") or 0
 
 
 def platform_source(cfg: HostConfig, platform: str = sys.platform):
