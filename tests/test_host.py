@@ -25,42 +25,83 @@ def hanging_stat(hang_path, release):
     return stat
 
 
-def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again():
+def nfs_root(tmp_path):
+    """A host root whose mount table has an ext4 / and an NFS share: (root, host path of the share).
+
+    Local block-device filesystems are stat'ed inline; the NFS share goes
+    through the deadline guard, as a network mount that can hang must."""
+    root = tmp_path / "host"
+    (root / "proc" / "1").mkdir(parents=True)
+    (root / "srv" / "share").mkdir(parents=True)
+    (root / "proc" / "1" / "mounts").write_text(
+        "/dev/vda1 / ext4 rw,relatime 0 0\nfiler:/export /srv/share nfs4 rw,relatime 0 0\n")
+    return str(root), str(root / "srv" / "share")
+
+
+def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again(tmp_path):
     release = threading.Event()
-    src = HostSource(HostConfig(mount_timeout=TIMEOUT, fs_types_exclude="^(proc|sysfs|cgroup2?|devpts|mqueue)$"),
-                     stat_fn=hanging_stat("/", release))
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=hanging_stat(share, release))
     try:
         t = time.monotonic()
         first = src.read()
         first_took = time.monotonic() - t
         assert first_took < TIMEOUT + 0.5
-        assert [(e.mountpoint, e.error) for e in first.errors if e.mountpoint == "/"] == [("/", "timeout")]
-        assert "/" not in [f.mountpoint for f in first.filesystems]
-        assert first.filesystems, "the other mounts are still read"
+        assert [(e.mountpoint, e.error) for e in first.errors] == [("/srv/share", "timeout")]
+        assert [f.mountpoint for f in first.filesystems] == ["/"], "the other mounts are still read"
 
         t = time.monotonic()
         second = src.read()
         assert time.monotonic() - t < TIMEOUT / 2, "a stuck mount must not be waited on again"
-        assert [(e.mountpoint, e.error) for e in second.errors if e.mountpoint == "/"] == [("/", "stuck")]
+        assert [(e.mountpoint, e.error) for e in second.errors] == [("/srv/share", "stuck")]
     finally:
         release.set()
     time.sleep(0.1)
     third = src.read()
-    assert "/" in [f.mountpoint for f in third.filesystems], "the mount is watched again once its stat returns"
-    assert not [e for e in third.errors if e.mountpoint == "/"]
+    assert "/srv/share" in [f.mountpoint for f in third.filesystems], "watched again once its stat returns"
+    assert not third.errors
 
 
 def test_hung_mount_shows_as_device_error_metric(tmp_path):
     release = threading.Event()
-    src = HostSource(HostConfig(mount_timeout=TIMEOUT), stat_fn=hanging_stat("/", release))
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=hanging_stat(share, release))
     try:
         fams = {f.name: f for f in host_families(src.read(), (), State(None), "generic", "")}
     finally:
         release.set()
     errs = [(s.labels["mountpoint"], s.labels["error"], s.value) for s in fams["imaging_filesystem_device_error"].samples]
-    assert ("/", "timeout", 1) in errs
+    assert ("/srv/share", "timeout", 1) in errs
     sizes = fams.get("imaging_filesystem_size_bytes")
-    assert "/" not in [s.labels["mountpoint"] for s in (sizes.samples if sizes else [])]
+    assert "/srv/share" not in [s.labels["mountpoint"] for s in (sizes.samples if sizes else [])]
+
+
+def test_local_block_filesystems_are_stat_ed_inline_until_one_is_slow(tmp_path):
+    root, share = nfs_root(tmp_path)
+    threads, slow_once, release = {}, [0.2], threading.Event()
+
+    def stat(path):
+        threads[path] = threading.current_thread() is threading.main_thread()
+        if path != share:
+            if slow_once:                        # the local disk is slow once (a stalled device) ...
+                time.sleep(slow_once.pop())
+            elif release.is_set() is False and "hang" in threads:
+                release.wait(30)                 # ... and later hangs: by then it is guarded
+        return os.statvfs(path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=stat)
+    first = src.read()
+    assert threads == {root + "/": True, share: False}, "ext4 on /dev/vda1 inline, NFS on a thread"
+    assert {f.mountpoint for f in first.filesystems} == {"/", "/srv/share"}
+    threads.clear()
+    threads["hang"] = True
+    try:
+        t = time.monotonic()
+        second = src.read()
+        assert time.monotonic() - t < TIMEOUT + 0.5, "once slow, / is read under the deadline"
+        assert [(e.mountpoint, e.error) for e in second.errors] == [("/", "timeout")]
+        assert threads[root + "/"] is False
+    finally:
+        release.set()
 
 
 def test_many_hung_mounts_do_not_starve_the_others():

@@ -1,9 +1,11 @@
 """Host source: the server's own filesystems, disks and database processes.
 
-Read at scrape time. Each statvfs runs in a worker thread bounded by the
-mount timeout, so a hung network mount never hangs a scrape; a mount that
-timed out is remembered as stuck and skipped until its stat returns, as
-node_exporter's filesystem collector does.
+Read at scrape time. A statvfs of a local block-device filesystem answers
+from memory and is called inline; every other one (NFS, CIFS, FUSE, ...)
+runs in a worker thread bounded by the mount timeout, so a hung network
+mount never hangs a scrape, and so does any mount whose inline call was
+once slow. A mount that timed out is remembered as stuck and skipped until
+its stat returns, as node_exporter's filesystem collector does.
 """
 from __future__ import annotations
 
@@ -28,6 +30,13 @@ from .databases import DatabaseCounter, scan_proc
 
 log = logging.getLogger(__name__)
 
+# Filesystems on a local block device whose statfs reads counters kept in
+# memory: called inline (~1 us) instead of on a thread with a deadline
+# (11-80 us a call, issue 19). Anything else can hang: network, FUSE, others.
+LOCAL_FSTYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "f2fs", "jfs", "reiserfs",
+                           "ntfs3", "hfsplus"})
+# An inline statfs slower than this goes under the deadline guard for good.
+SLOW_INLINE_SECONDS = 0.05
 # Virtual block devices that are never a server's disk.
 _SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
 
@@ -259,19 +268,25 @@ class _Statter:
         self.stat_fn, self.timeout = stat_fn, timeout
         self._threads = CachedThreads("statfs")
         self._stuck: Dict[str, concurrent.futures.Future] = {}
+        self._slow: set = set()              # inline once, too slow: guarded from then on
         self._lock = threading.Lock()
 
-    def stat_all(self, paths: List[str]):
-        """Return {path: result | exception | "timeout" | "stuck"}."""
-        results, futures = {}, {}
+    def stat_all(self, paths: List[str], inline=frozenset()):
+        """Return {path: result | exception | "timeout" | "stuck"}; paths in ``inline`` are
+        stat'ed in the calling thread unless one was once slow."""
+        results, futures, direct = {}, {}, []
         with self._lock:
-            stuck = set(self._stuck)
+            stuck, slow = set(self._stuck), set(self._slow)
         for p in paths:
             if p in stuck:
                 results[p] = "stuck"
+            elif p in inline and p not in slow:
+                direct.append(p)
             else:
                 futures[p] = self._threads.submit(self.stat_fn, p)
         deadline = time.monotonic() + self.timeout
+        for p in direct:                     # while the guarded calls run on their threads
+            results[p] = self._stat_inline(p)
         for p, fut in futures.items():
             try:
                 results[p] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -283,6 +298,20 @@ class _Statter:
             except Exception as e:  # noqa: BLE001 - reported as device_error
                 results[p] = e
         return results
+
+    def _stat_inline(self, path):
+        started = time.monotonic()
+        try:
+            result = self.stat_fn(path)
+        except Exception as e:  # noqa: BLE001 - reported as device_error
+            result = e
+        took = time.monotonic() - started
+        if took > SLOW_INLINE_SECONDS:
+            log.warning("statfs of %s took %.3fs; it runs under the %.1fs deadline from now on",
+                        path, took, self.timeout)
+            with self._lock:
+                self._slow.add(path)
+        return result
 
     def _mark_stuck(self, path, fut):
         log.warning("statfs of %s did not return within %.1fs; skipping it until it does", path, self.timeout)
@@ -351,7 +380,9 @@ class HostSource:
             seen.add(mountpoint)
             mounts.append((device, mountpoint, fstype))
         root_disks = next((self.topology.disks_of(d) for d, m, _ in table if m == "/"), frozenset())
-        results = self.statter.stat_all([self._host_path(m) for _, m, _ in mounts])
+        results = self.statter.stat_all(
+            [self._host_path(m) for _, m, _ in mounts],
+            inline={self._host_path(m) for d, m, t in mounts if t in LOCAL_FSTYPES and d.startswith("/dev/")})
         filesystems, errors = [], []
         for device, mountpoint, fstype in mounts:
             r = results[self._host_path(mountpoint)]
