@@ -232,6 +232,18 @@ and
         c["headroomExceededFor"],
     )]
     rules += filling_up("ImagingInodeLimitFillingUp", "imaging_headroom_inodes", "an inode limit")
+
+    # --- Windows domain controller (source 000: an image of a DC cannot be restored; issue 18)
+    rules.append(x.alert(
+        "ImagingDomainControllerImage",
+        "imaging_host_domain_controller%s == 1" % s,
+        "warning",
+        "A Windows server is a domain controller: an image of it cannot be restored.",
+        "{{ $labels.instance }} runs Active Directory Domain Services. The provider's build system needs the"
+        " local Administrator account, which a domain controller disables, so a server cannot be restored"
+        " from an image of it. Demote it before imaging it, and back it up another way.",
+        c.get("domainControllerFor", "15m"),     # set CONFIG["domainControllerFor"] to change it
+    ))
     return rules
 
 

@@ -15,6 +15,14 @@ difference between it and imaging-exporter is what collecting and
 rendering cost per scrape.
 
     python bench/host_scrape.py [--requests 500] [--no-floor]
+    python bench/host_scrape.py --interval 15 --rounds 10     # paced, as Prometheus scrapes
+
+--interval scrapes each exporter once per interval, as Prometheus does,
+instead of back to back, and reports each process's CPU seconds per hour
+over the whole window (scrapes and everything its timers do in between)
+beside the scrape latency. node_exporter runs twice: as briefed
+(--collector.disable-defaults --collector.filesystem) and like for like
+(also --web.disable-exporter-metrics, so it serves only filesystem series).
 """
 from __future__ import annotations
 
@@ -196,12 +204,88 @@ def report(results, requests, node_bin) -> str:
     return "\n".join(lines)
 
 
+def cpu_seconds(pid):
+    """CPU seconds of a whole process (Linux's per-process CPU clock, nanosecond resolution;
+    MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED), which Python has no binding for)."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
+def paced(interval=15.0, rounds=10):
+    """Each exporter scraped once per ``interval`` for ``rounds`` rounds on a kept-alive connection
+    with Prometheus 3's headers; returns ({name: (CPU s/h, [ms, ...])}, node_exporter's path)."""
+    node_bin = node_exporter_binary()
+    if not node_bin:
+        raise SystemExit("prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)")
+    tmp = tempfile.mkdtemp()
+    cfg = os.path.join(tmp, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"state_file: {tmp}/state.json\nhost:\n  profile: rackspace-firstgen-linux\n")
+    node = [node_bin, "--collector.disable-defaults", "--collector.filesystem"]
+    commands = {
+        "imaging-exporter": [sys.executable, "-m", "exporter", f"--config.file={cfg}"],
+        "node_exporter (as briefed)": node,
+        "node_exporter (like for like)": node + ["--web.disable-exporter-metrics"],
+    }
+    ports, procs = {}, {}
+    try:
+        for name, cmd in commands.items():
+            ports[name] = free_port()
+            procs[name] = subprocess.Popen(cmd + [f"--web.listen-address=127.0.0.1:{ports[name]}"], cwd=ROOT,
+                                           env=dict(os.environ, PYTHONPATH=ROOT),
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in ports.values():
+            wait_ready(port)
+        conns = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=10) for name, port in ports.items()}
+        for name in ports:                   # one scrape each before the window: imports and first reads done
+            scrape(ports[name], conns[name], PROMETHEUS)
+        times = {name: [] for name in ports}
+        start = time.monotonic()
+        cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        for i in range(rounds):
+            order = list(ports) if i % 2 == 0 else list(reversed(ports))   # neither always goes first
+            for name in order:
+                t = time.perf_counter()
+                scrape(ports[name], conns[name], PROMETHEUS)
+                times[name].append((time.perf_counter() - t) * 1000)
+            time.sleep(max(0.0, start + (i + 1) * interval - time.monotonic()))
+        window = time.monotonic() - start
+        cpu = {name: (cpu_seconds(p.pid) - cpu0[name]) / window * 3600 for name, p in procs.items()}
+        for c in conns.values():
+            c.close()
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait(10)
+    return {name: (cpu[name], times[name]) for name in ports}, node_bin, window
+
+
+def paced_report(results, interval, rounds, node_bin, window) -> str:
+    lines = [f"host mode paced as Prometheus scrapes: every {interval:g} s, {rounds} rounds ({window:.0f} s), "
+             f"kept-alive connection, OpenMetrics + gzip; loopback; {os.cpu_count()} CPUs shared; "
+             f"node_exporter = {node_bin}",
+             f"{'exporter':<32} {'CPU s/h':>8} {'p50 ms':>8} {'max ms':>8}"]
+    for name, (cpu, t) in results.items():
+        lines.append(f"{name:<32} {cpu:>8.3f} {pct(t, 50):>8.3f} {max(t):>8.3f}")
+    ours = results["imaging-exporter"]
+    for name in [n for n in results if n.startswith("node_exporter")]:
+        lines.append(f"ratio imaging-exporter / {name}: CPU {ours[0] / results[name][0]:.2f}, "
+                     f"p50 {pct(ours[1], 50) / pct(results[name][1], 50):.2f}")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--no-floor", dest="floor", action="store_false",
                     help="leave out the constant-body server (exporter.web without collection)")
+    ap.add_argument("--interval", type=float, default=0.0,
+                    help="scrape once per INTERVAL seconds (e.g. 15) and report CPU s/h instead of back to back")
+    ap.add_argument("--rounds", type=int, default=10, help="with --interval: how many scrapes of each")
     args = ap.parse_args()
+    if args.interval > 0:
+        results, node_bin, window = paced(args.interval, args.rounds)
+        print(paced_report(results, args.interval, args.rounds, node_bin, window))
+        return
     results, node_bin = run(args.requests, args.floor)
     print(report(results, args.requests, node_bin))
 

@@ -27,10 +27,11 @@ def identity():
                "limit with its source).", [q(info, instant=True)], text_field="profile"),
         P.stat("In the cloud", "The server's name in its cloud account (empty without a cloud-mode exporter).",
                [q("imaging_server_boot_from_volume%s" % c, instant=True)], text_field="server_name"),
-        P.stat("Domain controller", "Whether the host is a Windows domain controller: restoring an image of one "
-               "rolls back its directory, so back it up with the directory's own tools as well.",
+        P.stat("Domain controller", "Whether the host is a Windows domain controller: Rackspace cannot restore "
+               "an image of a domain controller; demote it before imaging, and back the directory up with its "
+               "own tools.",
                [q(in_scope("imaging_host_domain_controller%s" % host()), instant=True)],
-               mappings=((1, "yes", "orange"), (0, "no", "green"))),
+               mappings=((1, "yes", "orange"), (0, "no", "green")), runbooks=("ImagingDomainControllerImage",)),
         P.stat("Least headroom", "The smallest headroom under any image limit on this host, as a share of the "
                "limit.", [q("min(%s)" % in_scope("imaging_headroom_ratio%s" % host()), instant=True)],
                unit="percentunit", decimals=1, thr=P.headroom_thresholds(),

@@ -10,7 +10,7 @@ from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
 from .exposition import Exposition
 from .sources import provider_module
-from .sources.host import HostSource, detect_server_id
+from .sources.host import HostSource, detect_server_id, platform_source
 from .state import State, default_path
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Exporter:
             # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
             limits += tuple(l for l in profile.limits if l.measure == "image_count")
             server_id = hc.server_id or detect_server_id(hc.root_path or "/")
-            host = HostPart(host_source or HostSource(hc), self.state, limits, hc.profile, server_id)
+            host = HostPart(host_source or platform_source(hc), self.state, limits, hc.profile, server_id)
         self.cloud_cache = None
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):

@@ -39,7 +39,8 @@ def _measure(limit: Limit, fs, high_water):
     if limit.measure == "used_bytes":
         return fs.used_bytes, "bytes"
     if limit.measure == "used_inodes":
-        return None if fs.inodes == 0 else (fs.inodes_used, "inodes")   # btrfs and others: no count
+        # btrfs reports 0 inodes, NTFS none at all: no count to hold to a limit.
+        return None if not fs.inodes else (fs.inodes_used, "inodes")
     if limit.measure == "used_high_water_bytes":
         return high_water.get((fs.device, fs.mountpoint), fs.used_bytes), "bytes"
     return None                             # cloud measures are not host limits
@@ -73,6 +74,21 @@ def evaluate(limits: Iterable[Limit], snap: HostSnapshot,
             for fs, (value, _) in measured:
                 per_device.setdefault(fs.device, value)
             out.append(Headroom(limit.name, "/", measured[0][1][1], limit.value, sum(per_device.values())))
+    return out
+
+
+def not_applicable(limits: Iterable[Limit], snap: HostSnapshot) -> Dict[str, str]:
+    """{limit name: why} for limits this host cannot be measured against at all.
+
+    An inode limit on NTFS (the Windows reader gives no inode counts) is not
+    applicable: no value, rather than a headroom computed from 0 inodes.
+    """
+    out = {}
+    for limit in limits:
+        targets = _targets(limit, snap)
+        if limit.measure == "used_inodes" and targets and all(fs.inodes is None for fs in targets):
+            fstypes = ", ".join(sorted({fs.fstype or "unknown" for fs in targets}))
+            out[limit.name] = f"not applicable: {fstypes} has no inode counts"
     return out
 
 

@@ -20,16 +20,16 @@ class Filesystem:
     size_bytes: int
     free_bytes: int
     avail_bytes: int
-    inodes: int
-    inodes_free: int
+    inodes: Optional[int]     # None: the filesystem has no inode counts (NTFS, ReFS)
+    inodes_free: Optional[int]
 
     @property
     def used_bytes(self) -> int:
         return self.size_bytes - self.free_bytes
 
     @property
-    def inodes_used(self) -> int:
-        return self.inodes - self.inodes_free
+    def inodes_used(self) -> Optional[int]:
+        return None if self.inodes is None else self.inodes - self.inodes_free
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class HostSnapshot:
     disks: Tuple[BlockDevice, ...] = ()
     database_processes: Tuple[Tuple[str, int], ...] = ()   # (engine, count)
     hostname: str = ""
+    # Windows: whether the server is an Active Directory domain controller
+    # (its image cannot be restored). None: not Windows, or unknown.
+    domain_controller: Optional[bool] = None
 
 
 # ---- cloud mode ------------------------------------------------------------

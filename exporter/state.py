@@ -23,8 +23,17 @@ VERSION = 1
 _MIN_WRITE_INTERVAL = 5.0
 
 
-def default_path() -> str:
-    """$STATE_DIRECTORY (systemd), else /var/lib if writable, else the user's state dir."""
+def default_path(platform: str = "") -> str:
+    """$STATE_DIRECTORY (systemd), else /var/lib if writable, else the user's state dir.
+
+    Windows: %ProgramData%\\imaging-exporter\\state.json, where a service
+    account can write and which survives reinstalls of the exporter.
+    """
+    import ntpath
+    import sys                          # imported here: this function is the only user
+    if (platform or sys.platform) == "win32":
+        base = os.environ.get("ProgramData") or os.environ.get("ALLUSERSPROFILE") or r"C:\ProgramData"
+        return ntpath.join(base, "imaging-exporter", "state.json")
     if os.environ.get("STATE_DIRECTORY"):
         return os.path.join(os.environ["STATE_DIRECTORY"].split(":")[0], "state.json")
     system = "/var/lib/imaging-exporter"

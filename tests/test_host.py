@@ -25,42 +25,83 @@ def hanging_stat(hang_path, release):
     return stat
 
 
-def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again():
+def nfs_root(tmp_path):
+    """A host root whose mount table has an ext4 / and an NFS share: (root, host path of the share).
+
+    Local block-device filesystems are stat'ed inline; the NFS share goes
+    through the deadline guard, as a network mount that can hang must."""
+    root = tmp_path / "host"
+    (root / "proc" / "1").mkdir(parents=True)
+    (root / "srv" / "share").mkdir(parents=True)
+    (root / "proc" / "1" / "mounts").write_text(
+        "/dev/vda1 / ext4 rw,relatime 0 0\nfiler:/export /srv/share nfs4 rw,relatime 0 0\n")
+    return str(root), str(root / "srv" / "share")
+
+
+def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again(tmp_path):
     release = threading.Event()
-    src = HostSource(HostConfig(mount_timeout=TIMEOUT, fs_types_exclude="^(proc|sysfs|cgroup2?|devpts|mqueue)$"),
-                     stat_fn=hanging_stat("/", release))
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=hanging_stat(share, release))
     try:
         t = time.monotonic()
         first = src.read()
         first_took = time.monotonic() - t
         assert first_took < TIMEOUT + 0.5
-        assert [(e.mountpoint, e.error) for e in first.errors if e.mountpoint == "/"] == [("/", "timeout")]
-        assert "/" not in [f.mountpoint for f in first.filesystems]
-        assert first.filesystems, "the other mounts are still read"
+        assert [(e.mountpoint, e.error) for e in first.errors] == [("/srv/share", "timeout")]
+        assert [f.mountpoint for f in first.filesystems] == ["/"], "the other mounts are still read"
 
         t = time.monotonic()
         second = src.read()
         assert time.monotonic() - t < TIMEOUT / 2, "a stuck mount must not be waited on again"
-        assert [(e.mountpoint, e.error) for e in second.errors if e.mountpoint == "/"] == [("/", "stuck")]
+        assert [(e.mountpoint, e.error) for e in second.errors] == [("/srv/share", "stuck")]
     finally:
         release.set()
     time.sleep(0.1)
     third = src.read()
-    assert "/" in [f.mountpoint for f in third.filesystems], "the mount is watched again once its stat returns"
-    assert not [e for e in third.errors if e.mountpoint == "/"]
+    assert "/srv/share" in [f.mountpoint for f in third.filesystems], "watched again once its stat returns"
+    assert not third.errors
 
 
 def test_hung_mount_shows_as_device_error_metric(tmp_path):
     release = threading.Event()
-    src = HostSource(HostConfig(mount_timeout=TIMEOUT), stat_fn=hanging_stat("/", release))
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=hanging_stat(share, release))
     try:
         fams = {f.name: f for f in host_families(src.read(), (), State(None), "generic", "")}
     finally:
         release.set()
     errs = [(s.labels["mountpoint"], s.labels["error"], s.value) for s in fams["imaging_filesystem_device_error"].samples]
-    assert ("/", "timeout", 1) in errs
+    assert ("/srv/share", "timeout", 1) in errs
     sizes = fams.get("imaging_filesystem_size_bytes")
-    assert "/" not in [s.labels["mountpoint"] for s in (sizes.samples if sizes else [])]
+    assert "/srv/share" not in [s.labels["mountpoint"] for s in (sizes.samples if sizes else [])]
+
+
+def test_local_block_filesystems_are_stat_ed_inline_until_one_is_slow(tmp_path):
+    root, share = nfs_root(tmp_path)
+    threads, slow_once, release = {}, [0.2], threading.Event()
+
+    def stat(path):
+        threads[path] = threading.current_thread() is threading.main_thread()
+        if path != share:
+            if slow_once:                        # the local disk is slow once (a stalled device) ...
+                time.sleep(slow_once.pop())
+            elif release.is_set() is False and "hang" in threads:
+                release.wait(30)                 # ... and later hangs: by then it is guarded
+        return os.statvfs(path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=stat)
+    first = src.read()
+    assert threads == {root + "/": True, share: False}, "ext4 on /dev/vda1 inline, NFS on a thread"
+    assert {f.mountpoint for f in first.filesystems} == {"/", "/srv/share"}
+    threads.clear()
+    threads["hang"] = True
+    try:
+        t = time.monotonic()
+        second = src.read()
+        assert time.monotonic() - t < TIMEOUT + 0.5, "once slow, / is read under the deadline"
+        assert [(e.mountpoint, e.error) for e in second.errors] == [("/", "timeout")]
+        assert threads[root + "/"] is False
+    finally:
+        release.set()
 
 
 def test_many_hung_mounts_do_not_starve_the_others():
@@ -283,7 +324,7 @@ def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_p
         now[0] += 31
         src.read()                                            # starts a recount in the background
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and src._recounting.locked():
+        while time.monotonic() < deadline and src.databases.recounting.locked():
             time.sleep(0.02)
         counts = dict(src.read().database_processes)
         assert counts.get("postgresql") == 1, "one server, not its two backends"
@@ -293,3 +334,30 @@ def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_p
         procs[1].kill()
         for p in procs:
             p.wait()
+
+
+def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
+    from exporter.sources.databases import count_servers, scan_proc
+
+    def proc(pid, stat, cmdline=None):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        if stat is not None:
+            (d / "stat").write_bytes(stat)
+        if cmdline is not None:
+            (d / "cmdline").write_bytes(cmdline)
+    proc(1, b"1 (systemd) S 0 1 1 0 -1 4194560 1 0 0 0")
+    proc(700, b"700 (postgres) S 1 700 700 0 -1 4194560 1 0 0 0")
+    proc(701, b"701 (postgres) S 700 700 700 0 -1 4194560 1 0 0 0")          # a backend
+    proc(800, b"800 (my (odd) name) S 1 800 800 0 -1 0 1 0 0 0")            # ")" inside the name
+    # The kernel keeps 15 characters: clickhouse-server shows as clickhouse-serv.
+    proc(900, b"900 (clickhouse-serv) S 1 900 900 0 -1 0 1 0 0 0", b"/usr/bin/clickhouse-server\0--config\0")
+    proc(901, b"901 (clickhouse-serv) S 1 901 901 0 -1 0 1 0 0 0", b"/bin/sh\0/opt/run\0")  # a script
+    proc(950, None)                                                          # exited since the listing
+    (tmp_path / "self").mkdir()
+    (tmp_path / "meminfo").write_text("")
+    assert sorted(scan_proc(str(tmp_path))) == [
+        (1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (800, "my (odd) name", 1),
+        (900, "clickhouse-server", 1), (901, "clickhouse-serv", 1)]
+    assert count_servers(scan_proc(str(tmp_path))) == (("clickhouse", 1), ("postgresql", 1))
+    assert list(scan_proc(str(tmp_path / "missing"))) == []

@@ -13,6 +13,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ..errors import SourceError
+from .. import limits as limits_mod
 from . import cloud as cloud_mod, host as host_mod
 from .spec import Families, counter, gauge
 
@@ -47,11 +48,17 @@ class HostPart:
         self.up = False
         self.last_success = 0.0
         self.last_duration = 0.0
+        self.not_applicable = {}
 
     def families(self):
         started = time.monotonic()
         self.up = False
         snap = self.source.read()
+        not_applicable = limits_mod.not_applicable(self.limits, snap)
+        if not_applicable != self.not_applicable:
+            for name, why in sorted(not_applicable.items()):
+                log.info("limit %s of profile %s: %s; it is left out", name, self.profile, why)
+            self.not_applicable = not_applicable
         fams = host_mod.host_families(snap, self.limits, self.state, self.profile, self.server_id)
         self.up, self.last_success, self.last_duration = True, time.time(), time.monotonic() - started
         return fams

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import limits as limits_mod
 from ..models import HostSnapshot
-from ..sources.host import DATABASE_ENGINES
+from ..sources.databases import DATABASE_ENGINES
 from .spec import Families, gauge
 
 FS = ("device", "mountpoint", "fstype", "role")
@@ -31,6 +31,10 @@ UNCOVERED = gauge("imaging_uncovered_bytes", "Used bytes that an image of this s
                   "mountpoint", "reason")
 DATABASES = gauge("imaging_database_processes",
                   "Running database servers; an image of a running database is not a consistent backup.", "engine")
+DOMAIN_CONTROLLER = gauge(
+    "imaging_host_domain_controller",
+    "Windows: 1 when the server is an Active Directory domain controller (the NTDS service runs), else 0;"
+    " an image of a domain controller cannot be restored. Absent on Linux.")
 HOST_INFO = gauge("imaging_host_info", "Host mode information; server_id joins host and cloud series.",
                   "profile", "server_id", "hostname")
 
@@ -38,7 +42,7 @@ ENGINES = sorted({e for e in DATABASE_ENGINES.values() if e})
 
 SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERROR, DISK_SIZE, HIGH_WATER,
          LIMIT_BYTES, LIMIT_INODES, LIMIT_IMAGES, HEADROOM_BYTES, HEADROOM_INODES, HEADROOM_RATIO,
-         UNCOVERED, DATABASES, HOST_INFO)
+         UNCOVERED, DATABASES, DOMAIN_CONTROLLER, HOST_INFO)
 
 
 def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: str):
@@ -51,8 +55,9 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
         fams.add(FS_FREE, labels, fs.free_bytes)
         fams.add(FS_AVAIL, labels, fs.avail_bytes)
         fams.add(FS_USED, labels, fs.used_bytes)
-        fams.add(FS_INODES, labels, fs.inodes)
-        fams.add(FS_INODES_USED, labels, fs.inodes_used)
+        if fs.inodes is not None:             # NTFS has no inode counts: no series, not 0
+            fams.add(FS_INODES, labels, fs.inodes)
+            fams.add(FS_INODES_USED, labels, fs.inodes_used)
         hw = state.high_water(fs.device, fs.mountpoint, fs.used_bytes)
         high_water[(fs.device, fs.mountpoint)] = hw
         fams.add(HIGH_WATER, (fs.device, fs.mountpoint), hw)
@@ -62,7 +67,10 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
         fams.add(FS_ERROR, (err.device, err.mountpoint, err.fstype, err.error), 1)
     for disk in snap.disks:
         fams.add(DISK_SIZE, (disk.device, disk.role), disk.size_bytes)
+    not_applicable = limits_mod.not_applicable(limits, snap)
     for limit in limits:
+        if limit.name in not_applicable:      # e.g. an inode limit on NTFS: no value rather than 0
+            continue
         spec = {"bytes": LIMIT_BYTES, "inodes": LIMIT_INODES, "images": LIMIT_IMAGES}[limit.unit]
         fams.add(spec, (limit.name,), limit.value)
     for h in limits_mod.evaluate(limits, snap, high_water):
@@ -73,5 +81,7 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
     counts = dict(snap.database_processes)
     for engine in ENGINES:
         fams.add(DATABASES, (engine,), counts.get(engine, 0))
+    if snap.domain_controller is not None:
+        fams.add(DOMAIN_CONTROLLER, (), 1 if snap.domain_controller else 0)
     fams.add(HOST_INFO, (profile, server_id, snap.hostname), 1)
     return fams

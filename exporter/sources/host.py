@@ -1,9 +1,11 @@
 """Host source: the server's own filesystems, disks and database processes.
 
-Read at scrape time. Each statvfs runs in a worker thread bounded by the
-mount timeout, so a hung network mount never hangs a scrape; a mount that
-timed out is remembered as stuck and skipped until its stat returns, as
-node_exporter's filesystem collector does.
+Read at scrape time. A statvfs of a local block-device filesystem answers
+from memory and is called inline; every other one (NFS, CIFS, FUSE, ...)
+runs in a worker thread bounded by the mount timeout, so a hung network
+mount never hangs a scrape, and so does any mount whose inline call was
+once slow. A mount that timed out is remembered as stuck and skipped until
+its stat returns, as node_exporter's filesystem collector does.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -23,22 +26,19 @@ import psutil
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
+from .databases import DatabaseCounter, scan_proc
 
 log = logging.getLogger(__name__)
 
-# Process names of database servers whose data an image does not capture
-# consistently (source 000: "not a reliable way to back up a dynamic database").
-DATABASE_ENGINES = {
-    "mysqld": "mysql", "mariadbd": "mysql", "mysqld_safe": None,
-    "postgres": "postgresql", "postmaster": "postgresql",
-    "mongod": "mongodb", "redis-server": "redis", "sqlservr": "mssql",
-    "oracle": "oracle", "tnslsnr": None, "cassandra": "cassandra",
-    "couchdb": "couchdb", "beam.smp": None, "influxd": "influxdb",
-    "etcd": "etcd", "clickhouse-server": "clickhouse", "memcached": None,
-}
+# Filesystems on a local block device whose statfs reads counters kept in
+# memory: called inline (~1 us) instead of on a thread with a deadline
+# (11-80 us a call, issue 19). Anything else can hang: network, FUSE, others.
+LOCAL_FSTYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "f2fs", "jfs", "reiserfs",
+                           "ntfs3", "hfsplus"})
+# An inline statfs slower than this goes under the deadline guard for good.
+SLOW_INLINE_SECONDS = 0.05
 # Virtual block devices that are never a server's disk.
 _SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
-_PROCESS_CACHE_SECONDS = 30.0
 
 
 def _unescape(field: str) -> str:
@@ -268,19 +268,25 @@ class _Statter:
         self.stat_fn, self.timeout = stat_fn, timeout
         self._threads = CachedThreads("statfs")
         self._stuck: Dict[str, concurrent.futures.Future] = {}
+        self._slow: set = set()              # inline once, too slow: guarded from then on
         self._lock = threading.Lock()
 
-    def stat_all(self, paths: List[str]):
-        """Return {path: result | exception | "timeout" | "stuck"}."""
-        results, futures = {}, {}
+    def stat_all(self, paths: List[str], inline=frozenset()):
+        """Return {path: result | exception | "timeout" | "stuck"}; paths in ``inline`` are
+        stat'ed in the calling thread unless one was once slow."""
+        results, futures, direct = {}, {}, []
         with self._lock:
-            stuck = set(self._stuck)
+            stuck, slow = set(self._stuck), set(self._slow)
         for p in paths:
             if p in stuck:
                 results[p] = "stuck"
+            elif p in inline and p not in slow:
+                direct.append(p)
             else:
                 futures[p] = self._threads.submit(self.stat_fn, p)
         deadline = time.monotonic() + self.timeout
+        for p in direct:                     # while the guarded calls run on their threads
+            results[p] = self._stat_inline(p)
         for p, fut in futures.items():
             try:
                 results[p] = fut.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -292,6 +298,20 @@ class _Statter:
             except Exception as e:  # noqa: BLE001 - reported as device_error
                 results[p] = e
         return results
+
+    def _stat_inline(self, path):
+        started = time.monotonic()
+        try:
+            result = self.stat_fn(path)
+        except Exception as e:  # noqa: BLE001 - reported as device_error
+            result = e
+        took = time.monotonic() - started
+        if took > SLOW_INLINE_SECONDS:
+            log.warning("statfs of %s took %.3fs; it runs under the %.1fs deadline from now on",
+                        path, took, self.timeout)
+            with self._lock:
+                self._slow.add(path)
+        return result
 
     def _mark_stuck(self, path, fut):
         log.warning("statfs of %s did not return within %.1fs; skipping it until it does", path, self.timeout)
@@ -345,10 +365,7 @@ class HostSource:
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self.mount_table = MountTable(root)
-        self._clock = clock
-        self._proc_cache: Tuple[float, Tuple] = (float("-inf"), ())
-        self._recounting = threading.Lock()
-        self._first_count = threading.Lock()
+        self.databases = DatabaseCounter(scan_proc, clock)
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -363,7 +380,9 @@ class HostSource:
             seen.add(mountpoint)
             mounts.append((device, mountpoint, fstype))
         root_disks = next((self.topology.disks_of(d) for d, m, _ in table if m == "/"), frozenset())
-        results = self.statter.stat_all([self._host_path(m) for _, m, _ in mounts])
+        results = self.statter.stat_all(
+            [self._host_path(m) for _, m, _ in mounts],
+            inline={self._host_path(m) for d, m, t in mounts if t in LOCAL_FSTYPES and d.startswith("/dev/")})
         filesystems, errors = [], []
         for device, mountpoint, fstype in mounts:
             r = results[self._host_path(mountpoint)]
@@ -384,36 +403,16 @@ class HostSource:
                             database_processes=self._database_processes(), hostname=socket.gethostname())
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
-        # Walking /proc costs milliseconds per scrape on a busy host, and
-        # databases do not come and go between scrapes: serve the last count
-        # and, once it is older than _PROCESS_CACHE_SECONDS, recount in the
-        # background. Only the very first read waits for a count.
-        taken, cached = self._proc_cache
-        if taken == float("-inf"):
-            with self._first_count:           # a burst of first scrapes walks /proc once
-                if self._proc_cache[0] == float("-inf"):
-                    self._recount()
-            return self._proc_cache[1]
-        if self._clock() - taken >= _PROCESS_CACHE_SECONDS and self._recounting.acquire(blocking=False):
-            def run():
-                try:
-                    self._recount()
-                except Exception:  # noqa: BLE001 - keep the last count
-                    log.debug("counting database processes failed", exc_info=True)
-                finally:
-                    self._recounting.release()
-            threading.Thread(target=run, name="db-processes", daemon=True).start()
-        return cached
+        return self.databases.counts()
 
-    def _recount(self) -> None:
-        names: Dict[int, Tuple[str, int]] = {}
-        for proc in psutil.process_iter(["name", "ppid"]):
-            names[proc.pid] = (proc.info.get("name") or "", proc.info.get("ppid") or 0)
-        counts: Dict[str, int] = {}
-        for name, ppid in names.values():
-            engine = DATABASE_ENGINES.get(name)
-            # One server, not its workers: PostgreSQL forks a process per
-            # connection, all named like their parent.
-            if engine and DATABASE_ENGINES.get(names.get(ppid, ("", 0))[0]) != engine:
-                counts[engine] = counts.get(engine, 0) + 1
-        self._proc_cache = (self._clock(), tuple(sorted(counts.items())))
+
+def platform_source(cfg: HostConfig, platform: str = sys.platform):
+    """The host reader of this platform, chosen once when the exporter starts.
+
+    Windows has no statvfs, /proc or sysfs: its reader takes volumes, sizes,
+    the domain controller role and processes from psutil's Windows API.
+    """
+    if platform == "win32":
+        from .host_windows import WindowsHostSource
+        return WindowsHostSource(cfg)
+    return HostSource(cfg)
