@@ -55,9 +55,11 @@ class CloudConfig:
     # openstack
     cloud: str = ""                # clouds.yaml entry; "" = OS_CLOUD / the environment
     all_projects: bool = False
+    action_lookups: int = 10       # Nova instance-action reads per refresh, for jobs that vanished
     # linode
     token_env: str = "LINODE_TOKEN"
     api_url: str = DEFAULT_LINODE_API_URL
+    disk_refresh_interval: float = 3600.0   # how often every instance's disks are re-read
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,8 @@ _HOST_KEYS = ("profile", "server_id", "mount_points_include", "mount_points_excl
 _LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
-_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects"),
-               "linode": _CLOUD_COMMON + ("token_env", "api_url")}
+_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects", "action_lookups"),
+               "linode": _CLOUD_COMMON + ("token_env", "api_url", "disk_refresh_interval")}
 
 
 def _parse_host(p, raw):
@@ -225,6 +227,9 @@ def _parse_cloud(p, i, raw, seen):
         all_projects=_get(p, key, raw, "all_projects", bool, d.all_projects),
         token_env=_get(p, key, raw, "token_env", str, d.token_env),
         api_url=_get(p, key, raw, "api_url", str, d.api_url),
+        action_lookups=_get(p, key, raw, "action_lookups", None, d.action_lookups, parse_count),
+        disk_refresh_interval=_get(p, key, raw, "disk_refresh_interval", None, d.disk_refresh_interval,
+                                   _positive(parse_duration)),
     )
     if provider == "linode" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.token_env):
         p.add(f"{key}.token_env", f"{cfg.token_env!r} is not an environment variable name")
