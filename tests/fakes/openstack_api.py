@@ -242,6 +242,7 @@ class FakeOpenStack:
         self.scenario = scenario or Scenario()
         # Rackspace's Identity v2.0: RAX-KSKEY:apiKeyCredentials with this key (empty: v2.0 off).
         self.api_key = api_key
+        self.v2_auth_bodies: List[dict] = []
         self.nova_max_microversion = nova_max_microversion
         # Cinder's version document: "v3" (normal), "v1" (a Cinder that offers only v1)
         # or "broken" (discovery answers 500).
@@ -546,6 +547,7 @@ def _issue_v2_token(fake, body, base):
     """
     sc = fake.scenario
     try:
+        fake.v2_auth_bodies.append(json.loads(body))
         creds = json.loads(body)["auth"]["RAX-KSKEY:apiKeyCredentials"]
         user, key = creds["username"], creds["apiKey"]
     except (ValueError, KeyError, TypeError):
