@@ -59,7 +59,7 @@ class CloudConfig:
     # linode
     token_env: str = "LINODE_TOKEN"
     api_url: str = DEFAULT_LINODE_API_URL
-    disk_refresh_interval: float = 3600.0   # how often every instance's disks are re-read
+    details_refresh_interval: float = 3600.0   # every instance's disks and backups re-read at least this often
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ _LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
 _CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects", "action_lookups"),
-               "linode": _CLOUD_COMMON + ("token_env", "api_url", "disk_refresh_interval")}
+               "linode": _CLOUD_COMMON + ("token_env", "api_url", "details_refresh_interval")}
 
 
 def _parse_host(p, raw):
@@ -228,7 +228,7 @@ def _parse_cloud(p, i, raw, seen):
         token_env=_get(p, key, raw, "token_env", str, d.token_env),
         api_url=_get(p, key, raw, "api_url", str, d.api_url),
         action_lookups=_get(p, key, raw, "action_lookups", None, d.action_lookups, parse_count),
-        disk_refresh_interval=_get(p, key, raw, "disk_refresh_interval", None, d.disk_refresh_interval,
+        details_refresh_interval=_get(p, key, raw, "details_refresh_interval", None, d.details_refresh_interval,
                                    _positive(parse_duration)),
     )
     if provider == "linode" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.token_env):

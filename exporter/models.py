@@ -147,3 +147,6 @@ class CloudSnapshot:
     # Optional parts of a refresh, (part, read): a part that could not be read
     # (e.g. Cinder's volume snapshots) is skipped without failing the refresh.
     parts: Tuple[Tuple[str, bool], ...] = ()
+    # Servers whose per-server details were due but not read this refresh (out of
+    # request budget); they keep their last data. None: the source reads none.
+    details_pending: Optional[int] = None

@@ -53,11 +53,14 @@ CLOUD_DISK_HEADROOM = gauge("imaging_cloud_disk_image_headroom_bytes",
 PART_UP = gauge("imaging_source_part_up",
                 "1 when an optional part of the cloud's last good refresh was read, 0 when it was skipped.",
                 *C, "part")
+DETAILS_PENDING = gauge("imaging_source_details_pending_servers",
+                        "Servers whose disks or backups were due for a re-read that the last refresh left for "
+                        "later (out of request budget); they keep their last data.", *C)
 
 SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, QUOTA_IMAGES_USED,
          QUOTA_BYTES_USED, MAX_IMAGE, JOB_STARTED,
          JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED,
-         CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, PART_UP)
+         CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, PART_UP, DETAILS_PENDING)
 
 
 def cloud_families(pollers: Iterable):
@@ -95,6 +98,8 @@ def _add_snapshot(fams: Families, snap, ledger):
             fams.add(spec, c + ("api",), used)
     for part, read in snap.parts:
         fams.add(PART_UP, c + (part,), 1 if read else 0)
+    if snap.details_pending is not None:
+        fams.add(DETAILS_PENDING, c, snap.details_pending)
 
     running = Counter()
     for job in snap.running_jobs:
