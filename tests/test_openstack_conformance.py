@@ -250,7 +250,18 @@ def test_action_lookups_are_bounded_per_refresh(make_cloud):
         "img-ok": True, "img-bad": False, "img-gone": False}
 
 
-def test_a_nova_without_changes_since_is_not_asked_twice_per_job(make_cloud):
+def test_with_lookups_off_a_vanished_job_is_a_failure_at_once(make_cloud):
+    cloud = make_cloud(vanish_scenario())
+    src = cloud.source(action_lookups=0)
+    src.refresh()
+    cloud.fake.step()
+    snap = src.refresh()
+    assert {j.job_id: j.succeeded for j in snap.finished_jobs} == {
+        "img-ok": False, "img-bad": False, "img-gone": False}
+    assert not [p for p in cloud.fake.paths() if "os-instance-actions" in p]
+
+
+def test_a_nova_older_than_2_58_cannot_tell_so_the_job_counts_as_failed(make_cloud):
     cloud = make_cloud(vanish_scenario(), nova_max_microversion="2.21")
     src = cloud.source()
     src.refresh()

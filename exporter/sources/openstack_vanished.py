@@ -56,8 +56,8 @@ def advance(state: VanishedState, listed: set, running: List[RunningJob], now: f
                                           started=job.started, finished=now, succeeded=False)
     spent = 0
     for job_id, job in sorted(pending.items(), key=lambda kv: (kv[1].finished, kv[0])):
-        if job.kind not in IMAGE_ACTIONS or not job.server_id:
-            done[job_id] = job              # a volume snapshot, or no server to ask about
+        if job.kind not in IMAGE_ACTIONS or not job.server_id or budget <= 0:
+            done[job_id] = job              # a volume snapshot, no server to ask about, or lookups off
         elif spent < budget:
             spent += 1
             try:
