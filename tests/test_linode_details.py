@@ -29,14 +29,17 @@ DETAIL = ("/disks", "/backups")
 
 @pytest.fixture
 def make_source(monkeypatch):
+    """make(api, sleep=..., wall=..., **CloudConfig overrides); by default waits are recorded, not slept."""
     made = []
 
-    def make(api, **overrides):
+    def make(api, sleep=None, wall=time.time, **overrides):
         monkeypatch.setenv("LINODE_TOKEN", api.token)
         cfg = CloudConfig(name="akamai", provider="linode", api_url=api.url, request_timeout=2.0,
                           **overrides)
-        made.append(LinodeSource(cfg, profiles.get("linode"), clock=api.clock))
-        return made[-1]
+        src = LinodeSource(cfg, profiles.get("linode"), clock=api.clock, sleep=sleep or (lambda s: None),
+                           wall=wall)
+        made.append(src)
+        return src
     yield make
     for s in made:
         s.close()
@@ -151,14 +154,17 @@ def test_without_account_access_the_customer_header_names_the_account(make_sourc
 # ---- rate limits -----------------------------------------------------------------------------
 
 def test_a_429_on_an_instance_keeps_its_last_data_and_counts_it(make_source):
+    waits = []
     with FakeLinodeAPI("account") as api:
-        src = make_source(api)
+        src = make_source(api, sleep=waits.append)
         first = src.refresh()
         inst = next(i for i in api.scenario["instances"] if i["id"] == 103)
         inst["backups"] = dict(inst["backups"], last_successful=format_time(api.clock() + 60))
         api.clock.advance(300)
         api.set_fault("rate_limited", path="/linode/instances/10", retry_after=20)
         snap = src.refresh()
+    # Retry-After 20 s, waited for while the waits stay within half the 300 s interval.
+    assert waits == [20.0] * 7
     # 101, 102 (running backups) and 103 (new last_successful) were due: none read, all kept.
     assert snap.details_pending == 3
     assert snap.disks == first.disks
@@ -172,7 +178,9 @@ def test_the_published_limits_are_never_hit_and_the_picture_completes(make_sourc
     api = synthetic_api(300, clock=FakeClock(parse_time("2024-05-01T12:00:00")))
     api.rate_limiter = RateLimiter(clock=window_clock)
     with api:
-        src = make_source(api, refresh_interval=60, details_refresh_interval=3600)
+        # Waits would exceed half the 60 s interval: each refresh reads one window's worth.
+        src = make_source(api, sleep=window_clock.advance, wall=window_clock, refresh_interval=60,
+                          details_refresh_interval=3600)
         pending = []
         for _ in range(8):
             snap = src.refresh()                  # raises on any failure
@@ -186,6 +194,22 @@ def test_the_published_limits_are_never_hit_and_the_picture_completes(make_sourc
     assert pending == sorted(pending, reverse=True)
     assert len(snap.disks) == 600 and len(snap.servers) == 300
     assert len(pending) == 2                      # ~187 disk listings a window: two windows
+
+
+def test_a_refresh_waits_for_the_window_within_half_its_interval(make_source):
+    window_clock = FakeClock(time.time())
+    api = synthetic_api(300, clock=FakeClock(parse_time("2024-05-01T12:00:00")))
+    api.rate_limiter = RateLimiter(clock=window_clock)
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        window_clock.advance(seconds)
+    with api:
+        snap = make_source(api, sleep=sleep, wall=window_clock, refresh_interval=300).refresh()
+    assert snap.details_pending == 0 and len(snap.disks) == 600
+    assert api.rate_limiter.rejected == 0
+    assert len(waits) == 1 and 1 < waits[0] <= 62          # one window reset (whole seconds, +1): 300 disk listings
 
 
 def test_the_rate_limiter_answers_as_the_api_documents():
