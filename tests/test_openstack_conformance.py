@@ -142,6 +142,12 @@ def test_a_volume_snapshot_is_not_called_vanished_while_cinder_is_down(make_clou
     second = src.refresh()
     assert second.parts == (("volume_snapshots", False),)
     assert "vs-data" not in {j.job_id for j in second.finished_jobs}
+    # Cinder back, the snapshot gone meanwhile: the job is still remembered, and vanished.
+    cloud.fake.clear_faults()
+    cloud.fake.step()
+    third = src.refresh()
+    assert ("vs-data", "volume_snapshot", "srv-db", False) in {
+        (j.job_id, j.kind, j.server_id, j.succeeded) for j in third.finished_jobs}
 
 
 def test_expired_credentials_at_cinder_still_fail_the_refresh(make_cloud):

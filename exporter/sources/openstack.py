@@ -111,9 +111,12 @@ class OpenStackSource:
         running = jobs.image_running(images, who.servers) + jobs.volume_snapshot_running(snaps, who)
         finished = jobs.image_finished(images, horizon) + jobs.volume_snapshot_finished(snaps, who, horizon)
         listed = {i.image_id for i in images} | {v.snapshot_id for v in snaps}
-        if volume_snapshots is None:     # not read: their jobs have not vanished
-            listed |= {k for k, j in self._vanished.in_flight.items() if j.kind == "volume_snapshot"}
-        memory = vanished.advance(self._vanished, listed, running, now, self.cfg.lookback,
+        tracked = list(running)
+        if volume_snapshots is None:     # not read: their jobs have not vanished, and are still followed
+            unread = [j for j in self._vanished.in_flight.values() if j.kind == "volume_snapshot"]
+            listed |= {j.job_id for j in unread}
+            tracked += unread
+        memory = vanished.advance(self._vanished, listed, tracked, now, self.cfg.lookback,
                                   self.cfg.action_lookups, lambda job: self._action_of(conn, job))
         if who.unattributed:
             log.info("cloud %s: %d jobs or images credited to no server: %s", self.cfg.name,
