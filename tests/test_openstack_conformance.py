@@ -267,15 +267,18 @@ def test_with_lookups_off_a_vanished_job_is_a_failure_at_once(make_cloud):
     assert not [p for p in cloud.fake.paths() if "os-instance-actions" in p]
 
 
-def test_a_nova_older_than_2_58_cannot_tell_so_the_job_counts_as_failed(make_cloud):
+def test_a_nova_older_than_2_58_is_read_at_the_base_version(make_cloud):
     cloud = make_cloud(vanish_scenario(), nova_max_microversion="2.21")
     src = cloud.source()
     src.refresh()
     cloud.fake.step()
     snap = src.refresh()
-    # 406 for 2.58: Nova cannot tell, so the old reading (failed) stands.
-    assert {j.job_id: j.succeeded for j in snap.finished_jobs} == {
-        "img-ok": False, "img-bad": False, "img-gone": False}
+    # The message still tells the failure; without updated_at the job ends when it vanished.
+    assert {j.job_id: (j.succeeded, j.finished) for j in snap.finished_jobs} == {
+        "img-ok": (True, START + 10 * M), "img-bad": (False, START + 10 * M), "img-gone": (False, START + 10 * M)}
+    calls = [(q, h) for _, p, q, h in cloud.fake.requests if "os-instance-actions" in p]
+    assert len(calls) == 3 and all("changes-since" not in q and "OpenStack-API-Version" not in h
+                                   for q, h in calls)
 
 
 # ---- 7. all_projects counts no one else's catalogue -------------------------------------------

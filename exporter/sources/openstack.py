@@ -186,12 +186,21 @@ class OpenStackSource:
             return None
 
     def _action_of(self, conn, job: FinishedJob) -> Optional[FinishedJob]:
-        """A vanished job as its server's instance actions tell it (exporter.sources.openstack_vanished)."""
+        """A vanished job as its server's instance actions tell it (exporter.sources.openstack_vanished).
+
+        With Nova 2.58 or later the list is cut by changes-since and says when
+        the action ended; before that the whole list is read and the message
+        alone tells a failure.
+        """
         path = f"/servers/{job.server_id}/os-instance-actions"
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.started - vanished.ACTION_SLACK))
+        if _supports(conn.compute, ACTIONS_MICROVERSION):
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.started - vanished.ACTION_SLACK))
+            query, microversion = {"changes-since": since}, ACTIONS_MICROVERSION
+        else:
+            query, microversion = None, None
         try:
             body = _call("reading instance actions", lambda: _get_json(
-                conn.compute, path, {"changes-since": since}, microversion=ACTIONS_MICROVERSION), self.cfg)
+                conn.compute, path, query, microversion=microversion), self.cfg)
         except SourceError as e:
             if e.reason in ("http_4xx", "auth"):    # the server is gone, or policy forbids: cannot tell
                 return None
@@ -274,6 +283,16 @@ def _get_json(proxy, path: str, query: Optional[dict] = None, microversion: Opti
     resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0, **extra)
     sdk_exc.raise_from_response(resp)
     return resp.json()
+
+
+def _supports(proxy, microversion: str) -> bool:
+    """Whether the service's discovered maximum microversion reaches `microversion`."""
+    try:
+        top = proxy.get_endpoint_data().max_microversion
+    except Exception:  # noqa: BLE001 - no discovery data: assume the base version only
+        return False
+    want = tuple(int(x) for x in microversion.split("."))
+    return bool(top) and tuple(top) >= want
 
 
 def _next_query(body: dict, key: str) -> Optional[dict]:

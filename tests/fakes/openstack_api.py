@@ -630,17 +630,17 @@ def _glance_versions(rest, base, fake):
     return None
 
 
-def _nova_version(base):
-    return {"id": "v2.1", "status": "CURRENT", "version": NOVA_MAX_MICROVERSION,
+def _nova_version(base, top=NOVA_MAX_MICROVERSION):
+    return {"id": "v2.1", "status": "CURRENT", "version": top,
             "min_version": "2.1", "updated": "2013-07-23T11:33:21Z",
             "links": [{"rel": "self", "href": f"{base}/compute/v2.1/"}]}
 
 
 def _nova_versions(rest, base, fake):
     if rest == "/":
-        return 200, {}, {"versions": [_nova_version(base)]}
+        return 200, {}, {"versions": [_nova_version(base, fake.nova_max_microversion)]}
     if rest == "/v2.1":
-        return 200, {}, {"version": _nova_version(base)}
+        return 200, {}, {"version": _nova_version(base, fake.nova_max_microversion)}
     return None
 
 
