@@ -85,3 +85,15 @@ def test_a_wrong_api_key_is_an_auth_error_that_does_not_show_it(rackspace):
     src.close()
     assert err.value.reason == "auth"
     assert "wrong-key" not in str(err.value) and API_KEY not in str(err.value)
+
+
+def test_a_missing_plugin_names_the_extra(rackspace, tmp_path, monkeypatch):
+    path = tmp_path / "other-clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {"rackspace": {
+        "auth_type": "rackspace_apikeyz",            # a plugin that is not installed
+        "auth": {"auth_url": "http://127.0.0.1:9/v2.0/", "username": "racker", "api_key": API_KEY}}}}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    (problem,) = preflight(CloudConfig(name="rax", provider="openstack", cloud="rackspace"))
+    assert "rackspace_apikeyz could not be found" in problem
+    assert "pip install 'imaging-exporter[rackspace]'" in problem
+    assert API_KEY not in problem

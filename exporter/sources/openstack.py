@@ -66,6 +66,8 @@ def preflight(cfg: CloudConfig) -> List[str]:
         os_config.OpenStackConfig().get_one(cloud=cfg.cloud or None)
     except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "rackspace_" in first and "could not be found" in first:
+            first += "; Rackspace's API-key auth needs pip install 'imaging-exporter[rackspace]'"
         return [f"clouds.yaml: {first}"]
     return []
 
