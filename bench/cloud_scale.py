@@ -102,8 +102,10 @@ def serve_fake_linode(conn, instances, images, window):
     fake.scenario = synthetic_scenario(instances, images=images, now=fake.clock())
     fake.start()
     since = format_time(fake.clock() - window)
+    running = {iid for iid, backups in fake.scenario["backups"].items()
+               if any(b["status"] == "running" for b in backups)}
     conn.send((fake.url, fake.token, sum(1 for e in fake.scenario["events"] if e["created"] >= since),
-               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"])))
+               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"]), len(running)))
     _serve_commands(conn, fake, lambda: len(fake.requests))
 
 
@@ -144,9 +146,9 @@ class Fake:
         if provider == "openstack":
             os.environ["OS_CLIENT_CONFIG_FILE"] = write_clouds_yaml(*hello)
             self.cfg = CloudConfig(name="bench", provider="openstack", cloud="bench", request_timeout=30.0)
-            self.events, self.backups = 0, 0
+            self.events, self.backups, self.running = 0, 0, 0
         else:
-            url, token, self.events, self.backups = hello
+            url, token, self.events, self.backups, self.running = hello
             os.environ[LINODE_TOKEN_ENV] = token
             self.cfg = CloudConfig(name="bench", provider="linode", api_url=url, token_env=LINODE_TOKEN_ENV,
                                    request_timeout=30.0)
@@ -159,12 +161,16 @@ class Fake:
         return LinodeSource(self.cfg, profiles.get("linode"))
 
     def pages(self) -> int:
-        """The requests a warm refresh cannot do without: the listings' pages (each at least one).
-        For Linode, the per-instance reads of a warm refresh (changed + sweep) come on top."""
+        """The requests a warm refresh cannot do without: the listings' pages (each at least one);
+        for Linode also the per-instance reads that are due: the instances whose backup is running
+        (re-read until it ends) and the sweep's share, ceil(reads x refresh_interval / sweep)."""
         if self.provider == "openstack":
-            # images, servers, volume snapshots (none in the synthetic project)
-            return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, self.servers, 0))
-        return sum(max(1, math.ceil(n / LINODE_PAGE)) for n in (self.images, self.servers, self.events))
+            # images, hidden images, servers, volume snapshots (none hidden or in Cinder here)
+            return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, 0, self.servers, 0))
+        lists = sum(max(1, math.ceil(n / LINODE_PAGE)) for n in (self.images, self.servers, self.events))
+        reads = self.servers + self.backups
+        sweep = math.ceil(reads * self.cfg.refresh_interval / self.cfg.details_refresh_interval)
+        return lists + self.running + sweep
 
     def requests(self) -> int:
         self._conn.send("count")
@@ -457,14 +463,14 @@ def print_sizes(provider, results) -> None:
     if provider == "openstack":
         print(f"OpenStack cloud mode by size (fresh process per size; warm refresh, median of "
               f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
-        print("pages = ceil(images/1000) + ceil(servers/1000) + 1 (volume snapshots); req-pages = the constant: "
+        print("pages = ceil(images/1000) + 1 (hidden images) + ceil(servers/1000) + 1 (volume snapshots); "
+              "req-pages = the constant: "
               "Glance usage + an empty last page per listing that ends exactly on a full page")
     else:
         print(f"Linode cloud mode by size (fresh process per size; warm refresh, median of "
               f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
-        print("pages = ceil(images/500) + ceil(instances/500) + ceil(events/500); req-pages = per-instance reads "
-              "of a warm refresh (changed instances + the sweep's share; back to back, so the sweep's share "
-              "of a 300 s interval per refresh)")
+        print("pages = ceil(images/500) + ceil(instances/500) + ceil(events/500) + the per-instance reads due: "
+              "instances with a running backup + the sweep's share, ceil(reads x 300 s / 3600 s)")
     print(sizes_table(results))
     print(growth(results))
     base = min(r["rss_base"] for r in results)
