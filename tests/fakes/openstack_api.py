@@ -609,13 +609,15 @@ def _issue_token(fake, body, base):
     roles = [{"id": uuid.uuid4().hex, "name": "member"}, {"id": uuid.uuid4().hex, "name": "reader"}]
     if fake.admin:
         roles.append({"id": uuid.uuid4().hex, "name": "admin"})
-    doc = {"token": {
+    # Keystone's api-ref sample of a project-scoped password token, with this cloud's values.
+    doc = sample("keystone-v3-auth-password-project-scoped-response.json")
+    doc["token"].update({
         "methods": ["password"], "audit_ids": [uuid.uuid4().hex[:22]],
         "issued_at": iso(now).replace("Z", ".000000Z"),
         "expires_at": iso(now + 3600).replace("Z", ".000000Z"),
         "user": {"id": uuid.uuid4().hex, "name": fake.user, "domain": domain, "password_expires_at": None},
         "project": {"id": pid, "name": sc.project_name, "domain": domain},
-        "is_domain": False, "roles": roles, "catalog": catalog}}
+        "is_domain": False, "roles": roles, "catalog": catalog})
     return 201, {"X-Subject-Token": token}, doc
 
 
