@@ -599,10 +599,13 @@ def _issue_token(fake, body, base):
     endpoints = {"identity": f"{base}/identity", "image": f"{base}/image",
                  "compute": f"{base}/compute/v2.1",
                  "block-storage": f"{base}/volume/v3/{pid}", "volumev3": f"{base}/volume/v3/{pid}"}
+    if fake.cinder_versions == "v1":     # a Cinder that offers v1 only registers as "volume"
+        endpoints = {k: v for k, v in endpoints.items() if k not in ("block-storage", "volumev3")}
+        endpoints["volume"] = f"{base}/volume/v1/{pid}"
     catalog = []
     for stype, url in endpoints.items():
         if stype in ("identity",) or stype in fake.services or (
-                stype == "volumev3" and "block-storage" in fake.services):
+                stype in ("volumev3", "volume") and "block-storage" in fake.services):
             catalog.append({"type": stype, "name": stype, "id": uuid.uuid4().hex, "endpoints": [
                 {"id": uuid.uuid4().hex, "interface": iface, "region": "RegionOne",
                  "region_id": "RegionOne", "url": url} for iface in ("public", "internal")]})
