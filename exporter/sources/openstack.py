@@ -108,7 +108,7 @@ class OpenStackSource:
         who = jobs.Attribution(servers, volume_snapshots)
         images = [who.image(i) for i in images]
         if self.cfg.all_projects:
-            images = _own_images(images, project_id, who.servers)
+            images = jobs.own_images(images, project_id, who.servers)
         snaps = volume_snapshots or []
         running = jobs.image_running(images, who.servers) + jobs.volume_snapshot_running(snaps, who)
         finished = jobs.image_finished(images, horizon) + jobs.volume_snapshot_finished(snaps, who, horizon)
@@ -241,7 +241,7 @@ class OpenStackSource:
                 if oid in seen:
                     raise SourceError("pagination", f"{what}: {oid} came twice; the next links loop")
                 seen.add(oid)
-            records += _records(what, build, page)
+            records += jobs.records(what, build, page)
             link = _next_query(body, key)
             if link is None or not page:
                 return records
@@ -249,27 +249,10 @@ class OpenStackSource:
         raise SourceError("pagination", f"{what}: more than {self._max_pages} pages; the next links do not end")
 
     def _quota(self, usage: Optional[dict]):
-        images_limit, images_used = _usage_entry(usage, "image_count_total", 1)
-        bytes_limit, bytes_used = _usage_entry(usage, "image_size_total", MIB)
+        images_limit, images_used = jobs.usage_entry(usage, "image_count_total", 1)
+        bytes_limit, bytes_used = jobs.usage_entry(usage, "image_size_total", MIB)
         return quota_mod.resolve(self.cfg, self.profile, api_images=images_limit, api_bytes=bytes_limit,
                                  images_used=images_used, bytes_used=bytes_used)
-
-
-def _records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
-    try:
-        return [build(item) for item in items]
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
-
-
-def _own_images(images: List[jobs.OsImage], project_id: str, servers: dict) -> List[jobs.OsImage]:
-    """With all_projects: the token's project's images and the images of the servers listed.
-
-    An admin's listing holds every project's images, the public catalogue
-    and images shared with the project among them; those are no one's
-    imaging jobs and would inflate the project's count.
-    """
-    return [i for i in images if i.owner == project_id or (i.from_server and i.server_id in servers)]
 
 
 # ---- HTTP --------------------------------------------------------------------
@@ -324,22 +307,6 @@ def _image_usage(image_proxy) -> Optional[dict]:
     if not isinstance(usage, dict):
         raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
     return usage or None
-
-
-def _usage_entry(usage: Optional[dict], name: str, unit: int) -> Tuple[Optional[int], Optional[int]]:
-    """(limit, usage) of one of Glance's unified limits, in bytes or images; -1 (unlimited) is None."""
-    entry = (usage or {}).get(name)
-    if not isinstance(entry, dict):
-        return None, None
-    out = []
-    for key in ("limit", "usage"):
-        raw = entry.get(key)
-        try:
-            value = None if raw is None else int(raw)
-        except (TypeError, ValueError):
-            raise SourceError("malformed", f"reading image usage: {name} {key} is not a number") from None
-        out.append(value * unit if value is not None and value >= 0 else None)
-    return out[0], out[1]
 
 
 # ---- errors ------------------------------------------------------------------

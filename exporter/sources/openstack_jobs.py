@@ -18,9 +18,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
+from ..errors import SourceError
 from ..models import FinishedJob, RunningJob
+
+T = TypeVar("T")
 
 # Glance image statuses. "killed" is Glance's only failure status: an upload
 # that failed; Nova leaves the image killed when the snapshot fails.
@@ -130,6 +133,29 @@ def timestamp(value: str) -> float:
     return dt.timestamp()
 
 
+def records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
+    try:
+        return [build(item) for item in items]
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
+
+
+def usage_entry(usage: Optional[dict], name: str, unit: int) -> Tuple[Optional[int], Optional[int]]:
+    """(limit, usage) of one of Glance's unified limits, in bytes or images; -1 (unlimited) is None."""
+    entry = (usage or {}).get(name)
+    if not isinstance(entry, dict):
+        return None, None
+    out = []
+    for key in ("limit", "usage"):
+        raw = entry.get(key)
+        try:
+            value = None if raw is None else int(raw)
+        except (TypeError, ValueError):
+            raise SourceError("malformed", f"reading image usage: {name} {key} is not a number") from None
+        out.append(value * unit if value is not None and value >= 0 else None)
+    return out[0], out[1]
+
+
 # ---- attribution ---------------------------------------------------------------
 
 class Attribution:
@@ -173,6 +199,16 @@ class Attribution:
             return replace(img, server_id=found.pop())
         self.unattributed[img.image_id] = MULTIATTACH if found else DETACHED
         return img
+
+
+def own_images(images: List[OsImage], project_id: str, servers: dict) -> List[OsImage]:
+    """With all_projects: the token's project's images and the images of the servers listed.
+
+    An admin's listing holds every project's images, the public catalogue
+    and images shared with the project among them; those are no one's
+    imaging jobs and would inflate the project's count.
+    """
+    return [i for i in images if i.owner == project_id or (i.from_server and i.server_id in servers)]
 
 
 # ---- jobs ------------------------------------------------------------------
