@@ -4,6 +4,7 @@
     python bench/cloud_scale.py [--images 10000] [--servers 5000] [--refreshes 5] [--renders 200]
     python bench/cloud_scale.py --sizes 1k/500,10k/5k,50k/20k [--linode-sizes 100,500,2000]
     python bench/cloud_scale.py --provider linode --instances 500
+    python bench/cloud_scale.py --linode-requests [100,500,2000]   # requests per refresh, before/after, vs rate limits
     python bench/cloud_scale.py --openmetrics        # scrape as Prometheus does (OpenMetrics)
     python bench/cloud_scale.py --images 50000 --servers 20000 --tracemalloc    # minutes: traces 1M blocks
 
@@ -21,9 +22,14 @@ With --sizes, every size runs in a fresh child process (this script with
 --json), so the peak RSS (ru_maxrss) is that size's own; one table shows how
 each figure grows with size.
 
-Linode has no bulk endpoint for disks or backups: a refresh costs two
-requests per instance (each ~2 ms of SDK and HTTP CPU), so its sizes are
-instance counts a hundred times smaller than OpenStack's image counts.
+Linode has no bulk endpoint for disks or backups: the first refresh costs
+two requests per instance (each ~2 ms of SDK and HTTP CPU), later ones
+only for the instances that changed plus a sweep's share
+(exporter/sources/linode_details.py), so its sizes are instance counts a
+hundred times smaller than OpenStack's image counts. --linode-requests
+counts the requests of each refresh on the fake's own clock (no waiting),
+before (the previous code: every instance every refresh) and after, and
+runs the refreshes against the fake enforcing the published rate limits.
 """
 from __future__ import annotations
 
@@ -96,8 +102,10 @@ def serve_fake_linode(conn, instances, images, window):
     fake.scenario = synthetic_scenario(instances, images=images, now=fake.clock())
     fake.start()
     since = format_time(fake.clock() - window)
+    running = {iid for iid, backups in fake.scenario["backups"].items()
+               if any(b["status"] == "running" for b in backups)}
     conn.send((fake.url, fake.token, sum(1 for e in fake.scenario["events"] if e["created"] >= since),
-               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"])))
+               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"]), len(running)))
     _serve_commands(conn, fake, lambda: len(fake.requests))
 
 
@@ -138,9 +146,9 @@ class Fake:
         if provider == "openstack":
             os.environ["OS_CLIENT_CONFIG_FILE"] = write_clouds_yaml(*hello)
             self.cfg = CloudConfig(name="bench", provider="openstack", cloud="bench", request_timeout=30.0)
-            self.events, self.backups = 0, 0
+            self.events, self.backups, self.running = 0, 0, 0
         else:
-            url, token, self.events, self.backups = hello
+            url, token, self.events, self.backups, self.running = hello
             os.environ[LINODE_TOKEN_ENV] = token
             self.cfg = CloudConfig(name="bench", provider="linode", api_url=url, token_env=LINODE_TOKEN_ENV,
                                    request_timeout=30.0)
@@ -153,13 +161,16 @@ class Fake:
         return LinodeSource(self.cfg, profiles.get("linode"))
 
     def pages(self) -> int:
-        """The requests a warm refresh cannot do without: the listings' pages (each at least one),
-        and for Linode one disks and one backups request per instance (no bulk endpoint)."""
+        """The requests a warm refresh cannot do without: the listings' pages (each at least one);
+        for Linode also the per-instance reads that are due: the instances whose backup is running
+        (re-read until it ends) and the sweep's share, ceil(reads x refresh_interval / sweep)."""
         if self.provider == "openstack":
-            # images, servers, volume snapshots (none in the synthetic project)
-            return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, self.servers, 0))
+            # images, hidden images, servers, volume snapshots (none hidden or in Cinder here)
+            return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, 0, self.servers, 0))
         lists = sum(max(1, math.ceil(n / LINODE_PAGE)) for n in (self.images, self.servers, self.events))
-        return lists + self.servers + self.backups
+        reads = self.servers + self.backups
+        sweep = math.ceil(reads * self.cfg.refresh_interval / self.cfg.details_refresh_interval)
+        return lists + self.running + sweep
 
     def requests(self) -> int:
         self._conn.send("count")
@@ -452,13 +463,14 @@ def print_sizes(provider, results) -> None:
     if provider == "openstack":
         print(f"OpenStack cloud mode by size (fresh process per size; warm refresh, median of "
               f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
-        print("pages = ceil(images/1000) + ceil(servers/1000) + 1 (volume snapshots); req-pages = the constant: "
+        print("pages = ceil(images/1000) + 1 (hidden images) + ceil(servers/1000) + 1 (volume snapshots); "
+              "req-pages = the constant: "
               "Glance usage + an empty last page per listing that ends exactly on a full page")
     else:
         print(f"Linode cloud mode by size (fresh process per size; warm refresh, median of "
               f"{results[0]['refreshes']}; {results[0]['renders']} scrapes per encoding)")
-        print("pages = ceil(images/500) + ceil(instances/500) + ceil(events/500) + one disks and one backups request "
-              "per instance (Linode has no bulk endpoint for either)")
+        print("pages = ceil(images/500) + ceil(instances/500) + ceil(events/500) + the per-instance reads due: "
+              "instances with a running backup + the sweep's share, ceil(reads x 300 s / 3600 s)")
     print(sizes_table(results))
     print(growth(results))
     base = min(r["rss_base"] for r in results)
@@ -467,6 +479,90 @@ def print_sizes(provider, results) -> None:
           f"too (a client without gzip makes the exporter keep the plain body as well). "
           f"RSS before the first refresh: {base:.0f} MiB (Python, the SDK, prometheus_client). "
           f"render ms: CloudCache.refresh, once per refresh, {results[0]['format']} format")
+
+
+# ---- Linode requests per refresh against the published rate limits ----------------------------
+
+def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, sweep: float = 3600.0) -> dict:
+    """Requests per Linode refresh, before and after, and refreshes against the rate-limited fake.
+
+    In-process and on fake clocks: the source's clock and the rate limiter's
+    windows move by `interval` per refresh without waiting, so only counts
+    are measured here (no timing). "before" is the previous code's cost per
+    refresh: the listings plus disks of every instance plus backups of every
+    instance with the Backup Service (the cold refresh minus the one
+    GET /account). The synthetic account has a backup running on every 10th
+    instance, whose backups are re-read every refresh until it ends.
+    """
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from fakes.linode_api import PUBLISHED_LIMITS, FakeClock, FakeLinodeAPI, RateLimiter, synthetic_scenario
+    from exporter.sources.linode import LinodeSource
+
+    class Memo(FakeLinodeAPI):          # as serve_fake_linode's: the synthetic account never changes
+        def _visible(self, collection, now):
+            memo = self.__dict__.setdefault("_memo", {})
+            if (collection, now) not in memo:
+                memo.clear()
+                memo[(collection, now)] = super()._visible(collection, now)
+            return memo[(collection, now)]
+
+    def run(limited: bool):
+        clock, window = FakeClock(time.time()), FakeClock(time.time())
+        api = Memo("empty", clock=clock, rate_limiter=RateLimiter(clock=window) if limited else None)
+        api.scenario = synthetic_scenario(instances, now=clock())
+        api.start()
+        os.environ[LINODE_TOKEN_ENV] = api.token
+        cfg = CloudConfig(name="bench", provider="linode", api_url=api.url, token_env=LINODE_TOKEN_ENV,
+                          request_timeout=30.0, refresh_interval=interval, details_refresh_interval=sweep)
+        # A wait for the rate-limit window moves the window clock instead of sleeping.
+        waits = []
+        src = LinodeSource(cfg, profiles.get("linode"), clock=clock, wall=window,
+                           sleep=lambda s: (waits.append(s), window.advance(s)))
+        counts, pending = [], []
+        try:
+            for _ in range(steady + 1):
+                before = len(api.requests)
+                snap = src.refresh()
+                counts.append(len(api.requests) - before)
+                pending.append(snap.details_pending)
+                clock.advance(interval)
+                window.advance(interval)
+        finally:
+            src.close()
+            api.stop()
+        backups = sum(1 for i in api.scenario["instances"] if i["backups"]["enabled"])
+        return counts, pending, api.rate_limiter.rejected if limited else 0, backups, sum(waits)
+
+    counts, _, _, backups, _ = run(False)
+    lim_counts, lim_pending, rejected, _, waited = run(True)
+    full = next((n for n, p in enumerate(lim_pending) if p == 0), None)
+    return {"instances": instances, "before": counts[0] - 1, "cold": counts[0],
+            "steady": statistics.median(counts[1:]), "steady_max": max(counts[1:]), "backups": backups,
+            "interval": interval, "sweep": sweep, "limited_counts": lim_counts, "limited_pending": lim_pending,
+            "rejected": rejected, "full_picture_refresh": full, "waited": waited,
+            "limits": {k: f"{n}/{w:g}s" for k, (n, w) in PUBLISHED_LIMITS.items()}}
+
+
+def print_linode_requests(results) -> None:
+    r0 = results[0]
+    print(f"Linode requests per refresh (fake clocks, refresh every {r0['interval']:g} s, sweep "
+          f"{r0['sweep']:g} s; published limits enforced by the fake: {r0['limits']['collection']} paginated "
+          f"collection GETs, {r0['limits']['other']} other requests, per user)")
+    rows = []
+    for r in results:
+        per_min = 60.0 / r["interval"]
+        rows.append([r["instances"], r["before"], f"{r['before'] * per_min:.0f}", r["cold"], f"{r['steady']:.0f}",
+                     r["steady_max"], f"{r['steady'] * per_min:.0f}",
+                     "-" if r["full_picture_refresh"] is None else r["full_picture_refresh"] + 1,
+                     f"{r['waited']:.0f}", r["rejected"]])
+    print(table(["instances", "before /refresh", "before /min", "after: first", "after: steady (median)",
+                 "steady max", "steady /min", "refreshes to full picture (limits on)", "s waited for windows", "429s"], rows))
+    print("before: every instance's disks and backups every refresh (3 list pages + instances + instances "
+          "with the Backup Service); after: the first refresh reads the same plus GET /account, later ones "
+          "the list pages + instances whose backup is running (every 10th in the synthetic account) + the "
+          "sweep's share (ceil(reads x interval / sweep)). With the limits on, a refresh waits for the "
+          "window to reset while X-RateLimit-Remaining is low, up to half its interval in all, then leaves the "
+          "rest for the next refresh: 429s counts the fake's refusals.")
 
 
 # ---- single size, as before ---------------------------------------------------------------
@@ -506,6 +602,9 @@ def main(argv=None):
                          f"(default {DEFAULT_SIZES}); 'none' to skip")
     ap.add_argument("--linode-sizes", nargs="?", const=DEFAULT_LINODE_SIZES, default=None,
                     help=f"Linode instance counts, each in a fresh process (default {DEFAULT_LINODE_SIZES})")
+    ap.add_argument("--linode-requests", nargs="?", const=DEFAULT_LINODE_SIZES, default=None,
+                    help=f"requests per Linode refresh before/after and against the rate limits, by instance "
+                         f"count (default {DEFAULT_LINODE_SIZES})")
     ap.add_argument("--openmetrics", action="store_true",
                     help="scrape with Prometheus' Accept header (OpenMetrics) instead of the text format 0.0.4")
     ap.add_argument("--json", action="store_true", help="one size; print its figures as one JSON line")
@@ -518,6 +617,9 @@ def main(argv=None):
     if not openstack and images is None:
         images = servers // 2
 
+    if args.linode_requests:
+        print_linode_requests([linode_requests(n) for _, n in parse_sizes(args.linode_requests)])
+        return 0
     if args.sizes or args.linode_sizes:
         if args.sizes and args.sizes != "none":
             results = [run_child("openstack", i, s, args.refreshes, args.renders, args.openmetrics)

@@ -55,11 +55,13 @@ class CloudConfig:
     # openstack
     cloud: str = ""                # clouds.yaml entry; "" = OS_CLOUD / the environment
     all_projects: bool = False
+    action_lookups: int = 10       # Nova instance-action reads per refresh, for jobs that vanished
     # linode
     token_env: str = "LINODE_TOKEN"
     api_url: str = DEFAULT_LINODE_API_URL
     # rackspace_backup (also cloud, api_url): exporter/sources/rackspace_backup/__init__.py
     region: str = ""
+    details_refresh_interval: float = 3600.0   # every instance's disks and backups re-read at least this often
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,8 @@ _HOST_KEYS = ("profile", "server_id", "mount_points_include", "mount_points_excl
 _LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
-_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects"),
-               "linode": _CLOUD_COMMON + ("token_env", "api_url"),
+_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects", "action_lookups"),
+               "linode": _CLOUD_COMMON + ("token_env", "api_url", "details_refresh_interval"),
                "rackspace_backup": _CLOUD_COMMON + ("cloud", "region", "api_url")}
 
 
@@ -231,6 +233,9 @@ def _parse_cloud(p, i, raw, seen):
         all_projects=_get(p, key, raw, "all_projects", bool, d.all_projects),
         token_env=_get(p, key, raw, "token_env", str, d.token_env),
         api_url=_get(p, key, raw, "api_url", str, d.api_url),
+        action_lookups=_get(p, key, raw, "action_lookups", None, d.action_lookups, parse_count),
+        details_refresh_interval=_get(p, key, raw, "details_refresh_interval", None, d.details_refresh_interval,
+                                   _positive(parse_duration)),
     )
     if provider == "rackspace_backup":
         cfg = _provider_options(p, key, raw, cfg)

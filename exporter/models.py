@@ -69,6 +69,9 @@ class Image:
     size_bytes: Optional[int]
     created: float
     server_id: str = ""       # the server it was taken from, "" when unknown
+    # Bytes the image occupies in storage when that differs from size_bytes
+    # (Linode's total_size: every region it is replicated to); None: size_bytes.
+    stored_bytes: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,10 @@ class Quota:
     images: Optional[QuotaValue] = None
     bytes: Optional[QuotaValue] = None
     max_image_bytes: Optional[QuotaValue] = None
+    # What the cloud itself counts against its limits (Glance's /v2/info/usage),
+    # None when it does not say; it can differ from a count of the listing.
+    images_used: Optional[int] = None
+    bytes_used: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -173,3 +180,9 @@ class CloudSnapshot:
     backup_agents: Tuple[BackupAgent, ...] = ()
     backup_configurations: Tuple[BackupConfiguration, ...] = ()   # enabled ones only
     backup_failures: Tuple[BackupFailures, ...] = ()
+    # Optional parts of a refresh, (part, read): a part that could not be read
+    # (e.g. Cinder's volume snapshots) is skipped without failing the refresh.
+    parts: Tuple[Tuple[str, bool], ...] = ()
+    # Servers whose per-server details were due but not read this refresh (out of
+    # request budget); they keep their last data. None: the source reads none.
+    details_pending: Optional[int] = None

@@ -69,6 +69,11 @@ def test_metrics_match_the_scenario(fake, exporter_process):
     assert now - value(m, "imaging_job_last_success_timestamp_seconds", server_id="102", kind="backup") > 48 * 3600
     assert value(m, "imaging_jobs_running", kind="image") == 2
     assert value(m, "imaging_source_refresh_interval_seconds", cloud="akamai") == 1
+    # The account's euuid is the project; every instance's details were read.
+    assert value(m, "imaging_source_details_pending_servers", cloud="akamai",
+                 project="E1AF5EEC-526F-487D-B317EBEB34C87D71") == 0
+    # Storage counts total_size: 74,425 MiB of private images, each in one region.
+    assert value(m, "imaging_images_bytes", cloud="akamai") == 74425 * 2**20
 
 
 FAULTS = [

@@ -123,6 +123,10 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
     assert value(m, "imaging_images_bytes", cloud="lab", project="demo") == 15 * GIB
     assert by(m, "imaging_quota_images", "source", cloud="lab") == {"api": 10}
     assert by(m, "imaging_quota_bytes", "source", cloud="lab") == {"api": 20 * GIB}
+    # Glance's own usage: its 8 images but the 2 killed ones; 10 + 3 + 2 GiB.
+    assert by(m, "imaging_quota_images_used", "source", cloud="lab") == {"api": 6}
+    assert by(m, "imaging_quota_bytes_used", "source", cloud="lab") == {"api": 15 * GIB}
+    assert by(m, "imaging_source_part_up", "part", cloud="lab") == {"volume_snapshots": 1}
     assert samples(m, "imaging_image_max_size_bytes", cloud="lab") == {}   # no API, config or profile value
     assert jobs(m) == {
         ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,

@@ -68,15 +68,17 @@ def assert_no_token(err, token):
 def test_snapshot_matches_the_scenario(source):
     snap = source().refresh()
 
-    assert (snap.cloud, snap.taken_at) == ("akamai", at("2024-05-01T12:00:00"))
+    # project: the account's euuid (GET /account)
+    assert (snap.cloud, snap.project, snap.taken_at) == ("akamai", "E1AF5EEC-526F-487D-B317EBEB34C87D71",
+                                                         at("2024-05-01T12:00:00"))
     images = {i.image_id: i for i in snap.images}
     assert len(images) == 24 and all(i.startswith("private/") for i in images)   # public images filtered out
     assert Counter(i.status for i in snap.images) == {"available": 22, "creating": 1, "pending_upload": 1}
     assert sum(i.size_bytes for i in snap.images) == 74425 * MIB
     assert images["private/20021"] == Image("private/20021", "web-1-2024-04-30", "available", 5400 * MIB,
-                                            at("2024-04-30T09:00:00"), server_id="101")
+                                            at("2024-04-30T09:00:00"), server_id="101", stored_bytes=5400 * MIB)
     assert images["private/20024"] == Image("private/20024", "db-1-pre-migration", "creating", 0,
-                                            at("2024-05-01T11:30:00"), server_id="102")
+                                            at("2024-05-01T11:30:00"), server_id="102", stored_bytes=0)
     assert images["private/20022"].server_id == ""          # uploaded, not made from a disk
     assert snap.quota == Quota(images=QuotaValue(25, "profile"), bytes=QuotaValue(150 * GB, "profile"),
                                max_image_bytes=QuotaValue(6 * GB, "profile"))
@@ -162,7 +164,10 @@ def test_empty_account(monkeypatch):
         src.close()
     assert (snap.images, snap.servers, snap.disks, snap.running_jobs, snap.finished_jobs) == ((),) * 5
     assert snap.quota.images == QuotaValue(25, "profile")
-    assert len(fake.requests) == 3
+    # The three listings and /account, which this token may not read (403): project stays "".
+    assert [r.path for r in fake.requests] == ["/v4/images", "/v4/linode/instances", "/v4/account/events",
+                                               "/v4/account"]
+    assert snap.project == "" and snap.details_pending == 0
 
 
 # ---- requests -----------------------------------------------------------------
@@ -171,16 +176,20 @@ def test_requests_are_read_only_few_and_use_the_largest_pages(api, source):
     source().refresh()
     assert {r.method for r in api.requests} == {"GET"}
     assert sorted(api.paths()) == sorted(
-        ["/v4/images", "/v4/linode/instances", "/v4/account/events"]
+        ["/v4/images", "/v4/linode/instances", "/v4/account/events", "/v4/account"]
         + [f"/v4/linode/instances/{i}/disks" for i in (101, 102, 103, 104)]
         + [f"/v4/linode/instances/{i}/backups" for i in (101, 102, 103)])    # 104 has no Backup Service
     assert all(r.headers["Authorization"] == f"Bearer {api.token}" for r in api.requests)
-    assert all(r.query == {"page_size": "500"} for r in api.requests if not r.path.endswith("/backups"))
+    assert all(r.query == {"page_size": "500"} for r in api.requests
+               if not r.path.endswith(("/backups", "/account")))
     filters = {r.path: json.loads(r.headers["X-Filter"]) for r in api.requests if "X-Filter" in r.headers}
     assert filters == {
         "/v4/images": {"is_public": False},
-        "/v4/account/events": {"+and": [{"+or": [{"action": "disk_imagize"}, {"action": "image_upload"}]},
-                                        {"created": {"+gte": "2024-04-28T12:00:00"}}]},
+        "/v4/account/events": {"+and": [{"+or": [{"action": a} for a in (
+            "disk_imagize", "image_upload", "disk_create", "disk_delete", "disk_resize", "disk_update",
+            "disk_duplicate", "linode_rebuild", "linode_resize", "linode_migrate", "linode_migrate_datacenter",
+            "linode_clone", "backups_restore", "backups_enable", "backups_cancel", "linode_snapshot")]},
+            {"created": {"+gte": "2024-04-28T12:00:00"}}]},
     }
 
 
@@ -258,9 +267,9 @@ def test_rate_limit_hands_retry_after_to_the_poller(api, source):
 
 @pytest.mark.parametrize("fault,reason,text", [
     ("auth_mid_pagination", "auth", "GET /v4/account/events?page=2&page_size=500: HTTP 401 Invalid Token"),
-    ("page_loop", "pagination", "listing imaging events: the API returned 101099 twice; its pages repeat"),
+    ("page_loop", "pagination", "listing events: the API returned 101099 twice; its pages repeat"),
     ("pages_grow", "pagination", "the number of pages or items changed between pages"),
-    ("short_page", "pagination", "listing imaging events: read 750 of the 1108 items the API announced"),
+    ("short_page", "pagination", "listing events: read 750 of the 1110 items the API announced"),
 ])
 def test_pagination_fault(api, source, fault, reason, text):
     for e in imagize_events(1100):

@@ -20,6 +20,12 @@ IMAGE_SIZE = gauge("imaging_image_size_bytes", "Size of one image in bytes.", *I
 IMAGE_CREATED = gauge("imaging_image_created_timestamp_seconds", "When the image was created.", *IMG)
 QUOTA_IMAGES = gauge("imaging_quota_images", "How many images the account may hold.", *C, "source")
 QUOTA_BYTES = gauge("imaging_quota_bytes", "How many bytes of images the account may hold.", *C, "source")
+QUOTA_IMAGES_USED = gauge("imaging_quota_images_used",
+                          "Images the cloud itself counts against imaging_quota_images (Glance's own usage).",
+                          *C, "source")
+QUOTA_BYTES_USED = gauge("imaging_quota_bytes_used",
+                         "Bytes the cloud itself counts against imaging_quota_bytes (Glance's own usage).",
+                         *C, "source")
 MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.", *C, "source")
 JOB_STARTED = gauge("imaging_job_started_timestamp_seconds",
                     "Start time of a running imaging, backup or volume snapshot job.",
@@ -44,6 +50,12 @@ CLOUD_DISK_SIZE = gauge("imaging_cloud_disk_size_bytes", "Size of a server's dis
 CLOUD_DISK_HEADROOM = gauge("imaging_cloud_disk_image_headroom_bytes",
                             "Largest image size minus the disk's size; negative means an image of it will fail.",
                             *DISK)
+PART_UP = gauge("imaging_source_part_up",
+                "1 when an optional part of the cloud's last good refresh was read, 0 when it was skipped.",
+                *C, "part")
+DETAILS_PENDING = gauge("imaging_source_details_pending_servers",
+                        "Servers whose disks or backups were due for a re-read that the last refresh left for "
+                        "later (out of request budget); they keep their last data.", *C)
 
 AGENT = C + ("server_id", "agent_id")
 BACKUP_AGENT_ONLINE = gauge("imaging_backup_agent_online", "1 when the server's backup agent is online.", *AGENT)
@@ -61,10 +73,11 @@ BACKUP_FAILURES = gauge("imaging_backup_failures",
                         "Backups of a server inside the lookback window that did not succeed, by the API's reason.",
                         *C, "server_id", "reason")
 
-SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, MAX_IMAGE, JOB_STARTED,
-         JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED,
-         CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, BACKUP_AGENT_ONLINE, BACKUP_AGENT_HEARTBEAT, BACKUP_CONFIGURATION,
-         BACKUP_INTERVAL, BACKUP_PATH, BACKUP_FAILURES)
+SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, QUOTA_IMAGES_USED,
+         QUOTA_BYTES_USED, MAX_IMAGE, JOB_STARTED, JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS,
+         LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED, CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, PART_UP,
+         DETAILS_PENDING, BACKUP_AGENT_ONLINE, BACKUP_AGENT_HEARTBEAT, BACKUP_CONFIGURATION, BACKUP_INTERVAL,
+         BACKUP_PATH, BACKUP_FAILURES)
 
 
 def cloud_families(pollers: Iterable):
@@ -82,7 +95,9 @@ def _add_snapshot(fams: Families, snap, ledger):
     by_status = Counter(img.status for img in snap.images)
     for status, n in sorted(by_status.items()):
         fams.add(IMAGES, c + (status,), n)
-    fams.add(IMAGES_BYTES, c, sum(img.size_bytes or 0 for img in snap.images))
+    # Stored bytes: a replicated image occupies its size in every region.
+    fams.add(IMAGES_BYTES, c, sum((img.size_bytes or 0) if img.stored_bytes is None else img.stored_bytes
+                                  for img in snap.images))
     for img in snap.images:
         labels = c + (img.image_id, img.name, img.server_id, img.status)
         if img.size_bytes is not None:
@@ -93,6 +108,15 @@ def _add_snapshot(fams: Families, snap, ledger):
     for spec, qv in ((QUOTA_IMAGES, q.images), (QUOTA_BYTES, q.bytes), (MAX_IMAGE, q.max_image_bytes)):
         if qv is not None:
             fams.add(spec, c + (qv.source,), qv.value)
+    # Only a cloud's own count is published: a count of the listing is what
+    # the rules fall back to (imaging_images), not a second opinion here.
+    for spec, used in ((QUOTA_IMAGES_USED, q.images_used), (QUOTA_BYTES_USED, q.bytes_used)):
+        if used is not None:
+            fams.add(spec, c + ("api",), used)
+    for part, read in snap.parts:
+        fams.add(PART_UP, c + (part,), 1 if read else 0)
+    if snap.details_pending is not None:
+        fams.add(DETAILS_PENDING, c, snap.details_pending)
 
     running = Counter()
     for job in snap.running_jobs:

@@ -1,24 +1,27 @@
 """Linode cloud source: private images, imaging events, the Backup Service, disks.
 
-One refresh, all GET through linode_api4 with 500 items a page (the API's maximum):
+A refresh, all GET through linode_api4 with 500 items a page (the API's maximum):
 
     GET /images                          X-Filter {"is_public": false}: the account's own images
-    GET /linode/instances                names, Backup Service on or off
-    GET /account/events                  X-Filter: disk_imagize / image_upload since the lookback
-    GET /linode/instances/{id}/disks     for every instance
-    GET /linode/instances/{id}/backups   for every instance with the Backup Service on
+    GET /linode/instances                names, Backup Service on or off, backups.last_successful
+    GET /account/events                  X-Filter: imaging, disk and backup actions since the lookback
+    GET /account                         once: the account's euuid, the `project` label
+    GET /linode/instances/{id}/disks     only when due (exporter.sources.linode_details)
+    GET /linode/instances/{id}/backups   only when due, for instances with the Backup Service on
 
-Linode has no bulk endpoint for disks or backups, so a refresh costs 3 list
-requests plus up to 2 per instance. Each request is bounded by
-cfg.request_timeout (connect, and each read) and is not retried; the poller
-retries the refresh. A refresh that fails stops at its first failed request.
+Per-instance details are kept between refreshes and read again only when
+they can have changed, plus a sweep that re-reads every instance's within
+cfg.details_refresh_interval; a steady refresh costs the list pages, the
+instances that changed and the sweep's share. Reads stop early when the
+API's X-RateLimit-Remaining runs low or it answers 429: the instances not
+reached keep their last data, counted by imaging_source_details_pending_servers.
+
+Each request is bounded by cfg.request_timeout (connect, and each read) and
+is not retried; the poller retries the refresh. A listing that fails fails
+the refresh.
 
 An image's server_id comes from its disk_imagize event, so it is known for
 images made inside the event window (lookback + the 24 h stuck threshold).
-
-Sizes: the API's "MB" are mebibytes (a "Linode 1024" plan's 20 GB disk is
-20480 MB), so bytes = MB * 2**20. Against the profiles' decimal-GB limits
-this errs towards warning early.
 
 Errors become SourceError with a fixed reason; messages are built here from
 safe parts (method, path, status, the API's error reasons) and scrubbed of
@@ -26,65 +29,37 @@ the token, never copied from the SDK or requests.
 """
 from __future__ import annotations
 
-import calendar
 import contextlib
 import errno
+import logging
 import os
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from dataclasses import replace
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
-from linode_api4 import Event, Image as LinodeImage, LinodeClient, and_, or_
+from linode_api4 import Image as LinodeImage, LinodeClient
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
 from .. import __version__
 from .. import profiles as profiles_mod
 from ..config import CloudConfig
 from ..errors import SourceError
-from ..models import CloudSnapshot, Disk, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
+from ..models import CloudSnapshot, Server
 from ..profiles import Profile
+from . import linode_records as rec, quota as quota_mod
+from .linode_details import DetailCache, Read
 
-PAGE_SIZE = 500                   # the API's largest page_size
-MAX_ITEMS = 100 * PAGE_SIZE       # a listing longer than 100 pages is runaway pagination
-MIB = 2 ** 20
-API_TIME = "%Y-%m-%dT%H:%M:%S"    # UTC, without a zone suffix
+log = logging.getLogger(__name__)
 
-IMAGE_IN_PROGRESS = frozenset({"creating", "pending_upload"})
-EVENT_OUTCOME = {"finished": True, "failed": False}      # "started", "scheduled", ... are not done
-BACKUP_IN_PROGRESS = frozenset({"pending", "running", "needsPostProcessing", "paused"})
-# "userAborted" is left out of both: an operator cancelled it, nothing to alert on.
-BACKUP_OUTCOME = {"successful": True, "failed": False}
-
-
-# ---- what one refresh reads, as plain records ---------------------------------
-
-@dataclass(frozen=True)
-class _Event:
-    event_id: str
-    status: str
-    started: float
-    duration: Optional[float]
-    server_id: str            # the instance imaged; "" for an upload
-    server_name: str
-    image_id: str             # the image made, "" when the event names none
-
-
-@dataclass(frozen=True)
-class _Backup:
-    backup_id: str
-    server_id: str
-    server_name: str
-    status: str
-    started: float
-    ended: Optional[float]    # finished, else last updated; None while in progress
-
-
-class _Pagination(Exception):
-    """The pages of a listing do not add up."""
-
+PAGE_SIZE = rec.PAGE_SIZE
+# Per-instance reads stop while the API says fewer requests than this are left in its
+# window: the next refresh's listings and anything else sharing the token need some.
+RATE_LIMIT_RESERVE = 10
+# A refresh may wait for the rate-limit window to reset, up to this share of its
+# interval in all; beyond that, what is left waits for the next refresh.
+PACE_SHARE = 0.5
 
 class _BoundedAdapter(HTTPAdapter):
     """Gives every request a timeout and no retries.
@@ -110,15 +85,60 @@ def preflight(cfg: CloudConfig) -> List[str]:
     return []
 
 
+class RateLimits:
+    """The API's rate-limit headers of the latest answer (a requests response hook).
+
+    X-RateLimit-Remaining and X-RateLimit-Reset (UTC epoch seconds) per
+    Akamai's "Rate limits" page; X-Customer-UUID names the account.
+    """
+
+    def __init__(self):
+        self.remaining: Optional[int] = None
+        self.reset: Optional[float] = None
+        self.customer = ""
+
+    def hook(self, response, *args, **kwargs):
+        h = response.headers
+        try:
+            self.remaining = int(h["X-RateLimit-Remaining"])
+            self.reset = float(h.get("X-RateLimit-Reset") or 0) or None
+        except (KeyError, ValueError):
+            pass
+        self.customer = h.get("X-Customer-UUID", self.customer) or self.customer
+        return response
+
+    def low(self, now: float) -> bool:
+        """Too few requests left in the current window (which has not reset yet)."""
+        if self.remaining is None or self.remaining > RATE_LIMIT_RESERVE:
+            return False
+        return self.reset is None or self.reset > now
+
+    def wait(self, now: float) -> Optional[float]:
+        """Seconds until the window resets (and a second more), None when the API did not say."""
+        return None if self.reset is None else max(0.0, self.reset - now) + 1.0
+
+    def forget(self) -> None:
+        """After waiting for a reset: the next answer tells the new budget."""
+        self.remaining = self.reset = None
+
+
 class LinodeSource:
     provider = "linode"
 
-    def __init__(self, cfg: CloudConfig, profile: Profile, clock: Callable[[], float] = time.time):
+    def __init__(self, cfg: CloudConfig, profile: Profile, clock: Callable[[], float] = time.time, *,
+                 sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.time):
         self._cfg = cfg
         self._profile = profile
         self._clock = clock
+        # Waiting for a rate-limit window: X-RateLimit-Reset is epoch seconds (wall), the
+        # wait a sleep; benchmarks and tests pass the fake's window clock for both.
+        self._sleep, self._wall = sleep, wall
         self._client: Optional[LinodeClient] = None
         self._token = ""
+        self._limits = RateLimits()
+        self._details = DetailCache()
+        self._project: Optional[str] = None     # the account's euuid, read once
+        self.last_reads = 0                     # per-instance reads of the last refresh (for benchmarks)
 
     def refresh(self) -> CloudSnapshot:
         client = self._connect()
@@ -130,30 +150,26 @@ class LinodeSource:
 
         with self._api("listing private images"):
             # "== False" builds the X-Filter {"is_public": false}; "is False" would not.
-            images = [_image(i) for i in _drain(client.images(LinodeImage.is_public == False))]  # noqa: E712
+            images = [rec.image(i) for i in rec.drain(client.images(LinodeImage.is_public == False))]  # noqa: E712
         with self._api("listing instances"):
-            instances = _drain(client.linode.instances())
-            servers = [_server(i) for i in instances]
-        with self._api("listing imaging events"):
-            events = [_event(e) for e in _drain(client.account.events(_imaging_events(events_since)))]
-        disks: List[Disk] = []
-        backups: List[_Backup] = []
-        for inst, server in zip(instances, servers):
-            with self._api(f"listing the disks of instance {server.server_id}"):
-                disks += [_disk(d, server) for d in _drain(inst.disks)]
-            if server.backups_enabled:
-                with self._api(f"reading the backups of instance {server.server_id}"):
-                    backups += _backups(inst.available_backups, server)
+            instances = rec.drain(client.linode.instances())
+            servers = [rec.server(i) for i in instances]
+        with self._api("listing events"):
+            events = [rec.event(e) for e in rec.drain(client.account.events(rec.watched_events(events_since)))]
+        project = self._account(client)
+        pending = self._read_details(instances, servers, events, now)
 
-        made_by = _image_servers(events, servers)
+        made_by = rec.image_servers(events, servers)
         images = [replace(i, server_id=made_by.get(i.image_id, ("", ""))[0]) for i in images]
-        running = _image_running(images, made_by) + _backup_running(backups)
-        finished = _image_finished(events, since) + _backup_finished(backups, since)
+        backups = self._details.backups()
+        running = rec.image_running(images, made_by) + rec.backup_running(backups)
+        finished = rec.image_finished(events, since) + rec.backup_finished(backups, since)
         return CloudSnapshot(
-            cloud=self._cfg.name, project="", taken_at=now, images=tuple(images),
+            cloud=self._cfg.name, project=project, taken_at=now, images=tuple(images),
             running_jobs=tuple(sorted(running, key=lambda j: (j.started, j.job_id))),
             finished_jobs=tuple(sorted(finished, key=lambda j: (j.finished, j.job_id))),
-            servers=tuple(servers), disks=tuple(disks), quota=self._quota())
+            servers=tuple(servers), disks=tuple(sorted(self._details.disks(), key=lambda d: (d.server_id, d.disk_id))),
+            quota=quota_mod.resolve(self._cfg, self._profile), details_pending=pending)
 
     def close(self) -> None:
         if self._client is not None:
@@ -173,8 +189,74 @@ class LinodeSource:
             adapter = _BoundedAdapter(self._cfg.request_timeout)
             client.session.mount("http://", adapter)
             client.session.mount("https://", adapter)
+            client.session.hooks["response"].append(self._limits.hook)
             self._client, self._token = client, token.strip()
         return self._client
+
+    def _account(self, client) -> str:
+        """The account's euuid, read once; a token without account access falls back to X-Customer-UUID."""
+        if self._project is None:
+            try:
+                with self._api("reading the account"):
+                    self._project = str(client.account().euuid or "")
+            except SourceError as e:
+                if e.reason == "rate_limited":
+                    return self._limits.customer          # try again next refresh
+                if e.reason not in ("auth", "http_4xx"):
+                    raise
+                log.info("cloud %s: cannot read /account (%s); project from X-Customer-UUID", self._cfg.name,
+                         e.reason)
+                self._project = self._limits.customer
+        return self._project
+
+    def _read_details(self, instances, servers: List[Server], events, now: float) -> int:
+        """Make the reads that are due, paced by the rate limit; -> servers whose due reads were left.
+
+        When the window is spent (X-RateLimit-Remaining low, or a 429), the
+        refresh waits for its reset while the waits add up to at most
+        PACE_SHARE of the refresh interval; then it stops, and what is left
+        keeps its last data.
+        """
+        by_id = {str(i.id): i for i in instances}
+        plan = self._details.plan(servers, events, self._cfg.refresh_interval, self._cfg.details_refresh_interval)
+        budget, waited = self._cfg.refresh_interval * PACE_SHARE, 0.0
+        left = set()
+        reads = 0
+        i = 0
+        while i < len(plan):
+            read = plan[i]
+            spent, retry_after = self._limits.low(self._wall()), None
+            if not spent:
+                try:
+                    self._read_one(by_id[read.server.server_id], read, now)
+                    reads += 1
+                    i += 1
+                    continue
+                except SourceError as e:
+                    if e.reason != "rate_limited":
+                        raise
+                    retry_after = e.retry_after
+            wait = retry_after if retry_after is not None else self._limits.wait(self._wall())
+            if wait is None or waited + wait > budget:
+                left.update(r.server.server_id for r in plan[i:] if r.why != "sweep")
+                break
+            self._sleep(wait)
+            waited += wait
+            self._limits.forget()
+        self.last_reads = reads
+        if left:
+            log.warning("cloud %s: out of request budget; %d instances keep their last disks/backups",
+                        self._cfg.name, len(left))
+        return len(left)
+
+    def _read_one(self, inst, read: Read, now: float) -> None:
+        server = read.server
+        if read.what == "disks":
+            with self._api(f"listing the disks of instance {server.server_id}"):
+                self._details.store_disks(server.server_id, [rec.disk(d, server) for d in rec.drain(inst.disks)], now)
+        else:
+            with self._api(f"reading the backups of instance {server.server_id}"):
+                self._details.store_backups(server, rec.backups(inst.available_backups, server), now)
 
     @contextlib.contextmanager
     def _api(self, what: str) -> Iterator[None]:
@@ -191,158 +273,6 @@ class LinodeSource:
             raise SourceError(reason, _scrub(f"{what}: {detail}", self._token),
                               retry_after=_retry_after(exc)) from None   # the SDK's exception holds the token
 
-    def _quota(self) -> Quota:
-        cfg = self._cfg
-        return Quota(images=self._pick(cfg.image_quota, "image_count"),
-                     bytes=self._pick(cfg.image_bytes_quota, "image_bytes_total"),
-                     max_image_bytes=self._pick(cfg.max_image_size, "image_size"))
-
-    def _pick(self, configured: Optional[int], measure: str) -> Optional[QuotaValue]:
-        """Config over profile: the Linode API publishes no image limits."""
-        if configured is not None:
-            return QuotaValue(configured, "config")
-        limit = self._profile.cloud_limit(measure)
-        return QuotaValue(limit.value, "profile") if limit else None
-
-
-# ---- reading the SDK's objects ---------------------------------------------------
-# Each object is read as soon as its page arrives: linode_api4 reloads a
-# "volatile" field (a backup's status) with one more GET when it is read
-# more than 15 s after loading.
-
-def _drain(listing) -> list:
-    """Every item of an SDK list, which fetches further pages as it is indexed."""
-    if len(listing) > MAX_ITEMS:
-        raise _Pagination(f"the API announced {len(listing)} items, more than {MAX_ITEMS}")
-    items, seen = [], set()
-    try:
-        for item in listing:
-            if item.id in seen:
-                raise _Pagination(f"the API returned {item.id} twice; its pages repeat")
-            seen.add(item.id)
-            items.append(item)
-    except RuntimeError as exc:
-        if type(exc) is not RuntimeError:   # ApiError, UnexpectedResponseError
-            raise
-        raise _Pagination("the number of pages or items changed between pages") from None
-    if len(items) != len(listing):
-        raise _Pagination(f"read {len(items)} of the {len(listing)} items the API announced")
-    return items
-
-
-def _imaging_events(since: float):
-    """X-Filter: image captures and uploads created since `since`."""
-    return and_(or_(Event.action == "disk_imagize", Event.action == "image_upload"),
-                Event.created >= time.strftime(API_TIME, time.gmtime(since)))
-
-
-def _timestamp(value) -> float:
-    """Unix seconds of an API time.
-
-    linode_api4 turns "2024-05-01T12:00:00" (UTC) into a naive datetime with
-    the same fields, and keeps the string when it cannot parse it.
-    """
-    if isinstance(value, datetime):
-        return float(calendar.timegm(value.timetuple()))
-    if isinstance(value, str):
-        return float(calendar.timegm(time.strptime(value[:19], API_TIME)))
-    raise ValueError(f"{value!r} is not a time")
-
-
-def _megabytes(value) -> Optional[int]:
-    return None if value is None else int(value) * MIB
-
-
-def _image(img) -> Image:
-    return Image(image_id=str(img.id), name=str(img.label or ""), status=str(img.status),
-                 size_bytes=_megabytes(img.size), created=_timestamp(img.created))
-
-
-def _server(inst) -> Server:
-    backups = inst.backups
-    last = getattr(backups, "last_successful", None) if backups is not None else None
-    return Server(server_id=str(inst.id), name=str(inst.label or ""),
-                  backups_enabled=bool(backups.enabled) if backups is not None else False,
-                  last_backup_success=_timestamp(last) if last else None)
-
-
-def _disk(d, server: Server) -> Disk:
-    return Disk(server_id=server.server_id, server_name=server.name, disk_id=str(d.id),
-                label=str(d.label or ""), size_bytes=_megabytes(d.size) or 0)
-
-
-def _ref(entity, kind: str) -> Optional[Tuple[str, str]]:
-    """(id, label) of an event's entity when it is of `kind` ("linode", "image")."""
-    if entity is not None and getattr(entity, "type", None) == kind:
-        return str(entity.id), str(getattr(entity, "label", "") or "")
-    return None
-
-
-def _event(e) -> _Event:
-    server = _ref(e.entity, "linode") or ("", "")
-    # disk_imagize names the image as its secondary entity, image_upload as its entity.
-    image = _ref(e.secondary_entity, "image") or _ref(e.entity, "image") or ("", "")
-    return _Event(event_id=str(e.id), status=str(e.status), started=_timestamp(e.created),
-                  duration=None if e.duration is None else float(e.duration),
-                  server_id=server[0], server_name=server[1], image_id=image[0])
-
-
-def _backups(available, server: Server) -> List[_Backup]:
-    snapshot = available.snapshot
-    found = list(available.automatic) + [b for b in (snapshot.current, snapshot.in_progress) if b is not None]
-    return [_backup(b, server) for b in found]
-
-
-def _backup(b, server: Server) -> _Backup:
-    ended = b.finished or b.updated
-    return _Backup(backup_id=str(b.id), server_id=server.server_id, server_name=server.name,
-                   status=str(b.status), started=_timestamp(b.created),
-                   ended=None if b.status in BACKUP_IN_PROGRESS or not ended else _timestamp(ended))
-
-
-# ---- from records to jobs -------------------------------------------------------
-
-def _image_servers(events: List[_Event], servers: List[Server]) -> Dict[str, Tuple[str, str]]:
-    """image id -> (server id, server name) of the instance whose disk it was made from."""
-    names = {s.server_id: s.name for s in servers}
-    return {e.image_id: (e.server_id, names.get(e.server_id, e.server_name))
-            for e in events if e.image_id and e.server_id}
-
-
-def _image_running(images: List[Image], made_by: Dict[str, Tuple[str, str]]) -> List[RunningJob]:
-    jobs = []
-    for img in images:
-        if img.status in IMAGE_IN_PROGRESS:
-            server_id, server_name = made_by.get(img.image_id, ("", ""))
-            jobs.append(RunningJob(job_id=img.image_id, kind="image", server_id=server_id,
-                                   server_name=server_name, phase=img.status, started=img.created))
-    return jobs
-
-
-def _image_finished(events: List[_Event], since: float) -> List[FinishedJob]:
-    jobs = []
-    for e in events:
-        if e.status not in EVENT_OUTCOME:
-            continue
-        finished = e.started + (e.duration or 0.0)
-        if finished >= since:
-            jobs.append(FinishedJob(job_id=e.image_id or f"event/{e.event_id}", kind="image",
-                                    server_id=e.server_id, started=e.started, finished=finished,
-                                    succeeded=EVENT_OUTCOME[e.status]))
-    return jobs
-
-
-def _backup_running(backups: List[_Backup]) -> List[RunningJob]:
-    return [RunningJob(job_id=b.backup_id, kind="backup", server_id=b.server_id, server_name=b.server_name,
-                       phase=b.status, started=b.started)
-            for b in backups if b.status in BACKUP_IN_PROGRESS]
-
-
-def _backup_finished(backups: List[_Backup], since: float) -> List[FinishedJob]:
-    return [FinishedJob(job_id=b.backup_id, kind="backup", server_id=b.server_id, started=b.started,
-                        finished=b.ended, succeeded=BACKUP_OUTCOME[b.status])
-            for b in backups if b.status in BACKUP_OUTCOME and b.ended is not None and b.ended >= since]
-
 
 # ---- errors -------------------------------------------------------------------
 
@@ -356,7 +286,7 @@ def _classify(exc: Exception, timeout: float) -> Optional[Tuple[str, str]]:
         return _status_reason(exc.status), _api_error_detail(exc)
     if isinstance(exc, UnexpectedResponseError):
         return "malformed", "the answer lacks the fields the API documents"
-    if isinstance(exc, _Pagination):
+    if isinstance(exc, rec.Pagination):
         return "pagination", str(exc)
     if isinstance(exc, requests.exceptions.JSONDecodeError):
         return "malformed", "the answer is not valid JSON"

@@ -4,11 +4,18 @@ One refresh is a fixed handful of paginated GET requests, whatever the size of
 the project (no call per image or per server):
 
     Glance  GET /v2/images?owner=<project>&limit=1000   the project's images
+    Glance  GET /v2/images?owner=<project>&os_hidden=true   ... and its hidden ones
     Nova    GET /servers/detail?limit=1000              task states, boot from volume, names
-    Cinder  GET /snapshots/detail?limit=1000            volume snapshots
-    Glance  GET /v2/info/usage                          unified limits, when the cloud has them
+    Cinder  GET /snapshots/detail?limit=1000            volume snapshots (optional part)
+    Glance  GET /v2/info/usage                          unified limits and Glance's own usage
 
-plus the Keystone token POST and version discovery, which the SDK caches.
+plus the Keystone token POST and version discovery, which the SDK caches,
+and GET /servers/{id}/os-instance-actions for a job whose image vanished
+(at most cfg.action_lookups a refresh; exporter.sources.openstack_vanished).
+
+Volume snapshots are an optional part: a Cinder that is missing, offers no
+usable version or fails is reported by imaging_source_part_up and a log
+line, and the rest of the refresh stands.
 
 openstacksdk provides auth, the catalog, version discovery and the HTTP
 adapters; the listings go through the service proxies' raw get() and are
@@ -22,11 +29,10 @@ safe parts only, never from the SDK's text, which can carry URLs and bodies.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from keystoneauth1 import exceptions as ksa_exc
@@ -38,61 +44,20 @@ import urllib3
 from .. import __version__
 from ..config import CloudConfig
 from ..errors import SourceError
-from ..models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
+from ..models import CloudSnapshot, FinishedJob, Image, Server
 from ..profiles import Profile
+from . import openstack_jobs as jobs, openstack_vanished as vanished, quota as quota_mod
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000          # the services' default maximum page (api_limit_max, osapi_max_limit)
 MAX_PAGES = 1000          # per listing: a next chain longer than this is runaway pagination
 MIB = 1024 * 1024         # Glance's image_size_total is in MiB
 
-# Glance image statuses. "killed" is Glance's only failure status: an upload
-# that failed; Nova leaves the image killed when the snapshot fails.
-IMAGE_IN_PROGRESS = frozenset({"queued", "saving", "uploading", "importing"})
-IMAGE_FAILED = frozenset({"killed"})
-IMAGE_DONE = "active"
-# Nova task states while a server is being imaged; more precise than Glance's status.
-IMAGING_TASK_STATES = frozenset({"image_snapshot", "image_snapshot_pending", "image_pending_upload",
-                                 "image_uploading", "image_backup"})
-# Nova marks the images it creates with the image_type property.
-SERVER_IMAGE_TYPES = frozenset({"snapshot", "backup"})
-VOLSNAP_IN_PROGRESS = frozenset({"creating"})
-VOLSNAP_FAILED = frozenset({"error"})
-VOLSNAP_DONE = "available"
+# Nova's os-instance-actions: changes-since needs 2.58; events for non-admins 2.51.
+ACTIONS_MICROVERSION = "2.58"
 
 T = TypeVar("T")
-
-
-# ---- what one refresh reads, as plain records --------------------------------
-
-@dataclass(frozen=True)
-class _Image:
-    image_id: str
-    name: str
-    status: str
-    size: Optional[int]
-    created: float
-    updated: float
-    server_id: str
-    kind: str                 # "image" or "backup"
-    from_server: bool         # made by Nova (snapshot/backup), not uploaded by a user
-
-
-@dataclass(frozen=True)
-class _Server:
-    server_id: str
-    name: str
-    task_state: Optional[str]
-    boot_from_volume: bool
-    volume_ids: Tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _VolumeSnapshot:
-    snapshot_id: str
-    status: str
-    volume_id: str
-    created: float
-    updated: float
 
 
 def preflight(cfg: CloudConfig) -> List[str]:
@@ -104,6 +69,8 @@ def preflight(cfg: CloudConfig) -> List[str]:
         config.get_one(cloud=cfg.cloud or None)
     except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "rackspace_" in first and "could not be found" in first:
+            first += "; Rackspace's API-key auth needs pip install 'imaging-exporter[rackspace]'"
         if config.config_filename:
             return [f"clouds.yaml: {first} (read {config.config_filename})"]
         # Where openstacksdk looks, so the operator can put the file in one of them.
@@ -124,10 +91,8 @@ class OpenStackSource:
         self._page_size = page_size
         self._max_pages = max_pages
         self._conn = None     # made on the first refresh, so a broken cloud cannot stop startup
-        # Memory between refreshes: jobs running at the last good refresh, and
-        # those that vanished since (deleted before they finished = failed).
-        self._in_flight: Dict[str, RunningJob] = {}
-        self._vanished: Dict[str, FinishedJob] = {}
+        # Jobs running at the last good refresh and those that vanished since.
+        self._vanished = vanished.VanishedState()
 
     # ---- the contract ----
 
@@ -138,24 +103,34 @@ class OpenStackSource:
         project_id = access.project_id
         everyone = {"all_tenants": "1"} if self.cfg.all_projects else {}
 
-        images = self._list("listing images", _image_record, conn, "image", "/images", "images",
-                            {} if self.cfg.all_projects else {"owner": project_id})
-        servers = self._list("listing servers", _server_record, conn, "compute", "/servers/detail", "servers",
+        images = self._images(conn, project_id)
+        servers = self._list("listing servers", jobs.server_record, conn, "compute", "/servers/detail", "servers",
                              everyone)
-        volume_snapshots = self._list("listing volume snapshots", _volume_snapshot_record, conn, "block_storage",
-                                      "/snapshots/detail", "snapshots", everyone, optional=True)
+        volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
         usage = None if self.cfg.all_projects else _call(
             "reading image usage", lambda: _image_usage(conn.image), self.cfg)
 
         horizon = now - self.cfg.lookback
-        by_id = {s.server_id: s for s in servers}
-        running = _image_running(images, by_id) + _volume_snapshot_running(volume_snapshots, servers)
-        finished = (_image_finished(images, horizon)
-                    + _volume_snapshot_finished(volume_snapshots, servers, horizon))
-        listed = {i.image_id for i in images} | {v.snapshot_id for v in volume_snapshots}
-        vanished = self._vanished_jobs(listed, now)
+        who = jobs.Attribution(servers, volume_snapshots)
+        images = [who.image(i) for i in images]
+        if self.cfg.all_projects:
+            images = jobs.own_images(images, project_id, who.servers)
+        snaps = volume_snapshots or []
+        running = jobs.image_running(images, who.servers) + jobs.volume_snapshot_running(snaps, who)
+        finished = jobs.image_finished(images, horizon) + jobs.volume_snapshot_finished(snaps, who, horizon)
+        listed = {i.image_id for i in images} | {v.snapshot_id for v in snaps}
+        tracked = list(running)
+        if volume_snapshots is None:     # not read: their jobs have not vanished, and are still followed
+            unread = [j for j in self._vanished.in_flight.values() if j.kind == "volume_snapshot"]
+            listed |= {j.job_id for j in unread}
+            tracked += unread
+        memory = vanished.advance(self._vanished, listed, tracked, now, self.cfg.lookback,
+                                  self.cfg.action_lookups, lambda job: self._action_of(conn, job))
+        if who.unattributed:
+            log.info("cloud %s: %d jobs or images credited to no server: %s", self.cfg.name,
+                     len(who.unattributed), ", ".join(f"{k} ({v})" for k, v in sorted(who.unattributed.items())[:10]))
 
         snap = CloudSnapshot(
             cloud=self.cfg.name,
@@ -164,14 +139,14 @@ class OpenStackSource:
             images=tuple(Image(image_id=i.image_id, name=i.name, status=i.status, size_bytes=i.size,
                                created=i.created, server_id=i.server_id) for i in images),
             running_jobs=tuple(running),
-            finished_jobs=tuple(finished) + tuple(vanished.values()),
+            finished_jobs=tuple(finished) + tuple(memory.done.values()),
             servers=tuple(Server(server_id=s.server_id, name=s.name, boot_from_volume=s.boot_from_volume)
                           for s in servers),
             quota=self._quota(usage),
+            parts=(("volume_snapshots", volume_snapshots is not None),),
         )
         # Commit the memory only once the whole refresh has succeeded.
-        self._in_flight = {j.job_id: j for j in running}
-        self._vanished = vanished
+        self._vanished = memory
         return snap
 
     def close(self) -> None:
@@ -189,16 +164,64 @@ class OpenStackSource:
         return self._conn
 
     def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,
-              params: dict, optional: bool = False) -> List[T]:
+              params: dict) -> List[T]:
         def run():
-            try:
-                proxy = getattr(conn, service)      # may authenticate and read the catalog
-                return self._paginate(what, build, proxy, path, key, params)
-            except sdk_exc.ServiceDisabledException:
-                if optional:
-                    return []                       # e.g. a cloud without Cinder
-                raise
+            proxy = getattr(conn, service)      # may authenticate and read the catalog
+            return self._paginate(what, build, proxy, path, key, params)
         return _call(what, run, self.cfg)
+
+    def _images(self, conn, project_id: str) -> List[jobs.OsImage]:
+        """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
+        owner = {} if self.cfg.all_projects else {"owner": project_id}
+        shown = self._list("listing images", jobs.image_record, conn, "image", "/images", "images", owner)
+        hidden = self._list("listing hidden images", jobs.image_record, conn, "image", "/images", "images",
+                            {**owner, "os_hidden": "true"})
+        ids = {i.image_id for i in shown}
+        return shown + [i for i in hidden if i.image_id not in ids]
+
+    def _volume_snapshots(self, conn, params: dict) -> Optional[List[jobs.OsVolumeSnapshot]]:
+        """Cinder's snapshots, or None when Cinder cannot be read: an optional part of the refresh.
+
+        A cloud without Cinder, a Cinder offering only v1 or failing discovery,
+        or one that errors or times out costs the volume snapshot jobs only.
+        Expired credentials are still the whole refresh's failure.
+        """
+        try:
+            return self._list("listing volume snapshots", jobs.volume_snapshot_record, conn, "block_storage",
+                              "/snapshots/detail", "snapshots", params)
+        except SourceError as e:
+            if e.reason == "auth":
+                raise
+            log.warning("cloud %s: volume snapshots skipped (%s): %s", self.cfg.name, e.reason, e)
+            return None
+
+    def _action_of(self, conn, job: FinishedJob) -> Optional[FinishedJob]:
+        """A vanished job as its server's instance actions tell it (exporter.sources.openstack_vanished).
+
+        With Nova 2.58 or later the list is cut by changes-since and says when
+        the action ended; before that the whole list is read and the message
+        alone tells a failure.
+        """
+        path = f"/servers/{job.server_id}/os-instance-actions"
+        if _supports(conn.compute, ACTIONS_MICROVERSION):
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.started - vanished.ACTION_SLACK))
+            query, microversion = {"changes-since": since}, ACTIONS_MICROVERSION
+        else:
+            query, microversion = None, None
+        try:
+            body = _call("reading instance actions", lambda: _get_json(
+                conn.compute, path, query, microversion=microversion), self.cfg)
+        except SourceError as e:
+            if e.reason in ("http_4xx", "auth"):    # the server is gone, or policy forbids: cannot tell
+                return None
+            raise vanished.Deferred() from None
+        actions = body.get("instanceActions") if isinstance(body, dict) else None
+        if not isinstance(actions, list):
+            return None
+        try:
+            return vanished.classify(actions, job)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _paginate(self, what: str, build: Callable[[dict], T], proxy, path: str, key: str,
                   params: dict) -> List[T]:
@@ -226,59 +249,43 @@ class OpenStackSource:
                 if oid in seen:
                     raise SourceError("pagination", f"{what}: {oid} came twice; the next links loop")
                 seen.add(oid)
-            records += _records(what, build, page)
+            records += jobs.records(what, build, page)
             link = _next_query(body, key)
             if link is None or not page:
                 return records
             query = {**params, **link}
         raise SourceError("pagination", f"{what}: more than {self._max_pages} pages; the next links do not end")
 
-    # ---- deriving ----
-
-    def _vanished_jobs(self, listed: set, now: float) -> Dict[str, FinishedJob]:
-        """Jobs that were running last time and are gone from the listing now: failed.
-
-        Nova deletes the snapshot image when imaging fails, and a user may
-        delete a stuck one; either way the job did not produce its image.
-        """
-        vanished = {k: j for k, j in self._vanished.items() if j.finished >= now - self.cfg.lookback}
-        for job_id, job in self._in_flight.items():
-            if job_id not in listed:
-                vanished[job_id] = FinishedJob(job_id=job_id, kind=job.kind, server_id=job.server_id,
-                                               started=job.started, finished=now, succeeded=False)
-        return vanished
-
-    def _quota(self, usage: Optional[dict]) -> Quota:
-        return Quota(
-            images=self._pick(_usage_limit(usage, "image_count_total", 1), self.cfg.image_quota,
-                              "image_count"),
-            bytes=self._pick(_usage_limit(usage, "image_size_total", MIB), self.cfg.image_bytes_quota,
-                             "image_bytes_total"),
-            max_image_bytes=self._pick(None, self.cfg.max_image_size, "image_size"),
-        )
-
-    def _pick(self, api: Optional[int], configured: Optional[int], measure: str) -> Optional[QuotaValue]:
-        """Precedence: the API's own limit, then the config file, then the profile."""
-        if api is not None:
-            return QuotaValue(api, "api")
-        if configured is not None:
-            return QuotaValue(configured, "config")
-        limit = self.profile.cloud_limit(measure)
-        return QuotaValue(limit.value, "profile") if limit is not None else None
+    def _quota(self, usage: Optional[dict]):
+        images_limit, images_used = jobs.usage_entry(usage, "image_count_total", 1)
+        bytes_limit, bytes_used = jobs.usage_entry(usage, "image_size_total", MIB)
+        return quota_mod.resolve(self.cfg, self.profile, api_images=images_limit, api_bytes=bytes_limit,
+                                 images_used=images_used, bytes_used=bytes_used)
 
 
 # ---- HTTP --------------------------------------------------------------------
 
-def _get_json(proxy, path: str, query: Optional[dict] = None):
+def _get_json(proxy, path: str, query: Optional[dict] = None, microversion: Optional[str] = None):
     """One GET relative to the service's endpoint, without the SDK's retries.
 
     openstacksdk retries Glance 503s five times with backoff (15 s); the
     poller retries whole refreshes instead, so one request costs at most
     request_timeout.
     """
-    resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0)
+    extra = {"microversion": microversion} if microversion else {}
+    resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0, **extra)
     sdk_exc.raise_from_response(resp)
     return resp.json()
+
+
+def _supports(proxy, microversion: str) -> bool:
+    """Whether the service's discovered maximum microversion reaches `microversion`."""
+    try:
+        top = proxy.get_endpoint_data().max_microversion
+    except Exception:  # noqa: BLE001 - no discovery data: assume the base version only
+        return False
+    want = tuple(int(x) for x in microversion.split("."))
+    return bool(top) and tuple(top) >= want
 
 
 def _next_query(body: dict, key: str) -> Optional[dict]:
@@ -290,114 +297,6 @@ def _next_query(body: dict, key: str) -> Optional[dict]:
     if not link or not isinstance(link, str):
         return None
     return dict(parse_qsl(urlsplit(link).query))
-
-
-# ---- records from API items -----------------------------------------------------
-
-def _records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
-    try:
-        return [build(item) for item in items]
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
-
-
-def _image_record(d: dict) -> _Image:
-    # Nova's image properties (image_type, instance_uuid) are top-level keys in Glance v2.
-    image_type = d.get("image_type") or ""
-    server_id = d.get("instance_uuid") or ""
-    created = _timestamp(d["created_at"])
-    size = d.get("size")
-    return _Image(image_id=d["id"], name=d.get("name") or "", status=d.get("status") or "",
-                  size=int(size) if size is not None else None, created=created,
-                  updated=_timestamp(d["updated_at"]) if d.get("updated_at") else created,
-                  server_id=str(server_id), kind="backup" if image_type == "backup" else "image",
-                  from_server=image_type in SERVER_IMAGE_TYPES or bool(server_id))
-
-
-def _server_record(d: dict) -> _Server:
-    # Nova answers image "" for a server that boots from a volume; its images
-    # then hold no disk data.
-    image = d.get("image")
-    volumes = tuple(v["id"] for v in d.get("os-extended-volumes:volumes_attached") or ())
-    return _Server(server_id=d["id"], name=d.get("name") or "", task_state=d.get("OS-EXT-STS:task_state"),
-                   boot_from_volume=not (isinstance(image, dict) and image.get("id")), volume_ids=volumes)
-
-
-def _volume_snapshot_record(d: dict) -> _VolumeSnapshot:
-    created = _timestamp(d["created_at"])
-    return _VolumeSnapshot(snapshot_id=d["id"], status=d.get("status") or "", volume_id=d.get("volume_id") or "",
-                           created=created,
-                           updated=_timestamp(d["updated_at"]) if d.get("updated_at") else created)
-
-
-def _timestamp(value: str) -> float:
-    """ISO 8601 from the APIs; Cinder writes naive UTC ("2024-05-01T12:00:00.000000")."""
-    if value.endswith("Z"):              # Python 3.10's fromisoformat does not take "Z"
-        value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
-
-
-# ---- jobs ------------------------------------------------------------------
-
-def _image_running(images: List[_Image], servers: Dict[str, _Server]) -> List[RunningJob]:
-    jobs = []
-    for i in images:
-        if i.status not in IMAGE_IN_PROGRESS or not i.from_server:
-            continue
-        srv = servers.get(i.server_id)
-        phase = srv.task_state if srv is not None and srv.task_state in IMAGING_TASK_STATES else i.status
-        jobs.append(RunningJob(job_id=i.image_id, kind=i.kind, server_id=i.server_id,
-                               server_name=srv.name if srv else "", phase=phase, started=i.created))
-    return jobs
-
-
-def _image_finished(images: List[_Image], horizon: float) -> List[FinishedJob]:
-    """Server images created inside the lookback that became active or were killed.
-
-    created_at, not updated_at, decides: a later metadata edit bumps
-    updated_at of an old image and must not bring it back as a new job.
-    """
-    jobs = []
-    for i in images:
-        if not i.from_server or i.created < horizon:
-            continue
-        if i.status == IMAGE_DONE or i.status in IMAGE_FAILED:
-            jobs.append(FinishedJob(job_id=i.image_id, kind=i.kind, server_id=i.server_id,
-                                    started=i.created, finished=i.updated, succeeded=i.status == IMAGE_DONE))
-    return jobs
-
-
-def _volume_servers(servers: List[_Server]) -> Dict[str, _Server]:
-    return {vol: s for s in servers for vol in s.volume_ids}
-
-
-def _volume_snapshot_running(snaps: List[_VolumeSnapshot], servers: List[_Server]) -> List[RunningJob]:
-    by_volume = _volume_servers(servers)
-    jobs = []
-    for v in snaps:
-        if v.status in VOLSNAP_IN_PROGRESS:
-            srv = by_volume.get(v.volume_id)
-            jobs.append(RunningJob(job_id=v.snapshot_id, kind="volume_snapshot",
-                                   server_id=srv.server_id if srv else "", server_name=srv.name if srv else "",
-                                   phase=v.status, started=v.created))
-    return jobs
-
-
-def _volume_snapshot_finished(snaps: List[_VolumeSnapshot], servers: List[_Server],
-                              horizon: float) -> List[FinishedJob]:
-    by_volume = _volume_servers(servers)
-    jobs = []
-    for v in snaps:
-        if v.created < horizon or not (v.status == VOLSNAP_DONE or v.status in VOLSNAP_FAILED):
-            continue
-        srv = by_volume.get(v.volume_id)
-        jobs.append(FinishedJob(job_id=v.snapshot_id, kind="volume_snapshot",
-                                server_id=srv.server_id if srv else "", started=v.created,
-                                finished=v.updated, succeeded=v.status == VOLSNAP_DONE))
-    return jobs
 
 
 # ---- quota -------------------------------------------------------------------
@@ -416,17 +315,6 @@ def _image_usage(image_proxy) -> Optional[dict]:
     if not isinstance(usage, dict):
         raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
     return usage or None
-
-
-def _usage_limit(usage: Optional[dict], name: str, unit: int) -> Optional[int]:
-    entry = (usage or {}).get(name)
-    if not isinstance(entry, dict) or entry.get("limit") is None:
-        return None
-    try:
-        limit = int(entry["limit"])
-    except (TypeError, ValueError):
-        raise SourceError("malformed", f"reading image usage: {name} limit is not a number") from None
-    return limit * unit if limit >= 0 else None      # -1: unlimited
 
 
 # ---- errors ------------------------------------------------------------------

@@ -64,6 +64,46 @@ _FILTERABLE = {
 _OPS = {"+gt": operator.gt, "+gte": operator.ge, "+lt": operator.lt, "+lte": operator.le,
         "+neq": operator.ne, "+contains": lambda value, arg: arg in value}
 _INSTANCE_PATH = re.compile(r"^/linode/instances/(\d+)/(disks|backups)$")
+# Per-user limits as Akamai's "Rate limits" page for the Linode API words them: GETs of
+# paginated collections have their own per-minute budget, every other request another.
+PUBLISHED_LIMITS = {"collection": (200, 60.0), "other": (800, 60.0)}
+_COLLECTIONS = re.compile(r"^/v4/(images|linode/instances|account/events|linode/instances/\d+/disks)$")
+
+
+class RateLimiter:
+    """Fixed windows per request class; answers the X-RateLimit-* headers and 429 + Retry-After.
+
+    limits: class -> (requests, window seconds). The windows run on `clock`
+    (the real time by default: rate limits are about real request pacing).
+    """
+
+    def __init__(self, limits=None, clock=time.time):
+        self.limits = dict(limits or PUBLISHED_LIMITS)
+        self.clock = clock
+        self._windows: Dict[str, Tuple[float, int]] = {}     # class -> (window start, used)
+        self.rejected = 0
+        self._lock = threading.Lock()
+
+    def take(self, path: str) -> Tuple[bool, Dict[str, str]]:
+        cls = "collection" if _COLLECTIONS.match(path) else "other"
+        limit, window = self.limits[cls]
+        now = self.clock()
+        with self._lock:
+            start, used = self._windows.get(cls, (now, 0))
+            if now - start >= window:
+                start, used = now, 0
+            ok = used < limit
+            if ok:
+                used += 1
+            else:
+                self.rejected += 1
+            self._windows[cls] = (start, used)
+        reset = start + window
+        headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(limit - used),
+                   "X-RateLimit-Reset": str(int(math.ceil(reset)))}
+        if not ok:
+            headers["Retry-After"] = str(max(1, int(math.ceil(reset - now))))
+        return ok, headers
 
 
 def parse_time(text: str) -> float:
@@ -154,9 +194,13 @@ class FakeLinodeAPI:
     clock is the real one."""
 
     def __init__(self, scenario: str = "account", token: str = DEFAULT_TOKEN,
-                 clock: Optional[FakeClock] = None, live: bool = False):
+                 clock: Optional[FakeClock] = None, live: bool = False,
+                 rate_limiter: Optional[RateLimiter] = None, latency: float = 0.0):
         self.scenario = load_scenario(scenario)
         self.token = token
+        self.rate_limiter = rate_limiter      # None: no limits enforced
+        self.latency = latency                # seconds added to every answer (benchmarks)
+        self.account_scope = True             # False: the token may not read /account (403)
         if live:
             self.scenario = shift_times(self.scenario, round(time.time()) - parse_time(self.scenario["now"]))
             clock = clock or time.time
@@ -252,15 +296,25 @@ class FakeLinodeAPI:
             self.requests.append(Request(h.command, url.path, query, dict(h.headers.items())))
             fault, release = self._active_fault(url.path), self._release
         mode, params = fault if fault else (None, {})
+        if self.latency:
+            time.sleep(self.latency)
         if mode == "slow":
             time.sleep(float(params.get("delay", 1.0)))
         if mode == "hang":
             release.wait(timeout=60)
             return
+        limited = {}
         try:
-            status, body, headers = 200, self._respond(h, url.path, query, mode, params), {}
+            if self.rate_limiter is not None:
+                ok, limited = self.rate_limiter.take(url.path)
+                if not ok:
+                    raise _ApiError(429, "Too Many Requests", headers=limited)
+            status, body, headers = 200, self._respond(h, url.path, query, mode, params), dict(limited)
         except _ApiError as e:
             status, body, headers = e.status, e.body, e.headers
+        # The API names the account owning the token on every answer (the API reference's Response Headers).
+        if self.scenario.get("account", {}).get("euuid"):
+            headers.setdefault("X-Customer-UUID", self.scenario["account"]["euuid"])
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         try:
             h.send_response(status)
@@ -322,6 +376,11 @@ class FakeLinodeAPI:
             raise _ApiError(401, "Invalid Token")
         if path == "/linode/instances":
             return self._page("instances", self._visible("instances", now), query, x_filter, mode)
+        if path == "/account":
+            if "account" not in self.scenario or not self.account_scope:
+                raise _ApiError(403, "Unauthorized")      # a token without the account scope
+            # Every documented field, the scenario's own values over the "account" fixture's.
+            return {**load_scenario("account")["account"], **self.scenario["account"]}
         if path == "/account/events":
             events = sorted(self._visible("events", now), key=lambda e: e["id"], reverse=True)
             return self._page("events", events, query, x_filter, mode)
@@ -462,6 +521,7 @@ def synthetic_scenario(instances: int, *, images: Optional[int] = None, disks_pe
     t = lambda offset: format_time(now - offset)  # noqa: E731
     images = instances // 2 if images is None else images
     scenario = {"_about": f"synthetic: {instances} instances, {images} private images", "now": t(0),
+                "account": {"euuid": "0B4A3F6C-2D1E-4F5A-9C8B7A6D5E4F3A2B"},
                 "images": [], "instances": [], "disks": {}, "backups": {}, "events": []}
     for n in range(instances):
         iid = 100_000 + n

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -41,6 +42,16 @@ GLANCE_DEFAULT_LIMIT = 25   # Glance limit_param_default
 NOVA_MAX_MICROVERSION = "2.96"
 CINDER_MAX_MICROVERSION = "3.70"
 MIB = 1024 * 1024
+# Nova and Cinder build next links from their own configured host, often an
+# internal name a client cannot reach; the fake does so too.
+INTERNAL_HOST = "http://controller.internal.example:8774"
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "openstack" / "samples"
+
+
+def sample(name: str):
+    """An official API-reference sample (tests/fixtures/openstack/samples/PROVENANCE.md)."""
+    with open(SAMPLES / name, encoding="utf-8") as f:
+        return json.load(f)
 
 
 # ---- scenario ----------------------------------------------------------------
@@ -226,8 +237,16 @@ class FakeOpenStack:
 
     def __init__(self, scenario: Optional[Scenario] = None, *, user: str = "imaging",
                  password: str = "s3cret-Passw0rd", admin: bool = False,
-                 services: Tuple[str, ...] = ("image", "compute", "block-storage"), live: bool = False):
+                 services: Tuple[str, ...] = ("image", "compute", "block-storage"), live: bool = False,
+                 api_key: str = "", nova_max_microversion: str = NOVA_MAX_MICROVERSION):
         self.scenario = scenario or Scenario()
+        # Rackspace's Identity v2.0: RAX-KSKEY:apiKeyCredentials with this key (empty: v2.0 off).
+        self.api_key = api_key
+        self.v2_auth_bodies: List[dict] = []
+        self.nova_max_microversion = nova_max_microversion
+        # Cinder's version document: "v3" (normal), "v1" (a Cinder that offers only v1)
+        # or "broken" (discovery answers 500).
+        self.cinder_versions = "v3"
         self.live = live
         self._port = 0
         self.user = user
@@ -242,6 +261,7 @@ class FakeOpenStack:
         self._valid_tokens: set = set()
         self._faults: List[Fault] = []
         self._lock = threading.Lock()
+        self._tls = threading.local()     # the headers of the request a handler thread serves
         self._stopping = threading.Event()
         self._open: set = set()
         self._httpd: Optional[ThreadingHTTPServer] = None
@@ -412,6 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         fake = self.fake
         fake.record((method, path, query, dict(self.headers.items())))
+        fake._tls.headers = self.headers
         fault = fake._fault_for(path)
         kind = fault.kind if fault is not None else ""
         if kind == "hang":
@@ -513,7 +534,48 @@ def _keystone(fake, method, rest, body, base):
         return 200, {}, {"version": _keystone_version(base)}
     if rest == "/v3/auth/tokens" and method == "POST":
         return _issue_token(fake, body, base)
+    if rest == "/v2.0/tokens" and method == "POST" and fake.api_key:
+        return _issue_v2_token(fake, body, base)
     raise _HttpError(404)
+
+
+def _issue_v2_token(fake, body, base):
+    """Rackspace Identity v2.0: {"auth": {"RAX-KSKEY:apiKeyCredentials": {"username", "apiKey"}}}.
+
+    The answer is Keystone v2.0's access document (Keystone's api-ref
+    sample), with the catalog in v2.0's publicURL/internalURL form.
+    """
+    sc = fake.scenario
+    try:
+        fake.v2_auth_bodies.append(json.loads(body))
+        creds = json.loads(body)["auth"]["RAX-KSKEY:apiKeyCredentials"]
+        user, key = creds["username"], creds["apiKey"]
+    except (ValueError, KeyError, TypeError):
+        raise _HttpError(400, "Invalid json request body") from None
+    if user != fake.user or key != fake.api_key:
+        raise _HttpError(401, "Username or api key is invalid.")
+    token = uuid.uuid4().hex
+    with fake._lock:
+        fake.tokens_issued.append(token)
+        fake._valid_tokens.add(token)
+    now = time.time()
+    doc = sample("keystone-v2-authenticate-response.json")
+    access = doc["access"]
+    access["token"].update({"id": token, "issued_at": iso(now).replace("Z", ".000000Z"),
+                            "expires": iso(now + 3600).replace("Z", ".000000Z"),
+                            "tenant": {"id": sc.project_id, "name": sc.project_id, "enabled": True,
+                                       "description": "", "tags": []}})
+    access["user"].update({"id": uuid.uuid4().hex, "name": fake.user, "username": fake.user,
+                           "RAX-AUTH:defaultRegion": "RegionOne"})
+    access["serviceCatalog"] = [
+        {"type": stype, "name": name, "endpoints": [
+            {"region": "RegionOne", "tenantId": sc.project_id, "publicURL": url, "internalURL": url}]}
+        for stype, name, url in (("image", "cloudImages", f"{base}/image"),
+                                 ("compute", "cloudServersOpenStack", f"{base}/compute/v2.1"),
+                                 ("volumev3", "cloudBlockStorage", f"{base}/volume/v3/{sc.project_id}"),
+                                 ("block-storage", "cloudBlockStorage", f"{base}/volume/v3/{sc.project_id}"))
+        if stype.replace("volumev3", "block-storage") in fake.services]
+    return 200, {}, doc
 
 
 def _issue_token(fake, body, base):
@@ -537,23 +599,28 @@ def _issue_token(fake, body, base):
     endpoints = {"identity": f"{base}/identity", "image": f"{base}/image",
                  "compute": f"{base}/compute/v2.1",
                  "block-storage": f"{base}/volume/v3/{pid}", "volumev3": f"{base}/volume/v3/{pid}"}
+    if fake.cinder_versions == "v1":     # a Cinder that offers v1 only registers as "volume"
+        endpoints = {k: v for k, v in endpoints.items() if k not in ("block-storage", "volumev3")}
+        endpoints["volume"] = f"{base}/volume/v1/{pid}"
     catalog = []
     for stype, url in endpoints.items():
         if stype in ("identity",) or stype in fake.services or (
-                stype == "volumev3" and "block-storage" in fake.services):
+                stype in ("volumev3", "volume") and "block-storage" in fake.services):
             catalog.append({"type": stype, "name": stype, "id": uuid.uuid4().hex, "endpoints": [
                 {"id": uuid.uuid4().hex, "interface": iface, "region": "RegionOne",
                  "region_id": "RegionOne", "url": url} for iface in ("public", "internal")]})
     roles = [{"id": uuid.uuid4().hex, "name": "member"}, {"id": uuid.uuid4().hex, "name": "reader"}]
     if fake.admin:
         roles.append({"id": uuid.uuid4().hex, "name": "admin"})
-    doc = {"token": {
+    # Keystone's api-ref sample of a project-scoped password token, with this cloud's values.
+    doc = sample("keystone-v3-auth-password-project-scoped-response.json")
+    doc["token"].update({
         "methods": ["password"], "audit_ids": [uuid.uuid4().hex[:22]],
         "issued_at": iso(now).replace("Z", ".000000Z"),
         "expires_at": iso(now + 3600).replace("Z", ".000000Z"),
         "user": {"id": uuid.uuid4().hex, "name": fake.user, "domain": domain, "password_expires_at": None},
         "project": {"id": pid, "name": sc.project_name, "domain": domain},
-        "is_domain": False, "roles": roles, "catalog": catalog}}
+        "is_domain": False, "roles": roles, "catalog": catalog})
     return 201, {"X-Subject-Token": token}, doc
 
 
@@ -568,17 +635,17 @@ def _glance_versions(rest, base, fake):
     return None
 
 
-def _nova_version(base):
-    return {"id": "v2.1", "status": "CURRENT", "version": NOVA_MAX_MICROVERSION,
+def _nova_version(base, top=NOVA_MAX_MICROVERSION):
+    return {"id": "v2.1", "status": "CURRENT", "version": top,
             "min_version": "2.1", "updated": "2013-07-23T11:33:21Z",
             "links": [{"rel": "self", "href": f"{base}/compute/v2.1/"}]}
 
 
 def _nova_versions(rest, base, fake):
     if rest == "/":
-        return 200, {}, {"versions": [_nova_version(base)]}
+        return 200, {}, {"versions": [_nova_version(base, fake.nova_max_microversion)]}
     if rest == "/v2.1":
-        return 200, {}, {"version": _nova_version(base)}
+        return 200, {}, {"version": _nova_version(base, fake.nova_max_microversion)}
     return None
 
 
@@ -588,9 +655,27 @@ def _cinder_version(base):
             "links": [{"rel": "self", "href": f"{base}/volume/v3/"}]}
 
 
+def _cinder_v1(base):
+    return {"id": "v1.0", "status": "DEPRECATED", "version": "", "min_version": "",
+            "updated": "2016-05-02T20:25:19Z", "links": [{"rel": "self", "href": f"{base}/volume/v1/"}]}
+
+
 def _cinder_versions(rest, base, fake):
+    if fake.cinder_versions == "broken" and rest in ("/", "/v3", f"/v3/{fake.scenario.project_id}"):
+        raise _HttpError(500, "discovery is broken")
+    if fake.cinder_versions == "v1":
+        if rest == "/":
+            return 300, {}, {"versions": [_cinder_v1(base)]}
+        if rest.startswith("/v3"):
+            raise _HttpError(404)
+        return None
     if rest == "/":
-        return 300, {}, {"versions": [_cinder_version(base)]}
+        doc = sample("cinder-versions-response.json")
+        v = doc["versions"][0]
+        v["version"] = CINDER_MAX_MICROVERSION
+        v["links"] = [link if link["rel"] != "self" else {"rel": "self", "href": f"{base}/volume/v3/"}
+                      for link in v["links"]]
+        return 300, {}, doc
     if rest in ("/v3", f"/v3/{fake.scenario.project_id}"):
         return 200, {}, {"version": _cinder_version(base)}
     return None
@@ -659,13 +744,15 @@ def _glance(fake, rest, query, base, link):
 
 
 def _glance_image(oid, o, project_id):
-    doc = {"id": oid, "name": o.get("name"), "status": o.get("status", "active"),
-           "size": o.get("size"), "virtual_size": None, "checksum": None, "os_hash_algo": None,
-           "os_hash_value": None, "container_format": "bare", "disk_format": "qcow2",
-           "visibility": o.get("visibility", "private"), "protected": False, "os_hidden": False,
-           "owner": o.get("owner", o.get("project", project_id)), "min_disk": 0, "min_ram": 0,
-           "tags": [], "created_at": iso(o["created_at"]), "updated_at": iso(o["updated_at"]),
-           "self": f"/v2/images/{oid}", "file": f"/v2/images/{oid}/file", "schema": "/v2/schemas/image"}
+    """An image in the shape of Glance's api-ref sample (images-list-response.json)."""
+    doc = dict(sample("glance-images-list-response.json")["images"][0])
+    doc.update({"id": oid, "name": o.get("name"), "status": o.get("status", "active"),
+                "size": o.get("size"), "virtual_size": None, "checksum": None, "os_hash_algo": None,
+                "os_hash_value": None, "visibility": o.get("visibility", "private"),
+                "os_hidden": bool(o.get("hidden", False)),
+                "owner": o.get("owner", o.get("project", project_id)), "tags": [],
+                "created_at": iso(o["created_at"]), "updated_at": iso(o["updated_at"]),
+                "self": f"/v2/images/{oid}", "file": f"/v2/images/{oid}/file"})
     # Nova writes these as image properties, which Glance returns as top-level keys.
     if o.get("image_type"):
         doc["image_type"] = o["image_type"]
@@ -674,22 +761,55 @@ def _glance_image(oid, o, project_id):
         doc["base_image_ref"] = ""
     if o.get("backup_type"):
         doc["backup_type"] = o["backup_type"]
+    if o.get("bdm"):
+        # A boot-from-volume server's snapshot (nova.compute.api.snapshot_volume_backed):
+        # no instance_uuid, a JSON-encoded block device mapping, size 0.
+        doc["bdm_v2"] = "True"
+        doc["root_device_name"] = "/dev/vda"
+        doc["block_device_mapping"] = json.dumps([
+            {"source_type": "snapshot", "destination_type": "volume", "snapshot_id": sid, "boot_index": i,
+             "device_name": f"/dev/vd{chr(97 + i)}", "delete_on_termination": False, "volume_size": 10,
+             "guest_format": None, "disk_bus": "virtio", "device_type": "disk", "volume_type": None,
+             "no_device": None, "tag": None, "volume_id": None, "image_id": None}
+            for i, sid in enumerate(o["bdm"])])
     return doc
+
+
+def _glance_visible(fake, o, query):
+    """Glance's list rules for the fake's user: visibility, owner, os_hidden, member_status."""
+    pid = fake.scenario.project_id
+    owner = o.get("owner", o.get("project", pid))
+    vis = o.get("visibility", "private")
+    mine = owner == pid
+    member = pid in (o.get("members") or {})
+    if not (fake.admin or mine or vis in ("public", "community") or (vis == "shared" and member)):
+        return False
+    if "owner" in query and owner != query["owner"]:
+        return False
+    want_vis = query.get("visibility")
+    if want_vis is None:
+        # The default list leaves out community images the user does not own.
+        if vis == "community" and not mine:
+            return False
+    elif want_vis != "all" and vis != want_vis:
+        return False
+    # os_hidden=false (the default) lists visible images only; true lists hidden ones only.
+    if bool(o.get("hidden", False)) != (query.get("os_hidden", "false").lower() == "true"):
+        return False
+    if vis == "shared" and not mine:
+        status = (o.get("members") or {}).get(pid, "")
+        if query.get("member_status", "accepted") not in ("all", status):
+            return False
+    if o.get("status") in ("deleted", "pending_delete") and not fake.admin:
+        return False
+    return True
 
 
 def _glance_images(fake, query, link):
     pid = fake.scenario.project_id
     with fake._lock:
         objs, order = fake._state["images"], fake._sorted["images"]
-    owner = query.get("owner")
-
-    def visible(o):
-        o_owner = o.get("owner", o.get("project", pid))
-        if owner is not None:
-            return o_owner == owner and (fake.admin or o_owner == pid or o.get("visibility") == "public")
-        return fake.admin or o_owner == pid or o.get("visibility", "private") in ("public", "community")
-
-    ids = order if owner is None and fake.admin else [i for i in order if visible(objs[i])]
+    ids = [i for i in order if _glance_visible(fake, objs[i], query)]
     page, limit, more = _page(ids, query, GLANCE_DEFAULT_LIMIT)
     doc = {"images": [_glance_image(i, objs[i], pid) for i in page],
            "first": "/v2/images", "schema": "/v2/schemas/images"}
@@ -699,6 +819,12 @@ def _glance_images(fake, query, link):
 
 
 def _glance_usage(fake):
+    """/v2/info/usage counted as Glance counts (glance.db.sqlalchemy.api):
+
+    image_count_total: the owner's images not killed, pending_delete or deleted,
+    hidden ones included; image_size_total: size x live locations of those
+    with size > 0, in MiB rounded down. The answer has the sample's shape.
+    """
     if fake.usage_api == "missing":
         raise _HttpError(404, "The resource could not be found.")
     if fake.usage_api == "disabled":
@@ -707,22 +833,40 @@ def _glance_usage(fake):
     with fake._lock:
         mine = [o for o in fake._state["images"].values()
                 if o.get("owner", o.get("project")) == pid]
-    limits = fake.scenario.limits or {}
-    size_mib = sum(o.get("size") or 0 for o in mine) // MIB
+    gone = ("killed", "pending_delete", "deleted")
+    live = [o for o in mine if o.get("status", "active") not in gone]
+    size = sum((o.get("size") or 0) * o.get("locations", 1) for o in live if (o.get("size") or 0) > 0)
     uploading = sum(1 for o in mine if o.get("status") in ("saving", "uploading", "importing"))
-    usage = {"image_count_total": {"limit": limits.get("image_count_total", -1), "usage": len(mine)},
-             "image_size_total": {"limit": limits.get("image_size_total", -1), "usage": size_mib},
-             "image_stage_total": {"limit": limits.get("image_stage_total", -1), "usage": 0},
-             "image_count_uploading": {"limit": limits.get("image_count_uploading", -1),
-                                       "usage": uploading}}
-    return 200, {}, {"usage": usage}
+    limits = fake.scenario.limits or {}
+    doc = sample("glance-usage-response.json")
+    for name, used in (("image_count_total", len(live)), ("image_size_total", size // MIB),
+                       ("image_stage_total", 0), ("image_count_uploading", uploading)):
+        doc["usage"][name] = {"limit": limits.get(name, -1), "usage": used}
+    return 200, {}, doc
 
 
 # ---- Nova -----------------------------------------------------------------------
 
+_ACTIONS_PATH = re.compile(r"^/v2\.1/servers/([^/]+)/os-instance-actions$")
+
+
+def _microversion(fake, service) -> Tuple[int, int]:
+    """The microversion a request asked for ("OpenStack-API-Version: compute 2.58"); 2.1 when none."""
+    headers = getattr(fake._tls, "headers", None) or {}
+    raw = headers.get("OpenStack-API-Version") or ""
+    parts = raw.split()
+    if len(parts) == 2 and parts[0] == service:
+        major, minor = parts[1].split(".")
+        return int(major), int(minor)
+    return 2, 1
+
+
 def _nova(fake, rest, query, base, link):
     if rest == "/v2.1/servers/detail":
         return _nova_servers(fake, query, base, link)
+    m = _ACTIONS_PATH.match(rest)
+    if m:
+        return _nova_actions(fake, m.group(1), query)
     if rest == "/v2.1/limits":
         return 200, {}, {"limits": {"rate": [], "absolute": {
             "maxServerMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
@@ -734,25 +878,20 @@ def _nova(fake, rest, query, base, link):
 
 
 def _nova_server(oid, o, base):
+    """A server in the shape of Nova's api-ref sample (v2.96 servers-details-resp.json)."""
+    doc = json.loads(json.dumps(sample("nova-v2.96-servers-details-resp.json")["servers"][0]))
     image = o.get("image", "")
     image_ref = {"id": image, "links": [{"rel": "bookmark", "href": f"{base}/compute/images/{image}"}]} \
         if image else ""      # boot from volume: Nova returns an empty string
-    return {"id": oid, "name": o.get("name"), "status": o.get("status", "ACTIVE"),
-            "tenant_id": o["project"], "user_id": "u" * 32, "metadata": {}, "hostId": "h" * 56,
-            "image": image_ref, "flavor": {"vcpus": 1, "ram": 2048, "disk": 20, "ephemeral": 0,
-                                           "swap": 0, "original_name": "m1.small", "extra_specs": {}},
-            "created": iso(o["created_at"]), "updated": iso(o["updated_at"]),
-            "addresses": {}, "accessIPv4": "", "accessIPv6": "", "progress": 0,
-            "links": [{"rel": "self", "href": f"{base}/compute/v2.1/servers/{oid}"}],
-            "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": "nova",
-            "config_drive": "", "key_name": None, "OS-SRV-USG:launched_at": iso(o["created_at"]),
-            "OS-SRV-USG:terminated_at": None, "security_groups": [{"name": "default"}],
-            "OS-EXT-STS:task_state": o.get("task_state"),
-            "OS-EXT-STS:vm_state": o.get("vm_state", "active"), "OS-EXT-STS:power_state": 1,
-            "os-extended-volumes:volumes_attached": [
-                {"id": v, "delete_on_termination": False} for v in o.get("volumes", [])],
-            "locked": False, "locked_reason": None, "description": None, "tags": [],
-            "trusted_image_certificates": None, "server_groups": []}
+    doc.update({"id": oid, "name": o.get("name"), "status": o.get("status", "ACTIVE"),
+                "tenant_id": o["project"], "image": image_ref,
+                "created": iso(o["created_at"]), "updated": iso(o["updated_at"]),
+                "links": [{"rel": "self", "href": f"{base}/compute/v2.1/servers/{oid}"}],
+                "OS-EXT-STS:task_state": o.get("task_state"),
+                "OS-EXT-STS:vm_state": o.get("vm_state", "active"),
+                "os-extended-volumes:volumes_attached": [
+                    {"id": v, "delete_on_termination": False} for v in o.get("volumes", [])]})
+    return doc
 
 
 def _nova_servers(fake, query, base, link):
@@ -762,9 +901,55 @@ def _nova_servers(fake, query, base, link):
     page, limit, more = _page(ids, query, MAX_LIMIT)
     doc = {"servers": [_nova_server(i, objs[i], base) for i in page]}
     if more or link == "loop":
-        href = f"{base}/compute/v2.1/servers/detail?" + _next_query(query, page, limit, link)
+        href = f"{INTERNAL_HOST}/v2.1/servers/detail?" + _next_query(query, page, limit, link)
         doc["servers_links"] = [{"rel": "next", "href": href}]
     return 200, {}, doc
+
+
+def _nova_actions(fake, server_id, query):
+    """GET /servers/{id}/os-instance-actions as Nova answers it (v2.58 sample shape).
+
+    Newest first; changes-since (2.58+) keeps actions updated at or after it.
+    A server's ``actions`` are {"action", "start", "end", "error"} with times
+    as offsets from the scenario's start. message is "Error" when an event
+    of the action failed (nova.db action_event_finish).
+    """
+    version = _microversion(fake, "compute")
+    top = tuple(int(x) for x in fake.nova_max_microversion.split("."))
+    if version > top:
+        raise _HttpError(406, f"Version {version[0]}.{version[1]} is not supported by the API.")
+    with fake._lock:
+        srv = fake._state["servers"].get(server_id)
+    if srv is None or not _visible(fake, srv, {}, "all_tenants"):
+        raise _HttpError(404, f"Instance {server_id} could not be found.")
+    start = fake.scenario.start
+    template = sample("nova-v2.58-instance-actions-list-resp.json")["instanceActions"][0]
+    since = query.get("changes-since")
+    if since is not None and version < (2, 58):
+        raise _HttpError(400, "Additional properties are not allowed ('changes-since' was unexpected)")
+    actions = []
+    for i, a in enumerate(srv.get("actions") or ()):
+        begun = start + parse_offset(a["start"])
+        ended = start + parse_offset(a.get("end", a["start"]))
+        if begun > fake.clock():
+            continue
+        doc = dict(template)
+        doc.update({"action": a["action"], "instance_uuid": server_id, "project_id": srv["project"],
+                    "request_id": f"req-{uuid.UUID(int=i + 1)}", "message": "Error" if a.get("error") else None,
+                    "start_time": iso(begun, naive_micro=True), "updated_at": iso(ended, naive_micro=True)})
+        if version < (2, 58):
+            doc.pop("updated_at", None)
+        if since is None or ended >= _parse_iso(since):
+            actions.append((begun, doc))
+    actions.sort(key=lambda t: t[0], reverse=True)
+    return 200, {}, {"instanceActions": [d for _, d in actions]}
+
+
+def _parse_iso(value):
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    dt = datetime.fromisoformat(value)
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
 # ---- Cinder ---------------------------------------------------------------------
@@ -777,13 +962,15 @@ def _cinder(fake, rest, query, base, link):
 
 
 def _cinder_snapshot(oid, o):
-    return {"id": oid, "name": o.get("name"), "description": None, "status": o.get("status", "available"),
-            "size": o.get("size_gb", 10), "volume_id": o.get("volume", ""), "metadata": {},
-            "created_at": iso(o["created_at"], naive_micro=True),
-            "updated_at": iso(o["updated_at"], naive_micro=True),
-            "os-extended-snapshot-attributes:progress": o.get("progress", "100%"),
-            "os-extended-snapshot-attributes:project_id": o["project"],
-            "user_id": "u" * 32, "group_snapshot_id": None, "consumes_quota": True}
+    """A snapshot in the shape of Cinder's api-ref sample (v3.65 snapshots-list-detailed-response.json)."""
+    doc = dict(sample("cinder-v3.65-snapshots-list-detailed-response.json")["snapshots"][0])
+    doc.update({"id": oid, "name": o.get("name"), "description": None, "status": o.get("status", "available"),
+                "size": o.get("size_gb", 10), "volume_id": o.get("volume", ""), "metadata": {},
+                "created_at": iso(o["created_at"], naive_micro=True),
+                "updated_at": iso(o["updated_at"], naive_micro=True),
+                "os-extended-snapshot-attributes:progress": o.get("progress", "100%"),
+                "os-extended-snapshot-attributes:project_id": o["project"]})
+    return doc
 
 
 def _cinder_snapshots(fake, query, base, link):
@@ -796,6 +983,6 @@ def _cinder_snapshots(fake, query, base, link):
     doc = {"snapshots": [_cinder_snapshot(i, objs[i]) for i in page]}
     if more or link == "loop":
         pid = fake.scenario.project_id
-        href = f"{base}/volume/v3/{pid}/snapshots/detail?" + _next_query(query, page, limit, link)
+        href = f"{INTERNAL_HOST}/v3/{pid}/snapshots/detail?" + _next_query(query, page, limit, link)
         doc["snapshots_links"] = [{"rel": "next", "href": href}]
     return 200, {}, doc
