@@ -1,0 +1,149 @@
+"""One request on aiohttp: headers, basic auth, --web.max-requests, then the
+WSGI app (landing page, health, /metrics) on a bounded thread pool.
+
+The app stays WSGI: it is small, synchronous (a host scrape may wait on a
+slow mount for up to mount_timeout) and tested on its own; here it is called
+with a minimal environ and its chunks are written one after the other (the
+cached cloud part is megabytes: never joined per scrape).
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional
+
+from aiohttp import web
+
+from .web_auth import REALM, BasicAuth, basic_credentials
+
+log = logging.getLogger(__name__)
+
+WRITE_TIMEOUT = 60.0       # seconds to write one response to a client that does not read
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade"}
+_TEXT = "text/plain; charset=utf-8"
+
+
+class Handler:
+    def __init__(self, app, auth: Optional[BasicAuth] = None, headers: Optional[Dict[str, str]] = None,
+                 max_requests: int = 40, scheme: str = "http"):
+        self.app, self.auth, self.headers, self.scheme = app, auth, dict(headers or {}), scheme
+        self.max_requests = max_requests          # 0: no limit
+        self.in_flight = 0
+        self.pool = ThreadPoolExecutor(max_requests or 64, thread_name_prefix="http")
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.auth is not None:
+            self.auth.close()
+
+    def _plain(self, status: int, text: str, **extra) -> web.Response:
+        resp = web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
+        resp.headers.update(extra)
+        resp.headers.update(self.headers)
+        return resp
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        conn.busy += 1
+        try:
+            return await self._handle(request)
+        finally:
+            conn.busy -= 1
+            conn.served += 1
+            conn.waiting_since = conn.serving.loop.time()
+
+    async def _handle(self, request):
+        if self.auth is not None:
+            denied = await self._authenticate(request)
+            if denied is not None:
+                return denied
+        if self.max_requests and self.in_flight >= self.max_requests:
+            return self._plain(503, f"Too many concurrent requests ({self.max_requests}, --web.max-requests); "
+                                    "retry\n", **{"Retry-After": "1"})
+        self.in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            try:
+                status, headers, chunks = await loop.run_in_executor(self.pool, self._call, _environ(request,
+                                                                                                     self.scheme))
+            except Exception as e:  # noqa: BLE001 - one line per failed request, the traceback at debug
+                log.error("error serving %s %s: %s: %s", request.method, request.path, type(e).__name__, e)
+                log.debug("traceback", exc_info=True)
+                resp = self._plain(500, "Internal Server Error\n")
+                resp.force_close()
+                return resp
+            code, _, reason = status.partition(" ")
+            resp = web.StreamResponse(status=int(code), reason=reason or None)
+            for k, v in headers:
+                if k.lower() not in _HOP_BY_HOP:
+                    resp.headers.add(k, v)
+            resp.headers.update(self.headers)
+            resp.content_length = sum(len(c) for c in chunks)
+
+            async def write():
+                await resp.prepare(request)
+                if request.method != "HEAD":
+                    for chunk in chunks:
+                        await resp.write(chunk)
+                await resp.write_eof()
+            await asyncio.wait_for(write(), WRITE_TIMEOUT)     # a client that does not read is cut off
+            return resp
+        finally:
+            self.in_flight -= 1
+
+    async def _authenticate(self, request) -> Optional[web.Response]:
+        creds = basic_credentials(request.headers.get("Authorization"))
+        if creds is not None and self.auth.remembered(*creds):
+            return None
+        if creds is not None:
+            if not self.auth.try_reserve():
+                return self._plain(503, "Too many logins being checked; retry\n", **{"Retry-After": "1"})
+            try:
+                ok = await asyncio.get_running_loop().run_in_executor(self.auth.pool, self.auth.check_slow, *creds)
+            finally:
+                self.auth.release()
+            if ok:
+                return None
+        return self._plain(401, "Unauthorized\n", **{"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+    def _call(self, environ):
+        out = {}
+
+        def start_response(status, headers, exc_info=None):
+            out["status"], out["headers"] = status, headers
+            return out.setdefault("written", []).append
+        result = self.app(environ, start_response)
+        try:
+            chunks = out.get("written", []) + [c for c in result if c]
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return out["status"], out["headers"], chunks
+
+
+def _environ(request, scheme: str) -> dict:
+    host, port = (request.transport.get_extra_info("sockname") or ("", 0))[:2]
+    env = {
+        "REQUEST_METHOD": request.method,
+        "PATH_INFO": request.path,
+        "QUERY_STRING": request.query_string,
+        "SERVER_PROTOCOL": f"HTTP/{request.version.major}.{request.version.minor}",
+        "SERVER_NAME": str(host), "SERVER_PORT": str(port),
+        "REMOTE_ADDR": request.remote or "",
+        "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+        "CONTENT_LENGTH": "",
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scheme,
+        "wsgi.input": io.BytesIO(b""),      # no endpoint takes a body; aiohttp discards it
+        "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for k, v in request.headers.items():
+        key = "HTTP_" + k.upper().replace("-", "_")
+        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+            continue
+        env[key] = f"{env[key]},{v}" if key in env else v
+    return env
