@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import requests
-from requests.adapters import HTTPAdapter
+from .http_deadline import DeadlineAdapter
 from linode_api4 import Event, Image as LinodeImage, LinodeClient, and_, or_
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
@@ -86,7 +86,7 @@ class _Pagination(Exception):
     """The pages of a listing do not add up."""
 
 
-class _BoundedAdapter(HTTPAdapter):
+class _BoundedAdapter(DeadlineAdapter):
     """Gives every request a timeout and no retries.
 
     linode_api4 passes no timeout (requests would wait forever) and retries
@@ -95,7 +95,7 @@ class _BoundedAdapter(HTTPAdapter):
     """
 
     def __init__(self, timeout: float):
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, deadline=timeout)      # deadline: the whole response
         self._timeout = timeout
 
     def send(self, request, **kwargs):

@@ -39,6 +39,7 @@ from ..config import CloudConfig
 from ..errors import SourceError
 from ..models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
 from ..profiles import Profile
+from .http_deadline import DeadlineAdapter
 
 PAGE_SIZE = 1000          # the services' default maximum page (api_limit_max, osapi_max_limit)
 MAX_PAGES = 1000          # per listing: a next chain longer than this is runaway pagination
@@ -178,6 +179,9 @@ class OpenStackSource:
             self._conn = openstack.connect(
                 cloud=self.cfg.cloud or None, api_timeout=self.cfg.request_timeout,
                 app_name="imaging-exporter", app_version=__version__)
+            # request_timeout for each whole response too, not only each read (a dripping API).
+            for scheme in ("https://", "http://"):
+                self._conn.session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
         return self._conn
 
     def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,
