@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Dict, Optional
 
 from . import state_schema
 from .errors import ConfigError
+from .yamlfile import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +78,6 @@ def write_atomic(path: str, data: bytes) -> None:
             os.close(dfd)
     except OSError:
         pass
-
-
-def read_regular_file(path: str, limit: int) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes.
-
-    Opened non-blocking and checked with fstat before any read, so a FIFO,
-    a device (/dev/zero) or a directory is an error at once, never a hang
-    or an endless read. FileNotFoundError passes through; other problems
-    are OSError or ValueError with a message for the operator."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("is not a regular file")
-        if st.st_size > limit:
-            raise ValueError(f"is {st.st_size:,} bytes, more than the {limit:,} allowed")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > limit:
-                raise ValueError(f"is more than the {limit:,} bytes allowed")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _no_constants(name):

@@ -540,7 +540,7 @@ BAD = {
     "missing_cert": ("tls_server_config: {cert_file: /nonexistent.crt, key_file: '{key}'}\n",
                      "tls_server_config.cert_file: cannot read /nonexistent.crt: No such file or directory"),
     "cert_is_directory": ("tls_server_config: {cert_file: /tmp, key_file: '{key}'}\n",
-                          "tls_server_config.cert_file: cannot read /tmp: Is a directory"),
+                          "tls_server_config.cert_file: cannot read /tmp: is not a regular file"),
     "missing_key": ("tls_server_config: {cert_file: '{crt}', key_file: /nonexistent.key}\n",
                     "tls_server_config.key_file: cannot read /nonexistent.key"),
     "key_does_not_match": ("tls_server_config: {cert_file: '{crt}', key_file: '{client_key}'}\n",
