@@ -33,9 +33,9 @@ def build_parser():
     p.add_argument("--web.listen-address", dest="listen_address", action="append", metavar="ADDRESS",
                    help="Address to listen on for the web interface and telemetry (default :9847); "
                         "repeat it to listen on several, as node_exporter does.")
-    p.add_argument("--web.max-requests", dest="max_requests", type=int, default=40, metavar="N",
-                   help="Requests answered at once; more get 503 (default 40, 0: no limit), "
-                        "as node_exporter's flag.")
+    p.add_argument("--web.max-requests", dest="max_requests", type=int, default=64, metavar="N",
+                   help="Requests answered at once; more get 503 (default 64, 0: no limit), "
+                        "like node_exporter's flag.")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
                    help="Path under which to expose metrics (default /metrics).")
     p.add_argument("--web.config.file", dest="web_config_file", default="", metavar="FILE",

@@ -46,7 +46,9 @@ FIRST_REQUEST_TIMEOUT = 10.0  # seconds a new connection may stay silent
 # Go's idle-connection timeout (90 s), so Prometheus closes first and never
 # sends a scrape on a connection we are closing.
 KEEPALIVE_TIMEOUT = 120.0
-DEFAULT_MAX_REQUESTS = 40    # node_exporter's --web.max-requests default
+# node_exporter's --web.max-requests defaults to 40; 64 here so that 50
+# concurrent scrapers (bench/load.py) are all answered.
+DEFAULT_MAX_REQUESTS = 64
 FD_RESERVE = 64              # descriptors kept for state, cloud APIs, mounts
 EMFILE_PAUSE = 0.5           # seconds without accepting after EMFILE
 SWEEP_INTERVAL = 0.5
@@ -124,6 +126,8 @@ class _Connection(web_protocol.RequestHandler):
         return self.head_since if self.head_since is not None else self.waiting_since
 
     def drop(self):
+        # Out of the count at once: connection_lost comes a loop turn later.
+        self.serving.conns.discard(self)
         if self.transport is not None:
             self.transport.abort()
 
@@ -131,16 +135,19 @@ class _Connection(web_protocol.RequestHandler):
 class _Pending:
     """An accepted socket not yet handed to aiohttp (TLS sniff or handshake)."""
 
-    def __init__(self, sock, since):
-        self.sock, self.waiting_since, self.task, self.busy = sock, since, None, 0
+    def __init__(self, serving, sock, since):
+        self.serving, self.sock, self.waiting_since, self.task, self.busy = serving, sock, since, None, 0
 
     def since(self):
         return self.waiting_since
 
     def drop(self):
+        self.serving.pending.pop(self.sock, None)
         if self.task is not None:
             self.task.cancel()
         else:
+            with contextlib.suppress(ValueError, OSError):
+                self.serving.loop.remove_reader(self.sock.fileno())
             self.sock.close()
 
 
@@ -262,7 +269,7 @@ class Server:
         return True
 
     def _start(self, sock):
-        p = _Pending(sock, self.loop.time())
+        p = _Pending(self, sock, self.loop.time())
         self.pending[sock] = p
         if self.tls is None:
             self._hand_over(p, None)

@@ -28,11 +28,12 @@ _TEXT = "text/plain; charset=utf-8"
 
 class Handler:
     def __init__(self, app, auth: Optional[BasicAuth] = None, headers: Optional[Dict[str, str]] = None,
-                 max_requests: int = 40, scheme: str = "http"):
+                 max_requests: int = 64, scheme: str = "http"):
         self.app, self.auth, self.headers, self.scheme = app, auth, dict(headers or {}), scheme
         self.max_requests = max_requests          # 0: no limit
         self.in_flight = 0
-        self.pool = ThreadPoolExecutor(max_requests or 64, thread_name_prefix="http")
+        # Rendering is CPU-bound under the GIL: more threads than this only add switching.
+        self.pool = ThreadPoolExecutor(min(max_requests or 32, 32), thread_name_prefix="http")
 
     def close(self):
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -130,7 +131,7 @@ def _environ(request, scheme: str) -> dict:
     env = {
         "REQUEST_METHOD": request.method,
         "PATH_INFO": request.path,
-        "QUERY_STRING": request.query_string,
+        "QUERY_STRING": request.raw_path.partition("?")[2],      # raw, as WSGI wants it
         "SERVER_PROTOCOL": f"HTTP/{request.version.major}.{request.version.minor}",
         "SERVER_NAME": str(host), "SERVER_PORT": str(port),
         "REMOTE_ADDR": request.remote or "",
