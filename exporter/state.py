@@ -184,7 +184,8 @@ class State:
                 write_atomic(self.path, payload)
                 self._dirty = False
                 self._last_write = now
-                self.problem = ""
+                if self.problem.startswith("cannot write"):
+                    self.problem = ""
             except (OSError, ValueError) as e:
                 msg = f"cannot write state file {self.path}: {getattr(e, 'strerror', None) or e}"
                 if msg != self.problem:

@@ -35,8 +35,11 @@ def depth(obj, limit: int = MAX_DEPTH) -> int:
 
 
 def _number(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(v) and -MAX_NUMBER < v < MAX_NUMBER)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(v, int):          # compared as an int: a 400-digit one does not fit a float
+        return -MAX_NUMBER < v < MAX_NUMBER
+    return math.isfinite(v) and -MAX_NUMBER < v < MAX_NUMBER
 
 
 def _string(v) -> bool:
