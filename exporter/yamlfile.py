@@ -28,16 +28,19 @@ MAX_DEPTH = 32
 MAX_INT = 2 ** 63
 
 
-def read_regular_file(path: str, limit: int) -> bytes:
+def read_regular_file(path: str, limit: int, allow_devnull: bool = False) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes.
 
     Opened non-blocking and checked with fstat before any read, so a FIFO,
     a device (/dev/zero) or a directory is an error at once, never a hang
     or an endless read. FileNotFoundError and other OSErrors pass through;
-    a file that is not regular or too big is a ValueError saying so."""
+    a file that is not regular or too big is a ValueError saying so.
+    allow_devnull: /dev/null reads as empty (``--config.file=/dev/null``)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
+        if allow_devnull and stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
+            return b""
         if not stat.S_ISREG(st.st_mode):
             raise ValueError("is not a regular file")
         if st.st_size > limit:
@@ -135,7 +138,7 @@ def decode_utf8(raw: bytes) -> str:
 def load(path: str, what: str = "config file") -> Any:
     """The YAML document in ``path``; ConfigError (one line) for anything wrong."""
     try:
-        text = decode_utf8(read_regular_file(path, MAX_BYTES))
+        text = decode_utf8(read_regular_file(path, MAX_BYTES, allow_devnull=True))
     except ValueError as e:
         raise ConfigError(f"{path}: cannot read {what}: it {e}") from None
     except OSError as e:
