@@ -9,10 +9,11 @@ idle clients cost memory, not threads; aiohttp's C parser frames requests
 app (landing page, health, /metrics) runs on a bounded thread pool.
 
 What is ours, around it:
-- the accept loop: a cap on open connections derived from RLIMIT_NOFILE;
-  past it, the connection that has waited longest for a request head is
-  closed to make room (a scrape sends its head at once, a slow-loris
-  client never does); EMFILE pauses accepting with one log line;
+- a cap on open connections derived from RLIMIT_NOFILE; past it, the
+  connection that has waited longest for a request head is closed to make
+  room (a scrape sends its head at once, a slow-loris client never does);
+  EMFILE pauses accepting (asyncio's accept loop does, for a second) with
+  one log line a minute at most;
 - a deadline for a whole request head (HEAD_TIMEOUT from its first byte);
 - --web.max-requests: requests being answered at once, 503 past it;
 - TLS: the first byte tells a TLS ClientHello from plain HTTP, which gets
@@ -29,6 +30,7 @@ import resource
 import socket
 import ssl
 import threading
+import time
 from typing import Dict, List, Optional, Sequence, Union
 
 from aiohttp import web_protocol, web_server
@@ -174,7 +176,7 @@ class Server:
         self._shutdown_requested = threading.Event()
         self._running = threading.Event()
         self._done = threading.Event()
-        self._no_fds_logged = False
+        self._no_fds_logged = float("-inf")
         self._factory = None
 
     # -- the loop ----------------------------------------------------------------
@@ -191,19 +193,28 @@ class Server:
 
     async def _serve(self, loop):
         self.loop, self._stopped = loop, asyncio.Event()
-        loop.set_exception_handler(lambda _loop, ctx: log.debug("event loop: %s", ctx.get("message")))
+        loop.set_exception_handler(self._loop_error)
         manager = web_server.Server(self.handler.handle, loop=loop)
         self._factory = lambda: _Connection(manager, self, loop=loop, keepalive_timeout=KEEPALIVE_TIMEOUT,
                                             access_log=None, lingering_time=2.0, max_field_size=16384)
+        servers = []
         for s in self.sockets:
-            loop.add_reader(s.fileno(), self._accept, s)
+            if self.tls is None:
+                # asyncio's own accept loop: it pauses a second on EMFILE (reported
+                # to _loop_error); the cap is applied in connected().
+                servers.append(await loop.create_server(self._factory, sock=s, backlog=1024))
+            else:
+                loop.add_reader(s.fileno(), self._accept, s)
         sweeper = loop.create_task(self._sweep())
         if self._shutdown_requested.is_set():
             self._stopped.set()
         await self._stopped.wait()
         sweeper.cancel()
-        for s in self.sockets:
-            loop.remove_reader(s.fileno())
+        for server in servers:
+            server.close()
+        if self.tls is not None:
+            for s in self.sockets:
+                loop.remove_reader(s.fileno())
         for c in list(self.conns) + list(self.pending.values()):
             c.drop()
         await asyncio.sleep(0)
@@ -239,19 +250,22 @@ class Server:
                 elif e.errno not in (errno.ECONNABORTED, errno.EPROTO):
                     log.debug("accept failed: %s", e)
                 return
-            self._no_fds_logged = False
             sock.setblocking(False)
             if len(self.conns) + len(self.pending) >= self.max_connections and not self._evict_one():
                 _send_and_close(sock, _FULL)
                 continue
             self._start(sock)
 
-    def _out_of_descriptors(self, lsock, e):
-        if not self._no_fds_logged:
+    def _out_of_descriptors_logged(self, e):
+        now = time.monotonic()
+        if now - self._no_fds_logged >= 60.0:          # one line a minute at most
             log.warning("out of file descriptors (%s) with %d connections open: closing the longest-waiting "
-                        "one and pausing new connections for %.1fs; raise LimitNOFILE", e.strerror,
-                        len(self.conns) + len(self.pending), EMFILE_PAUSE)
-            self._no_fds_logged = True
+                        "one and pausing new connections; raise LimitNOFILE", e.strerror,
+                        len(self.conns) + len(self.pending))
+            self._no_fds_logged = now
+
+    def _out_of_descriptors(self, lsock, e):
+        self._out_of_descriptors_logged(e)
         self._evict_one()
         self.loop.remove_reader(lsock.fileno())
         self.loop.call_later(EMFILE_PAUSE, self._resume, lsock)
@@ -305,7 +319,19 @@ class Server:
         p.task = self.loop.create_task(connect())
 
     def connected(self, conn):
+        if len(self.conns) + len(self.pending) >= self.max_connections and not self._evict_one():
+            conn.transport.write(_FULL)
+            conn.transport.close()
+            return
         self.conns.add(conn)
+
+    def _loop_error(self, loop, context):
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _NO_FDS:
+            self._out_of_descriptors_logged(exc)
+            self._evict_one()
+            return
+        log.debug("event loop: %s: %s", context.get("message"), exc)
 
     # -- deadlines -----------------------------------------------------------------
 
