@@ -53,7 +53,7 @@ KEEPALIVE_TIMEOUT = 120.0
 DEFAULT_MAX_REQUESTS = 64
 FD_RESERVE = 64              # descriptors kept for state, cloud APIs, mounts
 EMFILE_PAUSE = 0.5           # seconds without accepting after EMFILE
-SWEEP_INTERVAL = 0.5
+SWEEP_INTERVAL = 2.0         # deadlines are checked this often (and the idle loop wakes no more)
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
