@@ -315,3 +315,85 @@ def _try(port, headers):
         return _scrape(port, 1, headers=headers)[0]
     except OSError:
         return None
+
+
+EMFILE_SERVER = r"""
+import logging, sys
+from exporter import web
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+web.FD_RESERVE = -1000          # a cap above the descriptor limit: EMFILE itself must be handled
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\n"]
+web.make_server("127.0.0.1:" + sys.argv[1], app).serve_forever()
+"""
+
+
+def test_emfile_backs_off_with_one_log_line_and_keeps_serving(tmp_path, many_fds):
+    """Past the descriptor limit (here 64), accept fails with EMFILE: the server must not
+    spin, must say so once, and must make room by closing the longest-waiting connection."""
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(["prlimit", "--nofile=64:64", "--", sys.executable, "-c", EMFILE_SERVER, str(port)],
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
+    idle = []
+    try:
+        _wait_listening(proc, port)
+        for _ in range(120):
+            with contextlib.suppress(OSError):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        cpu0, _ = _proc_stat(proc.pid)
+        t0 = time.monotonic()
+        statuses = []
+        for _ in range(5):
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                statuses.append((_scrape(port, timeout=5)[0], round(time.monotonic() - started, 2)))
+        wall = time.monotonic() - t0
+        cpu1, _ = _proc_stat(proc.pid)
+        assert [s for s, _ in statuses] == [200] * 5, statuses
+        assert (cpu1 - cpu0) / wall < 0.8, "the accept loop must not spin on EMFILE"
+    finally:
+        for s in idle:
+            s.close()
+        stop_process(proc)
+        log.close()
+    text = (tmp_path / "server.log").read_text(errors="replace")
+    assert text.count("out of file descriptors") == 1, text[-2000:]
+    assert "Traceback" not in text
+
+
+def test_a_head_that_never_ends_is_cut_at_the_deadline(monkeypatch):
+    from exporter import web
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(web, "SWEEP_INTERVAL", 0.2)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
+    server = make_server("127.0.0.1:0", app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            started, closed = time.monotonic(), False
+            for i in range(40):                      # a header line every 0.1 s, for at most 4 s
+                try:
+                    s.sendall(b"X-Drip-%d: x\r\n" % i)
+                    s.settimeout(0.1)
+                    if s.recv(1) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            took = time.monotonic() - started
+        assert closed and 0.9 < took < 2.5, (closed, took)
+        assert _scrape(port)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
