@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -95,13 +96,15 @@ def _run(args, timeout=20):
                           env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/zero"])
 def test_state_path_that_is_not_a_file_is_refused_with_exit_2_and_left_alone(tmp_path, kind):
     state = tmp_path / "state.json"
     if kind == "fifo":
         os.mkfifo(state)
-    else:
+    elif kind == "directory":
         state.mkdir()
+    else:
+        state = pathlib.Path("/dev/zero")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"state_file: {state}\n")
     started = time.monotonic()
@@ -109,7 +112,7 @@ def test_state_path_that_is_not_a_file_is_refused_with_exit_2_and_left_alone(tmp
     assert time.monotonic() - started < 15
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "not a regular file" in r.stderr and "Traceback" not in r.stderr
-    assert state.exists() and (state.is_fifo() if kind == "fifo" else state.is_dir())
+    assert state.is_fifo() if kind == "fifo" else state.is_dir() if kind == "directory" else state.is_char_device()
 
 
 def test_exporter_starts_with_a_deeply_nested_state_file(tmp_path):

@@ -210,6 +210,29 @@ def host_exporter(tmp_path_factory):
     log.close()
 
 
+def test_50_concurrent_scrapers_get_no_errors(host_exporter):
+    """What held before must hold: 50 scrapers at once (here for 3 s), 0 errors."""
+    port, _ = host_exporter
+    deadline = time.monotonic() + 3.0
+    results, lock = [], threading.Lock()
+
+    def scraper():
+        while time.monotonic() < deadline:
+            try:
+                status = _scrape(port, timeout=10)[0]
+            except OSError as e:
+                status = repr(e)
+            with lock:
+                results.append(status)
+    workers = [threading.Thread(target=scraper) for _ in range(50)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    errors = [r for r in results if r != 200]
+    assert len(results) > 100 and not errors, (len(results), errors[:5])
+
+
 def test_accept_headers_never_500_and_stay_in_the_fixed_formats(host_exporter):
     """Case 2 at the HTTP level (the cache side is in test_hostile_data.py)."""
     port, tmp_path = host_exporter
