@@ -213,3 +213,57 @@ def test_sigterm_with_four_hung_clouds_saves_state_and_exits_within_5s(exporter_
         assert state["high_water"], "the high-water marks were saved"
         log = exp.log()
         assert "received signal SIGTERM" in log and "Traceback" not in log
+
+
+class HugeServer(DrippingServer):
+    """Answers with a 100 MB body as fast as loopback allows (chunked: no length up front)."""
+
+    def _drip(self, conn):
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            block = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
+            for _ in range(100):
+                if self.stop.is_set():
+                    return
+                conn.sendall(block)
+            conn.sendall(b"0\r\n\r\n")
+
+
+def test_a_100_mb_answer_is_cut_off_not_held(monkeypatch):
+    import resource
+    server = HugeServer()
+    try:
+        monkeypatch.setenv("LINODE_TOKEN", "huge-token")
+        cfg = CloudConfig(name="huge", provider="linode", api_url=server.url + "/v4", request_timeout=20)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        poller, elapsed = _timed_failure(LinodeSource(cfg, profiles.get("linode")))
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert poller.health.up is False and sum(poller.health.errors.values()) == 1
+        assert poller.health.errors == {"malformed": 1} and "more than" in poller.health.last_error
+        assert grew < 150, f"peak memory grew {grew:.0f} MiB for a 100 MB answer"
+    finally:
+        server.close()
+
+
+def test_a_100_mb_identity_answer_is_cut_off_for_openstack(tmp_path, monkeypatch):
+    server = HugeServer()
+    try:
+        clouds = tmp_path / "clouds.yaml"
+        clouds.write_text(yaml.safe_dump({"clouds": {"huge": {
+            "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
+            "auth": {"auth_url": server.url + "/identity/v3", "username": "u", "password": "p",
+                     "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        cfg = CloudConfig(name="huge", provider="openstack", cloud="huge", request_timeout=20)
+        poller, _ = _timed_failure(OpenStackSource(cfg, profiles.get("openstack")))
+        assert poller.health.errors == {"malformed": 1}, poller.health
+        assert "more than" in poller.health.last_error
+    finally:
+        server.close()

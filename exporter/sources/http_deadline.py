@@ -11,6 +11,10 @@ SDK already uses; nothing in the SDK is patched) that:
   wrappers (keystoneauth, linode_api4's callers) report as a timeout.
 One source uses one session from one thread, so every socket of the
 adapter belongs to the request in progress.
+
+It also bounds each answer's size (MAX_RESPONSE_BYTES): the largest real
+page (1,000 Glance images or Nova servers) is a few MB, and a 100 MB
+answer would otherwise be held and decoded whole (311 MB peak).
 """
 from __future__ import annotations
 
@@ -23,6 +27,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class ResponseTooLarge(requests.exceptions.ConnectionError):
+    """An answer past MAX_RESPONSE_BYTES; the connection is dropped (a ConnectionError,
+    so both SDKs' wrappers treat it as a failed request, not a bug)."""
 
 
 class DeadlineAdapter(HTTPAdapter):
@@ -80,7 +92,7 @@ class DeadlineAdapter(HTTPAdapter):
         try:
             response = super().send(request, stream=True, timeout=timeout, **kwargs)
             if not stream:
-                response.content          # the body, under the same deadline
+                _read_bounded(response, request)    # the body, under the same deadline
             return response
         except Exception:
             if expired.is_set():
@@ -89,3 +101,21 @@ class DeadlineAdapter(HTTPAdapter):
             raise
         finally:
             timer.cancel()
+
+
+def _read_bounded(response, request) -> None:
+    """Read the body now, at most MAX_RESPONSE_BYTES, as requests' ``content`` would."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        response.close()
+        raise ResponseTooLarge(f"the answer is {int(declared):,} bytes, more than {MAX_RESPONSE_BYTES:,}",
+                               request=request)
+    chunks, total = [], 0
+    for chunk in response.iter_content(1 << 20):
+        total += len(chunk)
+        if total > MAX_RESPONSE_BYTES:
+            response.close()
+            raise ResponseTooLarge(f"the answer is more than {MAX_RESPONSE_BYTES:,} bytes", request=request)
+        chunks.append(chunk)
+    # What Response.content stores once read (requests has no public setter).
+    response._content = b"".join(chunks)

@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import requests
-from .http_deadline import DeadlineAdapter
+from .http_deadline import DeadlineAdapter, ResponseTooLarge
 from linode_api4 import Event, Image as LinodeImage, LinodeClient, and_, or_
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
@@ -350,6 +350,8 @@ def _classify(exc: Exception, timeout: float) -> Optional[Tuple[str, str]]:
     """(reason, detail) for an exception from one API step; None when it is not the API's doing."""
     if isinstance(exc, requests.Timeout):
         return "timeout", f"{_request_line(exc.request)}: no answer within {timeout:g} s"
+    if isinstance(exc, ResponseTooLarge):
+        return "malformed", f"{_request_line(exc.request)}: {exc}"
     if isinstance(exc, requests.ConnectionError):
         return "connection", f"{_request_line(exc.request)}: {_os_reason(exc)}"
     if isinstance(exc, ApiError):

@@ -39,7 +39,7 @@ from ..config import CloudConfig
 from ..errors import SourceError
 from ..models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
 from ..profiles import Profile
-from .http_deadline import DeadlineAdapter
+from .http_deadline import DeadlineAdapter, ResponseTooLarge
 
 PAGE_SIZE = 1000          # the services' default maximum page (api_limit_max, osapi_max_limit)
 MAX_PAGES = 1000          # per listing: a next chain longer than this is runaway pagination
@@ -449,6 +449,9 @@ def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
     chain is searched: timeouts first, then connection and HTTP errors.
     """
     chain = _chain(exc)
+    too_large = [e for e in chain if isinstance(e, ResponseTooLarge)]
+    if too_large:
+        return "malformed", str(too_large[0])
     if any(_is_timeout(e) for e in chain):
         return "timeout", f"no answer within {cfg.request_timeout:g}s"
     if any(isinstance(e, ksa_exc.SSLError) for e in chain):
