@@ -117,12 +117,11 @@ class _Connection(web_protocol.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data):
-        before = self._request_count
-        super().data_received(data)
-        if self._request_count > before:
-            self.head_since = None
-        elif self.head_since is None:
+        # The first bytes of a head start its deadline; the handler clears it
+        # (Handler.handle) once aiohttp has parsed the whole head.
+        if self.head_since is None and not self.busy:
             self.head_since = self.serving.loop.time()
+        super().data_received(data)
 
     def since(self) -> float:
         return self.head_since if self.head_since is not None else self.waiting_since

@@ -56,6 +56,7 @@ class Handler:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         conn = request.protocol
+        conn.head_since = None           # the head is complete: its deadline is met
         conn.busy += 1
         try:
             return await self._handle(request)
