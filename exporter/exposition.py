@@ -102,10 +102,10 @@ class CloudCache:
                     rendered = self._render(fmt, plain)
                     with self._lock:
                         self._cache[content_type] = rendered
-            except Exception:  # noqa: BLE001 - keep serving the previous rendering
-                log.exception("rendering the cloud metrics failed; serving the previous rendering")
+            except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
+                log.error("rendering the cloud metrics failed; serving the previous rendering")
                 self.ok = False
-                return
+                raise
             self.last_duration, self.ok = time.perf_counter() - started, True
 
     def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:

@@ -101,8 +101,11 @@ class Poller:
             # Before health says up: a scrape that sees up=1 must see this refresh's data.
             try:
                 self.on_refresh()
-            except Exception:  # noqa: BLE001 - the snapshot is good; serving it is another matter
-                log.exception("cloud %s: after-refresh hook failed", self.name)
+            except Exception as e:  # noqa: BLE001 - the data is fetched but not served: say so
+                log.debug("cloud %s: after-refresh hook failed", self.name, exc_info=True)
+                # Health stays truthful: the published metrics are the previous refresh's.
+                return self._failed("other", f"serving the refreshed data failed: {type(e).__name__}: {e}"[:500],
+                                    started)
         self.health = Health(up=True, last_success=self._clock(), last_duration=duration, errors=dict(self._errors))
         release_memory()
         log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,

@@ -267,3 +267,20 @@ def test_a_100_mb_identity_answer_is_cut_off_for_openstack(tmp_path, monkeypatch
         assert "more than" in poller.health.last_error
     finally:
         server.close()
+
+
+def test_data_that_cannot_be_served_turns_health_down_not_frozen():
+    """Case 3's second half: a refresh whose rendering fails must not leave up=1 over stale metrics."""
+    class Fine:
+        provider = "test"
+
+        def refresh(self):
+            from exporter.models import CloudSnapshot
+            return CloudSnapshot(cloud="render", project="p", taken_at=time.time())
+
+    def broken_render():
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+    poller = Poller(Fine(), "render", 300.0, 3600.0, on_refresh=broken_render)
+    assert poller.refresh_once() is False
+    assert poller.health.up is False and poller.health.errors == {"other": 1}
+    assert "serving the refreshed data failed" in poller.health.last_error
