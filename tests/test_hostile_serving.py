@@ -151,6 +151,72 @@ def test_slow_loris_flood_under_1024_descriptors_leaves_scrapes_served(tmp_path,
     assert text.count("out of file descriptors") <= 5, "EMFILE is one log line per episode"
 
 
+def test_slow_tls_handshakes_with_auth_under_1024_descriptors_leave_scrapes_served(tmp_path, many_fds,
+                                                                                   tmp_path_factory):
+    """Case 1 with TLS and basic auth on: 1,100 connections that start a TLS record and
+    then drip a byte a second never finish their handshake; 13 TLS scrapes with the
+    right password during them are answered."""
+    import ssl
+    from test_web import _write_cert
+    pki = tmp_path_factory.mktemp("pki")
+    ca_cert, ca_key, ca, _ = _write_cert(pki, "ca", "test CA", ca=True)
+    _, _, crt, key = _write_cert(pki, "server", "127.0.0.1", ca_cert, ca_key, server=True)
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": crt, "key_file": key},
+                                   "basic_auth_users": {"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()}}))
+    port = free_port()
+    proc, log = _start(tmp_path, [f"--web.listen-address=127.0.0.1:{port}", f"--web.config.file={web}"],
+                       prefix=("prlimit", "--nofile=1024:1024", "--"))
+    context = ssl.create_default_context(cafile=ca)
+
+    def tls_scrape(timeout=5.0):
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=timeout)
+        try:
+            c.request("GET", "/metrics", headers=_basic("p", "pw"))
+            r = c.getresponse()
+            r.read()
+            return r.status
+        finally:
+            c.close()
+    flood, stop = [], threading.Event()
+    try:
+        wait_until(lambda: proc.poll() is None and _try_tls(tls_scrape) == 200, timeout=20, what="listening")
+        for _ in range(1100):
+            with contextlib.suppress(OSError):
+                s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                s.setblocking(False)
+                with contextlib.suppress(OSError):
+                    s.send(b"\x16\x03\x01")           # the start of a TLS record, never finished
+                flood.append(s)
+
+        def drip():
+            while not stop.wait(1.0):
+                for s in flood:
+                    with contextlib.suppress(OSError):
+                        s.send(b"\x00")
+        threading.Thread(target=drip, daemon=True).start()
+        results = []
+        for _ in range(13):
+            started = time.monotonic()
+            results.append((_try_tls(tls_scrape), round(time.monotonic() - started, 2)))
+            time.sleep(0.3)
+        assert all(status == 200 for status, _ in results), results
+    finally:
+        stop.set()
+        for s in flood:
+            s.close()
+        stop_process(proc)
+        log.close()
+    assert "Traceback" not in (tmp_path / "exporter.log").read_text(errors="replace")
+
+
+def _try_tls(fn):
+    try:
+        return fn()
+    except (OSError, http.client.HTTPException) as e:
+        return repr(e)
+
+
 def test_max_requests_answers_503_past_the_cap():
     """--web.max-requests: requests being answered at once; past it a 503 at once, not a queue."""
     def slow(environ, start_response):
