@@ -100,6 +100,7 @@ class State:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()     # one writer at a time
         self._data = {"version": VERSION, "high_water": {}, "jobs": {}}
         self._dirty = False
         self._last_write = float("-inf")
@@ -126,6 +127,8 @@ class State:
             raw = read_regular_file(self.path, MAX_BYTES)
         except FileNotFoundError:
             return
+        except NotADirectoryError:      # a path under a regular file: nothing there to lose
+            return
         except ValueError as e:
             if "regular file" in str(e):
                 raise ConfigError(f"state file {self.path} {e}; point state_file at a file") from None
@@ -141,7 +144,8 @@ class State:
         self._data = data
         if problems:
             aside = self._copy_aside()
-            self.problem = (f"state file {self.path}: dropped {len(problems)} bad entries ({problems[0]}"
+            self.problem = (f"state file {self.path} is corrupt in part: dropped {len(problems)} bad entries "
+                            f"({problems[0]}"
                             f"{'; ...' if len(problems) > 1 else ''}); the original is kept as {aside}")
             log.error("%s", self.problem)
             self._dirty = True
@@ -166,27 +170,33 @@ class State:
         except OSError as e:
             raise ConfigError(f"state file {self.path} is unusable ({why}) and cannot be moved aside "
                               f"({e.strerror}); it is left untouched") from None
-        self.problem = f"state file {self.path} is unusable ({why}); moved to {aside}, starting afresh"
+        self.problem = f"state file {self.path} is corrupt or unusable ({why}); moved to {aside}, starting afresh"
         log.error("%s", self.problem)
 
     def flush(self, force: bool = True) -> None:
-        """Write the file if anything changed (at most every few seconds unless forced)."""
+        """Write the file if anything changed (at most every few seconds unless forced).
+
+        The data is serialized under the lock and written outside it: a scrape
+        recording a high-water mark never waits for an fsync."""
         if not self.path:
             return
-        with self._lock:
-            if not self._dirty:
-                return
-            now = self._clock()
-            if not force and now - self._last_write < _MIN_WRITE_INTERVAL:
-                return
-            payload = json.dumps(self._data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+        with self._write_lock:
+            with self._lock:
+                if not self._dirty:
+                    return
+                now = self._clock()
+                if not force and now - self._last_write < _MIN_WRITE_INTERVAL:
+                    return
+                payload = json.dumps(self._data, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+                self._dirty = False
             try:
                 write_atomic(self.path, payload)
-                self._dirty = False
                 self._last_write = now
                 if self.problem.startswith("cannot write"):
                     self.problem = ""
             except (OSError, ValueError) as e:
+                with self._lock:
+                    self._dirty = True
                 msg = f"cannot write state file {self.path}: {getattr(e, 'strerror', None) or e}"
                 if msg != self.problem:
                     log.error("%s; high-water marks will not survive a restart", msg)

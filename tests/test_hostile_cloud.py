@@ -208,7 +208,7 @@ def test_sigterm_with_four_hung_clouds_saves_state_and_exits_within_5s(exporter_
         exp.proc.wait(10)
         took = time.monotonic() - started
         assert took < 5.0, f"stopping took {took:.1f}s"
-        assert exp.proc.returncode in (0, 1)
+        assert exp.proc.returncode == 0, "stopped in order, not by the watchdog"
         state = json.loads((tmp_path / "state.json").read_text())
         assert state["high_water"], "the high-water marks were saved"
         log = exp.log()

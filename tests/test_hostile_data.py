@@ -121,7 +121,7 @@ def test_exporter_starts_with_a_deeply_nested_state_file(tmp_path):
     try:
         assert exp.scrape()
         log = exp.log()
-        assert "Traceback" not in log and log.count("is unusable") == 1
+        assert "Traceback" not in log and log.count("is corrupt or unusable") == 1
     finally:
         exp.stop()
 
