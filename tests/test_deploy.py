@@ -241,7 +241,7 @@ def test_systemd_unit_is_hardened():
     argv = d[("Service", "ExecStart")][0].split()
     assert argv[0].endswith("/imaging-exporter")
     args = cli.build_parser().parse_args(argv[1:])
-    assert args.listen_address == ":9847"
+    assert args.listen_address == [":9847"]
     default = config_mod.DEFAULT_STATE_FILE       # "" would mean $STATE_DIRECTORY, also fine
     assert not default or default.startswith("/var/lib/imaging-exporter/")
 

@@ -47,6 +47,7 @@ from ..errors import SourceError
 from ..models import CloudSnapshot, FinishedJob, Image, Server
 from ..profiles import Profile
 from . import openstack_jobs as jobs, openstack_vanished as vanished, quota as quota_mod
+from .http_deadline import DeadlineAdapter, ResponseTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,9 @@ class OpenStackSource:
             self._conn = openstack.connect(
                 cloud=self.cfg.cloud or None, api_timeout=self.cfg.request_timeout,
                 app_name="imaging-exporter", app_version=__version__)
+            # request_timeout for each whole response too, not only each read (a dripping API).
+            for scheme in ("https://", "http://"):
+                self._conn.session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
         return self._conn
 
     def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,
@@ -341,6 +345,9 @@ def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
     chain is searched: timeouts first, then connection and HTTP errors.
     """
     chain = _chain(exc)
+    too_large = [e for e in chain if isinstance(e, ResponseTooLarge)]
+    if too_large:
+        return "malformed", str(too_large[0])
     if any(_is_timeout(e) for e in chain):
         return "timeout", f"no answer within {cfg.request_timeout:g}s"
     if any(isinstance(e, ksa_exc.SSLError) for e in chain):

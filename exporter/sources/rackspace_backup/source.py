@@ -34,6 +34,7 @@ from ...models import (BackupAgent, BackupConfiguration, BackupFailures, CloudSn
 from ...profiles import Profile, common
 # One exception wrapper and classifier for every keystoneauth-based source,
 # shared with the OpenStack source until the registry's common module holds it.
+from ..http_deadline import DeadlineAdapter
 from ..openstack import _call
 from . import CATALOG_TYPE, NAME, preflight  # noqa: F401 - preflight is part of the provider's module
 
@@ -93,6 +94,10 @@ class RackspaceBackupSource:
             region = os_config.OpenStackConfig().get_one(cloud=self.cfg.cloud or None)
             session = region.get_session()
             session.timeout = float(self.cfg.request_timeout)
+            # request_timeout bounds each whole response, as for the other clouds: an API
+            # that drips a byte a second is a timeout, not a refresh that never ends.
+            for scheme in ("https://", "http://"):
+                session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
             session.app_name, session.app_version = "imaging-exporter", __version__
             self._session, self._region = session, self.cfg.region or region.region_name or None
         return self._session
