@@ -149,8 +149,10 @@ class _Only:
 
     def rows(self):
         for spec, rows in self.families.rows():
-            name = spec.name
-            wanted = {name, name[:-len("_total")] if name.endswith("_total") else name,
+            # A prometheus_client family (process_*) has no spec: it carries its own name,
+            # without the "_total" of a counter.
+            name = spec.name if spec is not None else rows.name
+            wanted = {name, name[:-len("_total")] if name.endswith("_total") else name + "_total",
                       name + "_bucket", name + "_count", name + "_sum"}
             if wanted & self.names:
                 yield spec, rows
