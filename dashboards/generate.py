@@ -43,7 +43,7 @@ CONFIG = {
     "jobLongAfter": 6 * 3600,         # running job age: orange from this ...
     "jobStuckAfter": 24 * 3600,       # ... red from this (source 000: stuck after 24 hours)
     "jobRepeatedFailures": 2,         # failures of one server: red from this many
-    "backupMaxAge": 26 * 3600,        # age of the last successful backup: orange from this ...
+    "backupMaxAge": 30 * 3600,        # age of the last successful backup: orange from this ...
     "backupCriticalAge": 48 * 3600,   # ... red from this
     "predictRange": "6h",             # history for the time-to-limit prediction (the alerts' range)
     "predictWarningHorizon": 24 * 3600,   # time to limit: orange below this ...
@@ -498,10 +498,10 @@ def overview() -> dict:
                          instant=True, fmt="time_series")],
                  w=12, thr=quota_thresholds()),
         table("Server disks against the largest image",
-              "Disks as the cloud reports them (Linode) against the largest image the cloud takes: an image of "
-              "a disk with negative headroom fails.",
+              "Disks as the cloud reports them (Linode), allocated size: information only, the image size limit "
+              "applies to the data on a disk (host mode measures it).",
               [target("max by (cloud, project, server_id, server_name, disk_id, disk_label) "
-                      "(imaging_cloud_disk_image_headroom_bytes%s)" % cs, "A", instant=True),
+                      "(imaging_cloud_disk_size_bytes%s)" % cs, "A", instant=True),
                target("max by (cloud, project, server_id, server_name, disk_id, disk_label) "
                       "(imaging_cloud_disk_size_bytes%s)" % cs, "B", instant=True)],
               w=12, h=8,
@@ -805,12 +805,12 @@ def server() -> dict:
               [target("max by (cloud, project, server_id) (imaging_backups_enabled%s)" % joined, "A", instant=True),
                target("max by (cloud, project, server_id) (imaging_server_boot_from_volume%s)" % joined, "B",
                       instant=True),
-               target("min by (cloud, project, server_id) (imaging_cloud_disk_image_headroom_bytes%s)" % joined, "C",
+               target("min by (cloud, project, server_id) (imaging_cloud_disk_size_bytes%s)" % joined, "C",
                       instant=True)],
               w=12, h=7,
               organize=(["Time", "server_id"], ["cloud", "project", "Value #A", "Value #B", "Value #C"],
                         {"cloud": "Cloud", "project": "Project", "Value #A": "Backup service",
-                         "Value #B": "Boots from volume", "Value #C": "Smallest disk headroom"}),
+                         "Value #B": "Boots from volume", "Value #C": "Smallest disk"}),
               overrides=[override("Backup service",
                                   mappings=value_mappings((1, "enabled", "green"), (0, "disabled", "orange")),
                                   custom__cellOptions=COLOR_BG),
