@@ -56,7 +56,10 @@ CONFIG = {
     "headroomNearlyRatio": 0.10,      # warn below this share of the limit left ...
     "headroomNearlyFor": "30m",       # ... for this long
     "headroomCriticalRatio": 0.03,    # page below this share left (node-mixin's static 3 %) ...
-    "headroomCriticalFor": "30m",     # ... for this long
+    "headroomCriticalFor": "30m",     # ... for this long ...
+    # ... on limits whose measure never goes down (the Windows high-water mark): there, close is
+    # as bad as over. Elsewhere a sawtooth sits within 3 % for days; the filling-up page decides.
+    "headroomCriticalLimits": ["disk_usage"],
     "headroomExceededFor": "15m",     # over the limit for this long
     # Filling up, warning: the daily peaks (lowest headroom of each rolling day, recorded every
     # peakRecordInterval) crossing within predictWarningHorizon, predicted over peakRange. A
@@ -333,7 +336,8 @@ and
         c["headroomNearlyFor"],
     ), x.alert(
         "ImagingSizeLimitNearlyReached",
-        unless_backups(nearly("imaging_headroom_bytes", c["headroomCriticalRatio"], paging)), "critical",
+        nearly("imaging_headroom_bytes", c["headroomCriticalRatio"],
+               'limit=~"%s"' % _alternatives(c["headroomCriticalLimits"])), "critical",
         "A filesystem is about to reach a size limit for server images.",
         WHERE_HOST + " has only {{ $value | humanize }}B of headroom left under the {{ $labels.limit }}"
         " image limit, less than %s of the limit: the next growth makes image requests fail."
