@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every test dependency on a fresh Debian machine and runs the tests.
 #   Debian packages: prometheus (promtool), prometheus-alertmanager (amtool),
-#   prometheus-node-exporter; Python packages: the project with its [test] extra,
+#   prometheus-node-exporter, jsonnet (the mixin); Python packages: the project with its [test] extra,
 #   in .venv. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v amtool >/dev/null || need_debs+=(prometheus-alertmanager)
 command -v prometheus-alertmanager >/dev/null || need_debs+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need_debs+=(prometheus-node-exporter)
+command -v jsonnet >/dev/null || need_debs+=(jsonnet)
 if [ ${#need_debs[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
