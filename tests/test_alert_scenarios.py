@@ -46,6 +46,7 @@ class Scenario:
     checks: List[Tuple[str, str, list]] = field(default_factory=list)   # (what, PromQL, exp_samples)
     crossing: Optional[int] = None     # when the limit is crossed (for the lead-time table)
     table: Optional[str] = None        # the row of alerts/README.md
+    watch: Tuple[str, str] = ("Imaging.+", "Imaging.+")   # the table's (warning, page) alert names
 
     def values(self, f: Callable[[int], Optional[float]]) -> List[Optional[float]]:
         return [f(t) for t in range(0, self.duration + 1, self.step)]
@@ -103,6 +104,7 @@ def sawtooth():
                  fires_between(sc, "critical", sc.crossing - 4 * H, sc.crossing),
                  one_episode(sc, "critical")]
     sc.table = "one warning about a day ahead, a page only when the trend really crosses within 4 h"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -119,6 +121,7 @@ def linear():
                  fires_between(sc, "critical", sc.crossing - 6 * H, sc.crossing),
                  one_episode(sc, "critical")]
     sc.table = "warning at least 20 h and page at least 2 h before the limit"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -130,6 +133,7 @@ def one_off_copy():
         lambda t: 45 * GB - min(30 * GB, max(0, t - copy_at) * 30 * GB / 900)))
     sc.checks = [never(sc, "critical")]
     sc.table = "no page for a one-off step"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -144,6 +148,7 @@ def step_then_rising():
         - max(0, t - copy_at - 900) * 2 * GB / H))
     sc.checks = [fires_between(sc, "critical", copy_at, sc.crossing - 2 * H)]
     sc.table = "page only if the level keeps rising"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -166,6 +171,7 @@ def exporter_gap():
                       one_episode(sc, "critical", "ImagingSizeLimitFillingUp", extra)]
     sc.checks.append(never(sc, "critical", "ImagingExporterDown"))
     sc.table = "short scrape gaps bridged; blindness itself is visible (ImagingExporterDown after 15 m)"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -256,6 +262,7 @@ def source_down_with_stuck_job():
                  fires_between(sc, "critical", 24 * H, 24 * H + 600, "ImagingJobStuck"),
                  fires_between(sc, "critical", 21 * H, 21 * H + 600, "ImagingSourceDown")]
     sc.table = "the stuck-job page fires while the cloud's warning fires; blind for 1 h pages"
+    sc.watch = ("ImagingSourceDown", "ImagingJobStuck")
     return sc
 
 
@@ -286,6 +293,7 @@ def several_filesystems():
                  never(sc, "warning", extra=', mountpoint="/srv"'),
                  never(sc, "critical", extra=', mountpoint="/srv"')]
     sc.table = "the system row warns and pages; the data filesystem's own limit stays quiet"
+    sc.watch = ("ImagingSizeLimitFillingUp", "ImagingSizeLimitFillingUp")
     return sc
 
 
@@ -299,6 +307,7 @@ def windows_high_water():
     sc.checks = [fires_between(sc, "warning", 30 * 60, 40 * 60, "ImagingSizeLimitNearlyReached"),
                  fires_between(sc, "critical", grow_at + 30 * 60, grow_at + 3 * H, "ImagingSizeLimitNearlyReached")]
     sc.table = "warning at 10 % left, page at 3 % left (the mark never goes down)"
+    sc.watch = ("ImagingSizeLimitNearlyReached", "ImagingSizeLimitNearlyReached")
     return sc
 
 
@@ -344,9 +353,9 @@ def build(scenarios, rules_path, table=False) -> Dict[int, dict]:
                                          "tests": []})
         if table:
             # Expected empty on purpose: promtool prints what it got, labelled with the scenario.
-            tests = [{"expr": 'label_replace(%s, "scenario", "%d %s", "", "")' % (first(sc, sev), i, sev),
+            tests = [{"expr": 'label_replace(%s, "scenario", "%d %s", "", "")' % (first(sc, sev, name), i, sev),
                       "eval_time": _duration(sc.duration), "exp_samples": []}
-                     for sev in ("warning", "critical")]
+                     for sev, name in zip(("warning", "critical"), sc.watch)]
         else:
             tests = [{"expr": expr, "eval_time": _duration(sc.duration), "exp_samples": exp}
                      for _, expr, exp in sc.checks]
