@@ -5,7 +5,7 @@ one-off copy, a scrape gap, a re-queued job, flapping quotas, daily backups, wee
 Windows high-water mark, a quiet fleet...) and asserts, from the ALERTS series that promtool's
 evaluation writes, when the first warning and the first page fire (as bounds before the time
 the limit is crossed), that a page is one episode (it does not resolve and re-page), or that
-nothing fires at all. All scenarios run in two promtool invocations (one per evaluation
+nothing fires at all. All scenarios run in one promtool invocation (one file per evaluation
 interval).
 
     python tests/test_alert_scenarios.py     # print the alerts/README.md table (measured)
@@ -110,12 +110,12 @@ def sawtooth():
 
 def linear():
     """1 GB/day toward 250 GB, with scrape noise: node-mixin's fill-up pair gives 22 h 50 m and 2 h 50 m."""
-    sc = Scenario("steady growth: 1 GB/day toward 250 GB", 60, 0, {})
+    sc = Scenario("steady growth: 1 GB/day toward 250 GB", 120, 0, {})
     sc.crossing = 3 * D
     sc.duration = sc.crossing
-    noise = [((i * 7919) % 13 - 6) * 2e6 for i in range(sc.crossing // 60 + 1)]    # +-12 MB, deterministic
+    noise = [((i * 7919) % 13 - 6) * 2e6 for i in range(sc.crossing // 120 + 1)]    # +-12 MB, deterministic
     sc.series = headroom("web1", "volume_size", "/", sc.values(
-        lambda t: LIMIT - (247 + t / D) * GB + noise[t // 60]))
+        lambda t: LIMIT - (247 + t / D) * GB + noise[t // 120]))
     sc.checks = [fires_between(sc, "warning", 0, sc.crossing - 20 * H, "ImagingSizeLimitFillingUp"),
                  fires_between(sc, "critical", 0, sc.crossing - 2 * H, "ImagingSizeLimitFillingUp"),
                  fires_between(sc, "critical", sc.crossing - 6 * H, sc.crossing),
@@ -234,7 +234,7 @@ def nightly_rotation():
 
 def daily_backups():
     """Daily backups that start anywhere in a 01:00-03:00 window and take 20-60 minutes."""
-    sc = Scenario("daily backups inside a 2-hour window, 5 days", 300, 5 * D, {})
+    sc = Scenario("daily backups inside a 2-hour window, 5 days", 600, 5 * D, {})
     sel = CLOUD % "lin-bk" + ', server_id="7"'
     starts = [D * d + H + (d * 4513) % (2 * H) for d in range(6)]       # 01:00-03:00, varying
     ends = [s + 1200 + (d * 977) % 2400 for d, s in enumerate(starts)]
@@ -268,7 +268,7 @@ def source_down_with_stuck_job():
 
 def weekly_cycle():
     """Weekdays add 3 GB, the Sunday job frees 12 GB: the level wanders 20-35 GB under the limit."""
-    sc = Scenario("weekly pattern: +3 GB per weekday, -12 GB on Sundays", 600, 21 * D, {})
+    sc = Scenario("weekly pattern: +3 GB per weekday, -12 GB on Sundays", 600, 14 * D, {})
 
     def used(t):
         day, f = t // D, (t % D) / D
