@@ -110,14 +110,16 @@ def sawtooth():
 
 def linear():
     """1 GB/day toward 250 GB, with scrape noise: node-mixin's fill-up pair gives 22 h 50 m and 2 h 50 m."""
-    sc = Scenario("steady growth: 1 GB/day toward 250 GB", 120, 0, {})
+    # Scraped every minute: the last hour's trend has 60 samples, as a 1m scrape interval gives.
+    sc = Scenario("steady growth: 1 GB/day toward 250 GB", 60, 0, {})
     sc.crossing = 3 * D
     sc.duration = sc.crossing
-    noise = [((i * 7919) % 13 - 6) * 2e6 for i in range(sc.crossing // 120 + 1)]    # +-12 MB, deterministic
+    noise = [((i * 7919) % 13 - 6) * 2e6 for i in range(sc.crossing // 60 + 1)]    # +-12 MB, deterministic
     sc.series = headroom("web1", "volume_size", "/", sc.values(
-        lambda t: LIMIT - (247 + t / D) * GB + noise[t // 120]))
-    sc.checks = [fires_between(sc, "warning", 0, sc.crossing - 20 * H, "ImagingSizeLimitFillingUp"),
-                 fires_between(sc, "critical", 0, sc.crossing - 2 * H, "ImagingSizeLimitFillingUp"),
+        lambda t: LIMIT - (247 + t / D) * GB + noise[t // 60]))
+    # node-mixin's fill-up pair gives 22 h 50 m and 2 h 50 m on this series: not later than that.
+    sc.checks = [fires_between(sc, "warning", 0, sc.crossing - 22 * H - 50 * 60, "ImagingSizeLimitFillingUp"),
+                 fires_between(sc, "critical", 0, sc.crossing - 2 * H - 50 * 60, "ImagingSizeLimitFillingUp"),
                  fires_between(sc, "critical", sc.crossing - 6 * H, sc.crossing),
                  one_episode(sc, "critical")]
     sc.table = "warning at least 20 h and page at least 2 h before the limit"
