@@ -54,7 +54,11 @@ class Exporter:
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
                                            process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
-        self.registry = self.exposition.registry      # host and health metrics only
+
+    @property
+    def registry(self):
+        """Host and health metrics only; built when first asked (--once renders without it)."""
+        return self.exposition.registry
 
     def start(self):
         for p in self.pollers:
