@@ -141,6 +141,9 @@ def _escape_value(v) -> str:
     return v
 
 
+PREFIX_CACHE = 512       # series per family whose line prefix is kept
+
+
 class FamilyText:
     """The HELP/TYPE header and the line template of one family in one format."""
 
@@ -157,14 +160,26 @@ class FamilyText:
         self.order = sorted(range(len(spec.labels)), key=lambda i: spec.labels[i])
         if spec.labels:
             inner = ",".join(f'{spec.labels[i]}="%s"' for i in self.order)
-            self.template = f"{name}{{{inner}}} %s\n"
+            self.prefix_template = f"{name}{{{inner}}} "
         else:
-            self.template = f"{name} %s\n"
+            self.prefix_template = f"{name} "
+        # label values -> the line up to its value: a host scrape writes the same few
+        # series every time, and escaping their label values was most of its rendering.
+        self._prefixes = {}
 
     def lines(self, rows) -> Iterator[str]:
-        template, order = self.template, self.order
+        prefixes, order, template = self._prefixes, self.order, self.prefix_template
         for labels, value in rows:
-            yield template % (*[_escape_value(labels[i]) for i in order], floatToGoString(value))
+            try:
+                prefix = prefixes[labels]
+            except (KeyError, TypeError):      # not seen yet, or not hashable (a list)
+                prefix = template % tuple([_escape_value(labels[i]) for i in order])
+                # Bounded (a cloud family has 100k series: those are rendered once per refresh
+                # anyway), and only all-string label values: 1 and 1.0 are equal keys.
+                if (len(prefixes) < PREFIX_CACHE and type(labels) is tuple
+                        and all(type(v) is str for v in labels)):
+                    prefixes[labels] = prefix
+            yield prefix + floatToGoString(value) + "\n"
 
 
 @lru_cache(maxsize=None)
