@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -85,7 +83,6 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True) -> dic
             t0 = time.time()
             h.refresh()
             windows.append((t0, time.time()))
-        idle = []
         out = json.loads(scraper.communicate()[0])
         during = [d for t, d in out if any(a <= t < b for a, b in windows)]
         idle = [d for t, d in out if t > windows[-1][1] + 0.5]

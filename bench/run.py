@@ -35,7 +35,6 @@ import time
 
 from common import ROOT, table
 
-import cloud_refresh
 import cloud_scale
 import host_scrape
 import idle
