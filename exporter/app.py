@@ -1,7 +1,6 @@
 """Assembles the exporter from a config: sources, pollers, state, registry, WSGI app."""
 from __future__ import annotations
 
-import html
 import logging
 from typing import List, Optional
 
@@ -100,6 +99,7 @@ class Exporter:
 
 
 def _landing_page(telemetry_path: str) -> bytes:
+    import html                 # served mode only: --once never builds the landing page
     p = html.escape(telemetry_path, quote=True)
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -17,7 +17,6 @@ import threading
 import time
 import zlib
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import parse_qs
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
@@ -185,7 +184,11 @@ class Exposition:
         """(headers, body chunks). The chunks are written one after the other:
         joining them would copy the cached cloud part (megabytes) per scrape."""
         fmt = negotiate(accept)
-        params = parse_qs(query or "")
+        if query:
+            from urllib.parse import parse_qs       # a query is rare (name[]); --once never has one
+            params = parse_qs(query)
+        else:
+            params = {}
         want_gzip = _gzip_accepted(accept_encoding)
         headers = [("Content-Type", fmt.content_type)]
         if want_gzip:
