@@ -1,7 +1,6 @@
 """Assembles the exporter from a config: sources, pollers, state, registry, WSGI app."""
 from __future__ import annotations
 
-import html
 import logging
 from typing import List, Optional
 
@@ -55,7 +54,11 @@ class Exporter:
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
                                            process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
-        self.registry = self.exposition.registry      # host and health metrics only
+
+    @property
+    def registry(self):
+        """Host and health metrics only; built when first asked (--once renders without it)."""
+        return self.exposition.registry
 
     def start(self):
         for p in self.pollers:
@@ -97,6 +100,7 @@ class Exporter:
 
 
 def _landing_page(telemetry_path: str) -> bytes:
+    import html                 # served mode only: --once never builds the landing page
     p = html.escape(telemetry_path, quote=True)
     return f"""<!DOCTYPE html>
 <html lang="en">

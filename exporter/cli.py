@@ -254,7 +254,8 @@ def _main(argv=None, on_serving=None):
 
     from .app import Exporter
     try:
-        exporter = Exporter(config, collectors, process_metrics=not args.disable_exporter_metrics)
+        # --once writes a textfile for node_exporter, which exports its own process_* (they would clash).
+        exporter = Exporter(config, collectors, process_metrics=not (args.disable_exporter_metrics or args.once))
     except ConfigError as e:
         for line in e.problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)

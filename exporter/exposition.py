@@ -17,11 +17,8 @@ import threading
 import time
 import zlib
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import parse_qs
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import gzip_accepted
-from prometheus_client.registry import Collector
+# prometheus_client is imported where used: a `--once` host render never needs it.
 
 from .collectors import cloud as cloud_mod
 from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
@@ -34,7 +31,7 @@ _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
 PLAIN_KEEP_SECONDS = 600.0
 
 
-class CloudCollector(Collector):
+class CloudCollector:           # a prometheus_client collector (describe, collect)
     def __init__(self, pollers):
         self.pollers = pollers
 
@@ -59,6 +56,7 @@ class CloudCache:
     """
 
     def __init__(self, pollers, clock=time.monotonic):
+        from prometheus_client import CollectorRegistry
         self.collector = CloudCollector(pollers)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
@@ -158,22 +156,42 @@ class _Only:
                 yield spec, rows
 
 
+def _gzip_accepted(accept_encoding: Optional[str]) -> bool:
+    if not accept_encoding:
+        return False
+    from prometheus_client.exposition import gzip_accepted
+    return gzip_accepted(accept_encoding)
+
+
 class Exposition:
     """Builds the /metrics response from the per-scrape collector and the cloud cache."""
 
-    def __init__(self, collector: Collector, cloud: Optional[CloudCache]):
+    def __init__(self, collector, cloud: Optional[CloudCache]):
         self.collector = collector           # host and health: rendered per scrape
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(collector)
         self.cloud = cloud
+        self._registry = None
+
+    @property
+    def registry(self):
+        """A prometheus_client registry of the per-scrape collector, built when first asked."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+            registry = CollectorRegistry(auto_describe=True)
+            registry.register(self.collector)
+            self._registry = registry
+        return self._registry
 
     def render(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None,
                query: str = "") -> Tuple[list, List[bytes]]:
         """(headers, body chunks). The chunks are written one after the other:
         joining them would copy the cached cloud part (megabytes) per scrape."""
         fmt = negotiate(accept)
-        params = parse_qs(query or "")
-        want_gzip = gzip_accepted(accept_encoding or "")
+        if query:
+            from urllib.parse import parse_qs       # a query is rare (name[]); --once never has one
+            params = parse_qs(query)
+        else:
+            params = {}
+        want_gzip = _gzip_accepted(accept_encoding)
         headers = [("Content-Type", fmt.content_type)]
         if want_gzip:
             headers.append(("Content-Encoding", "gzip"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 from typing import Dict, Iterable, Tuple
 
-from prometheus_client.utils import floatToGoString
+from .render import floatToGoString     # the library's function, without importing the library (--once)
 
 from .models import FinishedJob, RunningJob
 from .state import State

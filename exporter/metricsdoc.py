@@ -44,7 +44,8 @@ def metrics_md() -> str:
             "The exporter also reports its own process as every Prometheus exporter does "
             "(`process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_open_fds`, "
             "`process_max_fds`, `process_start_time_seconds`, ...; Linux), unless run with "
-            "`--web.disable-exporter-metrics`.\n\n" + table())
+            "`--web.disable-exporter-metrics`; `--once` writes none (node_exporter, which reads "
+            "its textfile, reports its own).\n\n" + table())
 
 
 def readme_with_table(readme: str) -> str:

@@ -16,14 +16,14 @@ version) is rendered by prometheus_client itself.
 from __future__ import annotations
 
 import itertools
+import math
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Optional
 
-from prometheus_client.openmetrics import exposition as openmetrics
-from prometheus_client.exposition import choose_encoder, generate_latest
-from prometheus_client.utils import floatToGoString
+# prometheus_client is imported where it is used (negotiation, the histogram, the
+# encoders for tests): `--once` renders host metrics without it (issue 19: importing
+# the library is most of a one-shot's cost).
 
 TEXT, OPENMETRICS = "text", "openmetrics"
 EOF = "# EOF\n"          # OpenMetrics' terminator: once, at the very end of a body
@@ -33,20 +33,29 @@ EOF = "# EOF\n"          # OpenMetrics' terminator: once, at the very end of a b
 _NAME_PRESERVING = ("underscores", "allow-utf-8")
 
 
-@dataclass(frozen=True)
 class Format:
-    """What a scrape asked for: the content type, prometheus_client's encoder
-    for it, and ``kind`` when this module renders it (None: the encoder does)."""
-    content_type: str
-    encoder: Callable
-    kind: Optional[str]
+    """What a scrape asked for: the content type, ``kind`` (the format this module
+    writes) and prometheus_client's encoder for it (imported when first asked)."""
+    __slots__ = ("content_type", "kind")
+
+    def __init__(self, content_type: str, kind: str):
+        self.content_type, self.kind = content_type, kind
+
+    @property
+    def encoder(self) -> Callable:
+        if self.kind == TEXT:
+            from prometheus_client.exposition import generate_latest
+            return generate_latest
+        from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+        return openmetrics_latest
+
+    def __repr__(self):
+        return f"Format({self.content_type!r}, {self.kind!r})"
 
 
 def _format(content_type: str) -> "Format":
     mime = content_type.split(";")[0]
-    if mime == "text/plain":
-        return Format(content_type, generate_latest, TEXT)
-    return Format(content_type, openmetrics.generate_latest, OPENMETRICS)
+    return Format(content_type, TEXT if mime == "text/plain" else OPENMETRICS)
 
 
 # The only formats served, so the only cloud cache entries there can be.
@@ -71,6 +80,9 @@ def negotiate(accept: Optional[str]) -> Format:
     cannot parse falls back to the classic text format (OpenMetrics asked
     for with such a scheme: OpenMetrics 1.0.0, underscores). The Content-Type
     says what was served."""
+    if not accept:
+        return DEFAULT_FORMAT              # what choose_encoder("") gives, without importing it
+    from prometheus_client.exposition import choose_encoder
     try:
         _, content_type = choose_encoder(accept or "")
     except Exception:  # noqa: BLE001 - e.g. "text/plain; version=x" raises TypeError inside the library
@@ -98,6 +110,27 @@ def clean_label_value(v: str) -> str:
     return _UNSAFE.sub("\ufffd", v)
 
 
+_INF, _MINUS_INF = float("inf"), float("-inf")
+
+
+def floatToGoString(d) -> str:  # noqa: N802 - prometheus_client.utils' name and output
+    """prometheus_client.utils.floatToGoString, here so that rendering needs no import of the
+    library; tests/test_render.py checks the bodies byte for byte against its encoders."""
+    d = float(d)
+    if d == _INF:
+        return "+Inf"
+    if d == _MINUS_INF:
+        return "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    s = repr(d)
+    dot = s.find(".")
+    if d > 0 and dot > 6:        # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return s
+
+
 def _escape_value(v) -> str:
     # The same escaping for label values in both formats.
     v = str(v)
@@ -106,6 +139,9 @@ def _escape_value(v) -> str:
     if "\\" in v or '"' in v or "\n" in v:
         v = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return v
+
+
+PREFIX_CACHE = 512       # series per family whose line prefix is kept
 
 
 class FamilyText:
@@ -124,14 +160,26 @@ class FamilyText:
         self.order = sorted(range(len(spec.labels)), key=lambda i: spec.labels[i])
         if spec.labels:
             inner = ",".join(f'{spec.labels[i]}="%s"' for i in self.order)
-            self.template = f"{name}{{{inner}}} %s\n"
+            self.prefix_template = f"{name}{{{inner}}} "
         else:
-            self.template = f"{name} %s\n"
+            self.prefix_template = f"{name} "
+        # label values -> the line up to its value: a host scrape writes the same few
+        # series every time, and escaping their label values was most of its rendering.
+        self._prefixes = {}
 
     def lines(self, rows) -> Iterator[str]:
-        template, order = self.template, self.order
+        prefixes, order, template = self._prefixes, self.order, self.prefix_template
         for labels, value in rows:
-            yield template % (*[_escape_value(labels[i]) for i in order], floatToGoString(value))
+            try:
+                prefix = prefixes[labels]
+            except (KeyError, TypeError):      # not seen yet, or not hashable (a list)
+                prefix = template % tuple([_escape_value(labels[i]) for i in order])
+                # Bounded (a cloud family has 100k series: those are rendered once per refresh
+                # anyway), and only all-string label values: 1 and 1.0 are equal keys.
+                if (len(prefixes) < PREFIX_CACHE and type(labels) is tuple
+                        and all(type(v) is str for v in labels)):
+                    prefixes[labels] = prefix
+            yield prefix + floatToGoString(value) + "\n"
 
 
 @lru_cache(maxsize=None)
@@ -167,9 +215,11 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
                 while chunk := "".join(itertools.islice(lines, _BATCH)):
                     yield chunk
             elif kind == TEXT:
+                from prometheus_client.exposition import generate_latest
                 yield generate_latest(_One(rows)).decode("utf-8")
             else:
-                yield openmetrics.generate_latest(_One(rows))[:-len(EOF)].decode("utf-8")
+                from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+                yield openmetrics_latest(_One(rows))[:-len(EOF)].decode("utf-8")
 
 
 def render(families: Iterable, kind: str) -> bytes:

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import resource
 import socket
 import ssl
@@ -53,7 +54,10 @@ KEEPALIVE_TIMEOUT = 120.0
 DEFAULT_MAX_REQUESTS = 64
 FD_RESERVE = 64              # descriptors kept for state, cloud APIs, mounts
 EMFILE_PAUSE = 0.5           # seconds without accepting after EMFILE
-SWEEP_INTERVAL = 2.0         # deadlines are checked this often (and the idle loop wakes no more)
+# Deadlines are checked when the earliest one is due, at most this often (and this often
+# while a request runs); an idle exporter's loop does not wake at all (issue 19: a wake
+# every 2 s was most of host mode's CPU at a 15 s scrape interval).
+SWEEP_INTERVAL = 2.0
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
@@ -121,6 +125,7 @@ class _Connection(web_protocol.RequestHandler):
         # (Handler.handle) once aiohttp has parsed the whole head.
         if self.head_since is None and not self.busy:
             self.head_since = self.serving.loop.time()
+            self.serving.deadline_at(self.head_since + HEAD_TIMEOUT)
         super().data_received(data)
 
     def since(self) -> float:
@@ -177,6 +182,7 @@ class Server:
         self._done = threading.Event()
         self._no_fds_logged = float("-inf")
         self._factory = None
+        self._sweep_timer: Optional[asyncio.TimerHandle] = None
 
     # -- the loop ----------------------------------------------------------------
 
@@ -204,11 +210,11 @@ class Server:
                 servers.append(await loop.create_server(self._factory, sock=s, backlog=1024))
             else:
                 loop.add_reader(s.fileno(), self._accept, s)
-        sweeper = loop.create_task(self._sweep())
         if self._shutdown_requested.is_set():
             self._stopped.set()
         await self._stopped.wait()
-        sweeper.cancel()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
         for server in servers:
             server.close()
         if self.tls is not None:
@@ -284,6 +290,7 @@ class Server:
     def _start(self, sock):
         p = _Pending(self, sock, self.loop.time())
         self.pending[sock] = p
+        self.deadline_at(p.waiting_since + HANDSHAKE_TIMEOUT)
         if self.tls is None:
             self._hand_over(p, None)
         else:
@@ -323,6 +330,7 @@ class Server:
             conn.transport.close()
             return
         self.conns.add(conn)
+        self.deadline_at(conn.waiting_since + FIRST_REQUEST_TIMEOUT)
 
     def _loop_error(self, loop, context):
         exc = context.get("exception")
@@ -334,27 +342,45 @@ class Server:
 
     # -- deadlines -----------------------------------------------------------------
 
-    async def _sweep(self):
+    def deadline_at(self, when: float) -> None:
+        """A deadline begins (on the loop's thread): sweep by then if no sweep is due sooner."""
+        timer = self._sweep_timer
+        if self.loop is None or (timer is not None and timer.when() <= when):
+            return
+        if timer is not None:
+            timer.cancel()
+        self._sweep_timer = self.loop.call_at(when, self._sweep)
+
+    def _sweep(self):
         """Close connections past a deadline: a head not finished in HEAD_TIMEOUT,
         a new connection silent for FIRST_REQUEST_TIMEOUT, a TLS client that has not
-        started its handshake by then."""
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            now = self.loop.time()
-            for c in list(self.conns):
-                if c.busy:
-                    continue
-                if c.head_since is not None:
-                    late = now - c.head_since > HEAD_TIMEOUT
-                else:
-                    late = now - c.waiting_since > (KEEPALIVE_TIMEOUT if c.served else FIRST_REQUEST_TIMEOUT)
-                if late:
-                    c.drop()
-            for p in list(self.pending.values()):
-                if p.task is None and now - p.waiting_since > HANDSHAKE_TIMEOUT:     # TLS, no ClientHello
-                    self.loop.remove_reader(p.sock.fileno())
-                    self.pending.pop(p.sock, None)
-                    p.sock.close()
+        started its handshake by then; then wait for the earliest deadline left."""
+        self._sweep_timer = None
+        now = self.loop.time()
+        due = math.inf
+        for c in list(self.conns):
+            if c.busy:
+                due = min(due, now + SWEEP_INTERVAL)     # its next wait starts when the answer is sent
+                continue
+            if c.head_since is not None:
+                deadline = c.head_since + HEAD_TIMEOUT
+            else:
+                deadline = c.waiting_since + (KEEPALIVE_TIMEOUT if c.served else FIRST_REQUEST_TIMEOUT)
+            if now >= deadline:
+                c.drop()
+            else:
+                due = min(due, deadline)
+        for p in list(self.pending.values()):
+            if p.task is not None:                      # handed to aiohttp: its handshake has a timeout
+                continue
+            if now >= p.waiting_since + HANDSHAKE_TIMEOUT:   # TLS, no ClientHello
+                self.loop.remove_reader(p.sock.fileno())
+                self.pending.pop(p.sock, None)
+                p.sock.close()
+            else:
+                due = min(due, p.waiting_since + HANDSHAKE_TIMEOUT)
+        if due < math.inf:
+            self.deadline_at(max(due, now + SWEEP_INTERVAL))
 
 
 def _send_and_close(sock, data: bytes) -> None:

@@ -32,14 +32,15 @@ def snapshot(n_images, finished=()):
                          quota=Quota(images=QuotaValue(25, "api")))
 
 
-def build(tmp_path, *snapshots):
+def build(tmp_path, *snapshots, process=False):
+    """process: with process_* too (readings that move between two renders, so off unless a test wants them)."""
     poller = Poller(ScriptedSource(*snapshots), "c1", 60, 3600, state=State(str(tmp_path / "s.json")),
                     clock=lambda: 1000.0)
     cache = CloudCache([poller])
     poller.on_refresh = cache.refresh
-    # Without process_*: their CPU and memory move between the two renders these tests compare.
-    collector = ExporterCollector("test", pollers=[poller], cloud_cache=cache, process_metrics=False)
-    return poller, Exposition(collector, cache)
+    # Without process_* unless asked: their CPU and memory move between two renders.
+    return poller, Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache,
+                                                process_metrics=process), cache)
 
 
 def test_cached_cloud_part_follows_each_refresh(tmp_path):
@@ -103,10 +104,12 @@ def test_gzip_members_concatenate_to_the_identity_body(tmp_path):
 
 
 def test_name_filter(tmp_path):
-    poller, exp = build(tmp_path, snapshot(3))
+    poller, exp = build(tmp_path, snapshot(3), process=True)
     poller.refresh_once()
     m = parse_metrics(exp.raw(None, None, "name[]=imaging_images&name[]=imaging_build_info").decode())
     assert {name for name, _ in m} == {"imaging_images", "imaging_build_info"}
+    m = parse_metrics(exp.raw(None, None, "name[]=process_cpu_seconds_total").decode())
+    assert {name for name, _ in m} == {"process_cpu_seconds_total"}
 
 
 def test_only_gzip_is_kept_until_a_client_asks_for_plain_text(tmp_path):

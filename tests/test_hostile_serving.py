@@ -486,3 +486,45 @@ def test_a_head_that_never_ends_is_cut_at_the_deadline(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_kept_alive_connection_whose_next_head_never_ends_is_cut_at_the_deadline(monkeypatch):
+    """The idle loop sleeps until the earliest deadline (the keep-alive one, 120 s here): a head
+    that starts meanwhile brings the sweep forward to its own deadline."""
+    from exporter import web
+    monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
+    monkeypatch.setattr(web, "SWEEP_INTERVAL", 0.2)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        return [b"ok\n"]
+    server = make_server("127.0.0.1:0", app)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"ok\n"):
+                answer += s.recv(4096)
+            time.sleep(1.5)                          # idle, kept alive: no deadline due for 120 s
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            started, closed = time.monotonic(), False
+            for i in range(40):
+                try:
+                    s.sendall(b"X-Drip-%d: x\r\n" % i)
+                    s.settimeout(0.1)
+                    if s.recv(1) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            took = time.monotonic() - started
+        assert closed and 0.9 < took < 2.5, (closed, took)
+        assert _scrape(port)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()

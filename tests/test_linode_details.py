@@ -212,6 +212,28 @@ def test_a_refresh_waits_for_the_window_within_half_its_interval(make_source):
     assert len(waits) == 1 and 1 < waits[0] <= 62          # one window reset (whole seconds, +1): 300 disk listings
 
 
+def test_the_poller_comes_back_when_the_window_resets_while_details_are_pending(make_source):
+    """A refresh out of budget is followed by the next one at the window's reset, not a whole interval later."""
+    from exporter.poller import Poller
+    window_clock = FakeClock(time.time())
+    api = synthetic_api(300, clock=FakeClock(parse_time("2024-05-01T12:00:00")))
+    api.rate_limiter = RateLimiter(clock=window_clock)
+    with api:
+        # Waits may add up to 60 s (half the interval): the ~61 s to the first reset is too long.
+        src = make_source(api, sleep=window_clock.advance, wall=window_clock, refresh_interval=120)
+        poller = Poller(src, "akamai", 120, 3600, clock=api.clock)
+        assert poller.refresh_once()
+        assert poller.snapshot.details_pending > 0
+        first_delay = poller.next_delay()
+        assert 1 <= first_delay <= 62 and first_delay == src.resume_in
+        api.clock.advance(first_delay)
+        window_clock.advance(first_delay)
+        assert poller.refresh_once()                  # its listings fit the fresh window: no 429
+        assert poller.snapshot.details_pending == 0
+        assert poller.next_delay() == 120              # complete: back to the interval
+    assert api.rate_limiter.rejected == 0
+
+
 def test_the_rate_limiter_answers_as_the_api_documents():
     clock = FakeClock(1000.0)
     limiter = RateLimiter({"collection": (2, 60.0), "other": (5, 60.0)}, clock=clock)

@@ -258,3 +258,26 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     assert "other" not in poller.health.errors
     assert methods <= {("POST", "/identity/v3/auth/tokens")}
     assert grown < 512 * 1024, f"memory grew by {grown} bytes over {CYCLES - 50} refreshes"
+
+
+def test_the_cyclic_gc_is_paused_during_a_refresh_and_back_on_after_even_a_failure(tmp_path):
+    from exporter.errors import SourceError
+    seen = []
+
+    class Source:
+        provider = "linode"
+
+        def __init__(self, fail):
+            self.fail = fail
+
+        def refresh(self):
+            seen.append(gc.isenabled())
+            if self.fail:
+                raise SourceError("timeout", "no answer")
+            raise RuntimeError("a bug")
+
+    assert gc.isenabled()
+    for fail in (True, False):
+        assert not Poller(Source(fail), "c", 60, 3600, state=State(str(tmp_path / "s.json"))).refresh_once()
+        assert gc.isenabled()
+    assert seen == [False, False]

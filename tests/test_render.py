@@ -109,7 +109,7 @@ def test_specs_reject_names_the_fast_path_could_not_write(name, labels):
 def test_whole_body_equals_prometheus_client_rendering_everything(tmp_path, accept, encoding):
     """Host-less exporter with a cloud: per-scrape part + cached cloud part, as one library render."""
     job = FinishedJob("j1", "image", "srv", 100.0, 700.0, True)
-    poller, exp = build(tmp_path, snapshot(5, [job]))
+    poller, exp = build(tmp_path, snapshot(5, [job]), process=True)
     poller.refresh_once()
     body = exp.raw(accept, encoding)
     if encoding:

@@ -9,9 +9,6 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import ProcessCollector
-from prometheus_client.registry import Collector
-
 from ..errors import SourceError
 from .. import limits as limits_mod
 from . import cloud as cloud_mod, host as host_mod
@@ -85,7 +82,7 @@ class LibraryFamilies:
         return (family for _, family in self.rows())
 
 
-class ExporterCollector(Collector):
+class ExporterCollector:        # a prometheus_client collector (describe, collect)
     def __init__(self, version, host=None, pollers=(), cloud_cache=None, process_metrics=True):
         self.version = version
         self.host = host
@@ -93,7 +90,10 @@ class ExporterCollector(Collector):
         self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
         # The exporter's own CPU, memory and open files, as every Prometheus exporter
         # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
-        self.process = LibraryFamilies(ProcessCollector(registry=None)) if process_metrics else None
+        self.process = None
+        if process_metrics:
+            from prometheus_client import ProcessCollector      # served mode only imports the library
+            self.process = LibraryFamilies(ProcessCollector(registry=None))
 
     def describe(self):
         # The families without samples: registration needs only the names.

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Tuple
 
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
+# prometheus_client's families are built only for a registry, `name[]` and the
+# histogram (imported there): `--once` renders rows without importing the library.
 
 
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -31,6 +31,7 @@ class MetricSpec:
                 raise ValueError(f"metric or label name {n!r} is not a plain legacy name")
 
     def family(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
         if self.type == "gauge":
             return GaugeMetricFamily(self.name, self.help, labels=self.labels)
         if self.type == "counter":

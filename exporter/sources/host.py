@@ -21,8 +21,6 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-import psutil
-
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
@@ -79,6 +77,7 @@ def _read_table(paths: List[str]) -> List[Tuple[str, str, str]]:
                 return _parse_mounts(f.read().splitlines())
         except OSError:
             continue
+    import psutil           # only without a mount table (not Linux): host mode's import saved
     return [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
 
 

@@ -139,6 +139,7 @@ class LinodeSource:
         self._details = DetailCache()
         self._project: Optional[str] = None     # the account's euuid, read once
         self.last_reads = 0                     # per-instance reads of the last refresh (for benchmarks)
+        self.resume_in: Optional[float] = None  # seconds until the spent window resets, when reads were left
 
     def refresh(self) -> CloudSnapshot:
         client = self._connect()
@@ -222,6 +223,7 @@ class LinodeSource:
         budget, waited = self._cfg.refresh_interval * PACE_SHARE, 0.0
         left = set()
         reads = 0
+        self.resume_in = None
         i = 0
         while i < len(plan):
             read = plan[i]
@@ -239,6 +241,7 @@ class LinodeSource:
             wait = retry_after if retry_after is not None else self._limits.wait(self._wall())
             if wait is None or waited + wait > budget:
                 left.update(r.server.server_id for r in plan[i:] if r.why != "sweep")
+                self.resume_in = wait
                 break
             self._sleep(wait)
             waited += wait

@@ -195,11 +195,12 @@ class FakeLinodeAPI:
 
     def __init__(self, scenario: str = "account", token: str = DEFAULT_TOKEN,
                  clock: Optional[FakeClock] = None, live: bool = False,
-                 rate_limiter: Optional[RateLimiter] = None, latency: float = 0.0):
+                 rate_limiter: Optional[RateLimiter] = None, latency: float = 0.0, sleep=time.sleep):
         self.scenario = load_scenario(scenario)
         self.token = token
         self.rate_limiter = rate_limiter      # None: no limits enforced
         self.latency = latency                # seconds added to every answer (benchmarks)
+        self._sleep = sleep                   # how the latency passes: a simulated clock's advance in benchmarks
         self.account_scope = True             # False: the token may not read /account (403)
         if live:
             self.scenario = shift_times(self.scenario, round(time.time()) - parse_time(self.scenario["now"]))
@@ -297,7 +298,7 @@ class FakeLinodeAPI:
             fault, release = self._active_fault(url.path), self._release
         mode, params = fault if fault else (None, {})
         if self.latency:
-            time.sleep(self.latency)
+            self._sleep(self.latency)
         if mode == "slow":
             time.sleep(float(params.get("delay", 1.0)))
         if mode == "hang":
