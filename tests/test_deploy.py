@@ -136,7 +136,10 @@ def test_dockerignore_sends_only_the_package_into_the_build():
     copied = [src for instr, rest in dockerfile_stages()[0][1] if instr == "COPY"
               for src in rest.split()[:-1]]
     needed = ["pyproject.toml", pyproject["project"]["readme"]]
-    needed += [p.replace(".", "/") + "/__init__.py" for p in pyproject["tool"]["setuptools"]["packages"]]
+    packages = pyproject["tool"]["setuptools"]["packages"]       # a list, or {"find": {"include": [...]}}
+    if isinstance(packages, dict):
+        packages = [p.rstrip("*") for p in packages["find"]["include"]]
+    needed += [p.replace(".", "/") + "/__init__.py" for p in packages]
     needed += [f"exporter/{f}" for f in pyproject["tool"]["setuptools"]["package-data"]["exporter"]]
     for path in needed:
         assert any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied), f"{path} is not COPY'd"
@@ -348,7 +351,7 @@ def test_cloud_mode_takes_credentials_from_secrets():
     clouds_yaml = env["OS_CLIENT_CONFIG_FILE"]["value"]
     assert "secret" in volumes[mounts[os.path.dirname(clouds_yaml)]["name"]]
     linode = [c for c in cfg.clouds if c.provider == "linode"]
-    assert linode and all("secretKeyRef" in env[c.token_env]["valueFrom"] for c in linode)
+    assert linode and all("secretKeyRef" in env[c.options["token_env"]]["valueFrom"] for c in linode)
     for e in container["env"]:                       # no literal credentials in the manifest
         assert "value" not in e or not re.search(r"(?i)token|passw|secret", e["name"])
 

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from exporter import profiles
-from exporter.config import CloudConfig
+from exporter.config import cloud_config
 from exporter.errors import SourceError
 from exporter.models import FinishedJob, QuotaValue
-from exporter.sources.openstack import OpenStackSource
+from exporter.sources.openstack.source import OpenStackSource
 from fakes.openstack_api import FakeOpenStack, Fault, Scenario
 
 # openstacksdk warns about its own internals (proxy construction, influxdb), nothing this code calls.
@@ -53,8 +53,7 @@ class Cloud:
             monkeypatch.delenv(var, raising=False)
 
     def source(self, profile="openstack", page_size=None, max_pages=None, **cfg) -> OpenStackSource:
-        cfg = CloudConfig(**{"name": "lab", "provider": "openstack", "cloud": "fake",
-                             "request_timeout": TIMEOUT, **cfg})
+        cfg = cloud_config("openstack", "lab", **{"cloud": "fake", "request_timeout": TIMEOUT, **cfg})
         kwargs = {k: v for k, v in (("page_size", page_size), ("max_pages", max_pages)) if v}
         src = OpenStackSource(cfg, profiles.get(profile), clock=self.fake.clock, **kwargs)
         self.sources.append(src)

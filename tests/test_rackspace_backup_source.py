@@ -14,7 +14,7 @@ from conftest import parse_metrics, run_cli, samples
 from exporter import profiles
 from exporter.config import parse
 from exporter.errors import ConfigError, SourceError
-from exporter.sources import provider_module
+from exporter.sources import registry
 from fakes.linode_api import FakeClock
 from fakes.rackspace_backup_api import FakeRackspaceBackup
 
@@ -62,8 +62,8 @@ def cloud_config(**extra):
 
 def source(clock=None, **extra):
     cfg = cloud_config(**extra)
-    module = provider_module("rackspace_backup")
-    return module.RackspaceBackupSource(cfg, profiles.get(cfg.profile), clock=clock or FakeClock(NOW))
+    source_class = registry.get("rackspace_backup").source_class()
+    return source_class(cfg, profiles.get(cfg.profile), clock=clock or FakeClock(NOW))
 
 
 # ---- what a refresh reads -------------------------------------------------------------
@@ -202,7 +202,8 @@ def test_a_malformed_date_is_a_malformed_answer(api):
 
 def test_config_defaults_and_errors():
     cfg = cloud_config()
-    assert (cfg.profile, cfg.region, cfg.api_url, cfg.cloud) == ("rackspace_backup", "", "", "rackspace")
+    assert cfg.profile == "rackspace_backup"
+    assert dict(cfg.options) == {"region": "", "api_url": "", "cloud": "rackspace"}
     with pytest.raises(ConfigError) as e:
         parse({"clouds": [{"name": "rs", "provider": "rackspace_backup", "region": "d f", "token_env": "X",
                            "api_url": "ftp://backup"}]})
@@ -212,7 +213,7 @@ def test_config_defaults_and_errors():
 
 
 def test_preflight_checks_the_clouds_yaml_entry_without_the_network(api, tmp_path):
-    module = provider_module("rackspace_backup")
+    module = registry.get("rackspace_backup")
     assert module.preflight(cloud_config()) == []
     assert module.preflight(cloud_config(cloud="nosuch"))[0].startswith("clouds.yaml: ")
     api.clouds_path.write_text(api.clouds_yaml().replace("auth_type: rackspace_apikey", "auth_type: password"))

@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import profiles
 from exporter.collectors.exporter import ExporterCollector, HostPart
-from exporter.config import CloudConfig, HostConfig
+from exporter.config import HostConfig, cloud_config
 from exporter.exposition import CloudCache, Exposition
 from exporter.poller import Poller
 from exporter.sources.host import HostSource
-from exporter.sources.linode import LinodeSource
+from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
 from conftest import parse_metrics, samples
 from fakes.linode_api import FakeLinodeAPI
@@ -85,10 +85,10 @@ def test_linode_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     with FakeLinodeAPI("account") as fake:
         monkeypatch.setenv("LINODE_TOKEN", fake.token)
         # Enough events for several pages, so pagination faults have a page 2 to spoil.
-        cfg = CloudConfig(name="akamai", provider="linode", api_url=fake.url, request_timeout=TIMEOUT)
+        cfg = cloud_config("linode", "akamai", api_url=fake.url, request_timeout=TIMEOUT)
         source = LinodeSource(cfg, profiles.get("linode"), clock=fake.clock)
         source_page_size = 500
-        import exporter.sources.linode as linode_mod
+        import exporter.sources.linode.source as linode_mod
         monkeypatch.setattr(linode_mod, "PAGE_SIZE", 25)   # our own constant: 24 images + events need pages
         poller = Poller(source, "akamai", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
                         clock=fake.clock)
@@ -205,7 +205,7 @@ def _openstack_faults():
 @pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
 def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     import yaml
-    from exporter.sources.openstack import OpenStackSource
+    from exporter.sources.openstack.source import OpenStackSource
     from fakes.openstack_api import FakeOpenStack, Fault, Scenario
     scenario = Scenario.from_file(os.path.join(os.path.dirname(__file__), "fixtures", "openstack", "project.yaml"))
     faults = _openstack_faults()
@@ -220,7 +220,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
             monkeypatch.delenv(var, raising=False)
-        cfg = CloudConfig(name="lab", provider="openstack", cloud="fake", request_timeout=TIMEOUT)
+        cfg = cloud_config("openstack", "lab", cloud="fake", request_timeout=TIMEOUT)
         # 4 a page: the images (8) take three pages, the servers (4) two, so page 2 can be spoiled.
         source = OpenStackSource(cfg, profiles.get("openstack"), clock=fake.clock, page_size=4)
         poller = Poller(source, "lab", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),

@@ -325,22 +325,22 @@ class _Statter:
         fut.add_done_callback(done)
 
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def detect_server_id(root_path: str = "/") -> str:
-    """The cloud's id for this server, from cloud-init, when it is an OpenStack UUID.
+    """The cloud's id for this server, from cloud-init, when a provider knows its form.
 
     cloud-init writes the instance id from the metadata service or config
-    drive; on OpenStack that is the Nova server UUID, the id cloud mode uses.
-    Other forms (Linode's, for one) are not cloud mode's ids: "" then.
+    drive; each provider of the registry says whether it is one of its
+    server ids (on OpenStack, the Nova server UUID). Otherwise "".
     """
+    from .registry import server_id_detectors
     try:
         with open(os.path.join(root_path, "var", "lib", "cloud", "data", "instance-id")) as f:
-            value = f.read().strip().lower()
+            value = f.read()
     except OSError:
         return ""
-    return value if _UUID.match(value) else ""
+    return next((sid for sid in (detect(value) for detect in server_id_detectors()) if sid), "")
 
 
 def _listdir(path):

@@ -34,8 +34,8 @@ from ...models import (BackupAgent, BackupConfiguration, BackupFailures, CloudSn
 from ...profiles import Profile, common
 # One exception wrapper and classifier for every keystoneauth-based source,
 # shared with the OpenStack source until the registry's common module holds it.
-from ..openstack import _call
-from . import CATALOG_TYPE, NAME, preflight  # noqa: F401 - preflight is part of the provider's module
+from ..openstack.source import _call
+from . import CATALOG_TYPE, NAME
 
 # CurrentState of a backup, from "Checking backup status" and "List backup details".
 RUNNING = frozenset({"creating", "queued", "preparing", "inprogress", "startrequested", "startscheduled",
@@ -90,16 +90,16 @@ class RackspaceBackupSource:
     def _connect(self):
         if self._session is None:
             from openstack import config as os_config
-            region = os_config.OpenStackConfig().get_one(cloud=self.cfg.cloud or None)
+            region = os_config.OpenStackConfig().get_one(cloud=self.cfg.options["cloud"] or None)
             session = region.get_session()
             session.timeout = float(self.cfg.request_timeout)
             session.app_name, session.app_version = "imaging-exporter", __version__
-            self._session, self._region = session, self.cfg.region or region.region_name or None
+            self._session, self._region = session, self.cfg.options["region"] or region.region_name or None
         return self._session
 
     def _base_url(self, session) -> str:
-        if self.cfg.api_url:
-            return self.cfg.api_url
+        if self.cfg.options["api_url"]:
+            return self.cfg.options["api_url"]
         url = session.get_endpoint(service_type=CATALOG_TYPE, interface="public", region_name=self._region)
         if not url:
             raise ksa_exc.EndpointNotFound(CATALOG_TYPE)

@@ -11,7 +11,7 @@ the project (no call per image or per server):
 
 plus the Keystone token POST and version discovery, which the SDK caches,
 and GET /servers/{id}/os-instance-actions for a job whose image vanished
-(at most cfg.action_lookups a refresh; exporter.sources.openstack_vanished).
+(at most the action_lookups option a refresh; vanished.py).
 
 Volume snapshots are an optional part: a Cinder that is missing, offers no
 usable version or fails is reported by imaging_source_part_up and a log
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Callable, List, Optional, Tuple, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -41,12 +40,13 @@ from openstack import exceptions as sdk_exc
 import requests
 import urllib3
 
-from .. import __version__
-from ..config import CloudConfig
-from ..errors import SourceError
-from ..models import CloudSnapshot, FinishedJob, Image, Server
-from ..profiles import Profile
-from . import openstack_jobs as jobs, openstack_vanished as vanished, quota as quota_mod
+from ... import __version__
+from ...config import CloudConfig
+from ...errors import SourceError
+from ...models import CloudSnapshot, FinishedJob, Image, Server
+from ...profiles import Profile
+from .. import quota as quota_mod
+from . import jobs, vanished
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +60,6 @@ ACTIONS_MICROVERSION = "2.58"
 T = TypeVar("T")
 
 
-def preflight(cfg: CloudConfig) -> List[str]:
-    """Problems --check-config can see without calling the API: the clouds.yaml entry."""
-    from openstack import config as os_config
-    from openstack.config import loader
-    config = os_config.OpenStackConfig()
-    try:
-        config.get_one(cloud=cfg.cloud or None)
-    except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "rackspace_" in first and "could not be found" in first:
-            first += "; Rackspace's API-key auth needs pip install 'imaging-exporter[rackspace]'"
-        if config.config_filename:
-            return [f"clouds.yaml: {first} (read {config.config_filename})"]
-        # Where openstacksdk looks, so the operator can put the file in one of them.
-        searched = [os.environ["OS_CLIENT_CONFIG_FILE"]] if os.environ.get("OS_CLIENT_CONFIG_FILE") else []
-        searched = dict.fromkeys(searched + list(loader.CONFIG_FILES))
-        return [f"clouds.yaml: {first} (no clouds.yaml found; searched {', '.join(searched)})"]
-    return []
-
-
 class OpenStackSource:
     provider = "openstack"
 
@@ -87,6 +67,7 @@ class OpenStackSource:
                  *, page_size: int = PAGE_SIZE, max_pages: int = MAX_PAGES):
         self.cfg = cfg
         self.profile = profile
+        self._all_projects = cfg.options["all_projects"]
         self._clock = clock
         self._page_size = page_size
         self._max_pages = max_pages
@@ -101,7 +82,7 @@ class OpenStackSource:
         conn = _call("loading the cloud configuration", self._connection, self.cfg)
         access = _call("authenticating", lambda: conn.session.auth.get_access(conn.session), self.cfg)
         project_id = access.project_id
-        everyone = {"all_tenants": "1"} if self.cfg.all_projects else {}
+        everyone = {"all_tenants": "1"} if self._all_projects else {}
 
         images = self._images(conn, project_id)
         servers = self._list("listing servers", jobs.server_record, conn, "compute", "/servers/detail", "servers",
@@ -109,13 +90,13 @@ class OpenStackSource:
         volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
-        usage = None if self.cfg.all_projects else _call(
+        usage = None if self._all_projects else _call(
             "reading image usage", lambda: _image_usage(conn.image), self.cfg)
 
         horizon = now - self.cfg.lookback
         who = jobs.Attribution(servers, volume_snapshots)
         images = [who.image(i) for i in images]
-        if self.cfg.all_projects:
+        if self._all_projects:
             images = jobs.own_images(images, project_id, who.servers)
         snaps = volume_snapshots or []
         running = jobs.image_running(images, who.servers) + jobs.volume_snapshot_running(snaps, who)
@@ -127,7 +108,7 @@ class OpenStackSource:
             listed |= {j.job_id for j in unread}
             tracked += unread
         memory = vanished.advance(self._vanished, listed, tracked, now, self.cfg.lookback,
-                                  self.cfg.action_lookups, lambda job: self._action_of(conn, job))
+                                  self.cfg.options["action_lookups"], lambda job: self._action_of(conn, job))
         if who.unattributed:
             log.info("cloud %s: %d jobs or images credited to no server: %s", self.cfg.name,
                      len(who.unattributed), ", ".join(f"{k} ({v})" for k, v in sorted(who.unattributed.items())[:10]))
@@ -159,7 +140,7 @@ class OpenStackSource:
     def _connection(self):
         if self._conn is None:
             self._conn = openstack.connect(
-                cloud=self.cfg.cloud or None, api_timeout=self.cfg.request_timeout,
+                cloud=self.cfg.options["cloud"] or None, api_timeout=self.cfg.request_timeout,
                 app_name="imaging-exporter", app_version=__version__)
         return self._conn
 
@@ -172,7 +153,7 @@ class OpenStackSource:
 
     def _images(self, conn, project_id: str) -> List[jobs.OsImage]:
         """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
-        owner = {} if self.cfg.all_projects else {"owner": project_id}
+        owner = {} if self._all_projects else {"owner": project_id}
         shown = self._list("listing images", jobs.image_record, conn, "image", "/images", "images", owner)
         hidden = self._list("listing hidden images", jobs.image_record, conn, "image", "/images", "images",
                             {**owner, "os_hidden": "true"})
@@ -196,7 +177,7 @@ class OpenStackSource:
             return None
 
     def _action_of(self, conn, job: FinishedJob) -> Optional[FinishedJob]:
-        """A vanished job as its server's instance actions tell it (exporter.sources.openstack_vanished).
+        """A vanished job as its server's instance actions tell it (vanished.py).
 
         With Nova 2.58 or later the list is cut by changes-since and says when
         the action ended; before that the whole list is read and the message
@@ -355,7 +336,7 @@ def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
         if isinstance(e, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound, sdk_exc.ServiceDisabledException)):
             return "other", "the service catalog has no endpoint for this service"
         if isinstance(e, sdk_exc.ConfigException):
-            return "other", f"cannot load cloud {cfg.cloud or '(OS_CLOUD)'} from clouds.yaml or the environment"
+            return "other", f"cannot load cloud {cfg.options['cloud'] or '(OS_CLOUD)'} from clouds.yaml or the environment"
         if isinstance(e, json.JSONDecodeError):
             return "malformed", "the answer is not valid JSON"
         if isinstance(e, ksa_exc.DiscoveryFailure):

@@ -6,12 +6,12 @@ A refresh, all GET through linode_api4 with 500 items a page (the API's maximum)
     GET /linode/instances                names, Backup Service on or off, backups.last_successful
     GET /account/events                  X-Filter: imaging, disk and backup actions since the lookback
     GET /account                         once: the account's euuid, the `project` label
-    GET /linode/instances/{id}/disks     only when due (exporter.sources.linode_details)
+    GET /linode/instances/{id}/disks     only when due (details.py)
     GET /linode/instances/{id}/backups   only when due, for instances with the Backup Service on
 
 Per-instance details are kept between refreshes and read again only when
 they can have changed, plus a sweep that re-reads every instance's within
-cfg.details_refresh_interval; a steady refresh costs the list pages, the
+the details_refresh_interval option; a steady refresh costs the list pages, the
 instances that changed and the sweep's share. Reads stop early when the
 API's X-RateLimit-Remaining runs low or it answers 429: the instances not
 reached keep their last data, counted by imaging_source_details_pending_servers.
@@ -42,14 +42,15 @@ from requests.adapters import HTTPAdapter
 from linode_api4 import Image as LinodeImage, LinodeClient
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
-from .. import __version__
-from .. import profiles as profiles_mod
-from ..config import CloudConfig
-from ..errors import SourceError
-from ..models import CloudSnapshot, Server
-from ..profiles import Profile
-from . import linode_records as rec, quota as quota_mod
-from .linode_details import DetailCache, Read
+from ... import __version__
+from ... import profiles as profiles_mod
+from ...config import CloudConfig
+from ...errors import SourceError
+from ...models import CloudSnapshot, Server
+from ...profiles import Profile
+from .. import quota as quota_mod
+from . import records as rec
+from .details import DetailCache, Read
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,6 @@ class _BoundedAdapter(HTTPAdapter):
     def send(self, request, **kwargs):
         kwargs["timeout"] = (self._timeout, self._timeout)      # (connect, read)
         return super().send(request, **kwargs)
-
-
-def preflight(cfg: CloudConfig) -> List[str]:
-    """Problems --check-config can see without calling the API."""
-    if not os.environ.get(cfg.token_env, "").strip():
-        return [f"environment variable {cfg.token_env} (token_env) is not set or empty"]
-    return []
 
 
 class RateLimits:
@@ -178,13 +172,13 @@ class LinodeSource:
 
     def _connect(self) -> LinodeClient:
         if self._client is None:
-            name = self._cfg.token_env
+            name = self._cfg.options["token_env"]
             token = os.environ.get(name)
             if token is None:
                 raise SourceError("auth", f"environment variable {name} is not set")
             if not token.strip():
                 raise SourceError("auth", f"environment variable {name} is empty")
-            client = LinodeClient(token.strip(), base_url=self._cfg.api_url.rstrip("/"), page_size=PAGE_SIZE,
+            client = LinodeClient(token.strip(), base_url=self._cfg.options["api_url"].rstrip("/"), page_size=PAGE_SIZE,
                                   retry=False, user_agent=f"imaging-exporter/{__version__}")
             adapter = _BoundedAdapter(self._cfg.request_timeout)
             client.session.mount("http://", adapter)
@@ -218,7 +212,7 @@ class LinodeSource:
         keeps its last data.
         """
         by_id = {str(i.id): i for i in instances}
-        plan = self._details.plan(servers, events, self._cfg.refresh_interval, self._cfg.details_refresh_interval)
+        plan = self._details.plan(servers, events, self._cfg.refresh_interval, self._cfg.options["details_refresh_interval"])
         budget, waited = self._cfg.refresh_interval * PACE_SHARE, 0.0
         left = set()
         reads = 0

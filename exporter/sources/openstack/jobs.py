@@ -1,6 +1,6 @@
 """OpenStack: API items as plain records, and the jobs derived from them.
 
-Pure functions, no I/O: exporter.sources.openstack reads the APIs and hands
+Pure functions, no I/O: source.py reads the APIs and hands
 the items here.
 
 Attribution of a job to a server:
@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
-from ..errors import SourceError
-from ..models import FinishedJob, RunningJob
+from ...errors import SourceError
+from ...models import FinishedJob, RunningJob
 
 T = TypeVar("T")
 
