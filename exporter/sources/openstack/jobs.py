@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
 from ...errors import SourceError
+from .. import api
 from ...models import FinishedJob, RunningJob
 
 T = TypeVar("T")
@@ -134,10 +135,8 @@ def timestamp(value: str) -> float:
 
 
 def records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
-    try:
+    with api.reading():
         return [build(item) for item in items]
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
 
 
 def usage_entry(usage: Optional[dict], name: str, unit: int) -> Tuple[Optional[int], Optional[int]]:

@@ -23,29 +23,25 @@ paginated here. The SDK's Resource objects cost about 4 ms each to build (10k
 images and 5k servers would take a minute of CPU per refresh), and owning the
 pagination lets a refresh stop a next chain that loops.
 
-Errors become SourceError with a fixed reason; messages are built here from
-safe parts only, never from the SDK's text, which can carry URLs and bodies.
+Errors become SourceError through exporter.sources.api, classified by
+exporter.sources.keystone: messages from safe parts only, never the SDK's text.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Callable, List, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from keystoneauth1 import exceptions as ksa_exc
 import openstack
 from openstack import exceptions as sdk_exc
-import requests
-import urllib3
 
 from ... import __version__
 from ...config import CloudConfig
 from ...errors import SourceError
 from ...models import CloudSnapshot, FinishedJob, Image, Server
 from ...profiles import Profile
-from .. import quota as quota_mod
+from .. import api, keystone, quota as quota_mod
 from . import jobs, vanished
 
 log = logging.getLogger(__name__)
@@ -68,6 +64,7 @@ class OpenStackSource:
         self.cfg = cfg
         self.profile = profile
         self._all_projects = cfg.options["all_projects"]
+        self._classify = keystone.classifier(cfg.request_timeout, cfg.options["cloud"])
         self._clock = clock
         self._page_size = page_size
         self._max_pages = max_pages
@@ -79,8 +76,8 @@ class OpenStackSource:
 
     def refresh(self) -> CloudSnapshot:
         now = self._clock()
-        conn = _call("loading the cloud configuration", self._connection, self.cfg)
-        access = _call("authenticating", lambda: conn.session.auth.get_access(conn.session), self.cfg)
+        conn = api.call("loading the cloud configuration", self._connection, self._classify)
+        access = api.call("authenticating", lambda: conn.session.auth.get_access(conn.session), self._classify)
         project_id = access.project_id
         everyone = {"all_tenants": "1"} if self._all_projects else {}
 
@@ -90,8 +87,8 @@ class OpenStackSource:
         volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
-        usage = None if self._all_projects else _call(
-            "reading image usage", lambda: _image_usage(conn.image), self.cfg)
+        usage = None if self._all_projects else api.call(
+            "reading image usage", lambda: _image_usage(conn.image), self._classify)
 
         horizon = now - self.cfg.lookback
         who = jobs.Attribution(servers, volume_snapshots)
@@ -149,7 +146,7 @@ class OpenStackSource:
         def run():
             proxy = getattr(conn, service)      # may authenticate and read the catalog
             return self._paginate(what, build, proxy, path, key, params)
-        return _call(what, run, self.cfg)
+        return api.call(what, run, self._classify)
 
     def _images(self, conn, project_id: str) -> List[jobs.OsImage]:
         """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
@@ -190,8 +187,8 @@ class OpenStackSource:
         else:
             query, microversion = None, None
         try:
-            body = _call("reading instance actions", lambda: _get_json(
-                conn.compute, path, query, microversion=microversion), self.cfg)
+            body = api.call("reading instance actions", lambda: _get_json(
+                conn.compute, path, query, microversion=microversion), self._classify)
         except SourceError as e:
             if e.reason in ("http_4xx", "auth"):    # the server is gone, or policy forbids: cannot tell
                 return None
@@ -200,8 +197,9 @@ class OpenStackSource:
         if not isinstance(actions, list):
             return None
         try:
-            return vanished.classify(actions, job)
-        except (KeyError, TypeError, ValueError):
+            with api.reading():
+                return vanished.classify(actions, job)
+        except api.Malformed:
             return None
 
     def _paginate(self, what: str, build: Callable[[dict], T], proxy, path: str, key: str,
@@ -256,7 +254,8 @@ def _get_json(proxy, path: str, query: Optional[dict] = None, microversion: Opti
     extra = {"microversion": microversion} if microversion else {}
     resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0, **extra)
     sdk_exc.raise_from_response(resp)
-    return resp.json()
+    with api.reading():
+        return resp.json()
 
 
 def _supports(proxy, microversion: str) -> bool:
@@ -296,109 +295,3 @@ def _image_usage(image_proxy) -> Optional[dict]:
     if not isinstance(usage, dict):
         raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
     return usage or None
-
-
-# ---- errors ------------------------------------------------------------------
-
-def _call(what: str, fn: Callable[[], T], cfg: CloudConfig) -> T:
-    """Run one step of a refresh; turn whatever it raises into a SourceError."""
-    try:
-        return fn()
-    except SourceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure must become a SourceError
-        reason, detail = _classify(exc, cfg)
-        after = _retry_after(exc)
-        if after is not None:
-            detail += f" (Retry-After {after:g} s)"
-        raise SourceError(reason, f"{what}: {detail}", retry_after=after) from None
-
-
-def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
-    """(reason, safe detail). Never str(exc): SDK messages can carry URLs, bodies and headers.
-
-    keystoneauth wraps the real cause (a refused connection becomes a
-    DiscoveryFailure, a body that stalls a ConnectFailure), so the whole
-    chain is searched: timeouts first, then connection and HTTP errors.
-    """
-    chain = _chain(exc)
-    if any(_is_timeout(e) for e in chain):
-        return "timeout", f"no answer within {cfg.request_timeout:g}s"
-    if any(isinstance(e, ksa_exc.SSLError) for e in chain):
-        return "connection", "TLS handshake failed"
-    if any(isinstance(e, ksa_exc.ConnectionError) for e in chain):
-        return "connection", "cannot connect to the API (refused, reset or unresolvable)"
-    for e in chain:
-        status = _http_status(e)
-        if status:
-            return _status_reason(status), f"HTTP {status} from {_request_line(e)}"
-    for e in chain:
-        if isinstance(e, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound, sdk_exc.ServiceDisabledException)):
-            return "other", "the service catalog has no endpoint for this service"
-        if isinstance(e, sdk_exc.ConfigException):
-            return "other", f"cannot load cloud {cfg.options['cloud'] or '(OS_CLOUD)'} from clouds.yaml or the environment"
-        if isinstance(e, json.JSONDecodeError):
-            return "malformed", "the answer is not valid JSON"
-        if isinstance(e, ksa_exc.DiscoveryFailure):
-            return "malformed", "version discovery found no usable API version"
-        if isinstance(e, (sdk_exc.NotSupported, sdk_exc.ServiceDiscoveryException)):
-            # openstacksdk logs why discovery failed and raises this without the cause.
-            return "other", "version discovery failed (no answer, an error or no supported version)"
-        if isinstance(e, (KeyError, TypeError, AttributeError, ValueError)):
-            return "malformed", f"unexpected answer shape ({type(e).__name__})"
-    return "other", type(exc).__name__
-
-
-def _chain(exc: Optional[BaseException]) -> List[BaseException]:
-    """exc, then what it was raised from or while handling, innermost last."""
-    out: List[BaseException] = []
-    while exc is not None and exc not in out and len(out) < 20:
-        out.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return out
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    # Not urllib3's TimeoutError: NewConnectionError (connection refused) derives from it.
-    return isinstance(exc, (ksa_exc.ConnectTimeout, requests.exceptions.Timeout,
-                            urllib3.exceptions.ReadTimeoutError, TimeoutError))
-
-
-def _retry_after(exc: BaseException) -> Optional[float]:
-    """Seconds a 429 or 503 asked us to wait (Retry-After in seconds), for the poller's backoff."""
-    for e in _chain(exc):
-        response = getattr(e, "response", None)
-        if isinstance(e, (sdk_exc.HttpException, ksa_exc.HttpError)) and response is not None:
-            try:
-                return float(response.headers.get("Retry-After"))
-            except (TypeError, ValueError):
-                return None     # absent, or an HTTP date: the poller's own backoff applies
-    return None
-
-
-def _http_status(exc) -> Optional[int]:
-    if isinstance(exc, sdk_exc.HttpException):
-        return exc.status_code
-    if isinstance(exc, ksa_exc.HttpError):
-        return exc.http_status
-    return None
-
-
-def _status_reason(status: int) -> str:
-    if status in (401, 403):
-        return "auth"
-    if status == 429:
-        return "rate_limited"
-    if 400 <= status < 500:
-        return "http_4xx"
-    if status >= 500:
-        return "http_5xx"
-    return "other"
-
-
-def _request_line(exc) -> str:
-    """"GET /image/v2/images": method and path only, no query, host or credentials."""
-    method = getattr(exc, "method", None) or "request"
-    url = getattr(exc, "url", None) or ""
-    path = urlsplit(url).path if url else ""
-    return f"{method} {path}".strip()
