@@ -289,7 +289,7 @@ def test_fault_in_one_instance_names_it(api, source):
 
 
 def test_token_echoed_by_the_api_is_scrubbed(api, source):
-    api.set_fault("error", status=400, reason=f"Bad header: Authorization: Bearer {api.token}")
+    api.set_fault("error", status=400, message=f"Bad header: Authorization: Bearer {api.token}")
     err = refresh_error(source())
     assert str(err) == ("listing private images: GET /v4/images?page_size=500: "
                         "HTTP 400 Bad header: Authorization: Bearer <token>")
@@ -313,7 +313,7 @@ def test_the_same_source_recovers_when_the_api_does(api, source, fault):
     src = source()
     api.set_fault(fault)
     refresh_error(src)
-    api.clear_fault()
+    api.clear_faults()
     assert len(src.refresh().images) == 24
 
 

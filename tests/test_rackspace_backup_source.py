@@ -173,7 +173,7 @@ def test_api_faults_become_source_errors(api, mode, params, path, reason):
     assert api.api_key not in str(e.value)
     if mode == "rate_limited":
         assert e.value.retry_after == 12
-    api.clear_fault()
+    api.clear_faults()
     assert source().refresh().backup_agents      # and the next refresh works again
 
 
@@ -183,7 +183,7 @@ def test_refused_connection_and_a_wrong_api_key(api):
     with pytest.raises(SourceError) as e:
         source().refresh()
     assert e.value.reason == "connection"
-    api.clear_fault()
+    api.clear_faults()
     api.clouds_path.write_text(api.clouds_yaml(api_key="not-the-key-0000"))
     with pytest.raises(SourceError) as e:
         source().refresh()

@@ -93,7 +93,7 @@ def test_linode_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         poller = Poller(source, "akamai", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
                         clock=fake.clock)
         seen, grown = run_fault_sequence(poller, lambda mode, params: fake.set_fault(mode, **params),
-                                         fake.clear_fault, LINODE_FAULTS, seed=20261123, cloud="akamai",
+                                         fake.clear_faults, LINODE_FAULTS, seed=20261123, cloud="akamai",
                                          fake_requests=fake.requests)
         source.close()
         assert source_page_size == 500
@@ -180,20 +180,20 @@ def test_host_with_1000_mounts(tmp_path):
 
 def _openstack_faults():
     """(name, what the fake does, the reason the refresh must fail with; None: it must succeed)."""
-    from fakes.openstack_api import Fault
+    from fakes.faults import Fault
     return [
-        ("500", lambda: Fault("status", r"/v2/images$", 500), "http_5xx"),
-        ("503-nova", lambda: Fault("status", r"/servers/detail$", 503), "http_5xx"),
-        ("500-usage", lambda: Fault("status", r"/info/usage$", 500), "http_5xx"),
-        ("401-mid-pagination", lambda: Fault("status", r"/v2/images$", 401, skip=1), "auth"),
-        ("403-cinder", lambda: Fault("status", r"/snapshots/detail$", 403), "auth"),
-        ("429", lambda: Fault("status", r"/v2/images$", 429, headers={"Retry-After": "1"}), "rate_limited"),
-        ("404-nova", lambda: Fault("status", r"/servers/detail$", 404), "http_4xx"),
-        ("malformed-page-2", lambda: Fault("malformed", r"/v2/images$", skip=1), "malformed"),
-        ("malformed-nova", lambda: Fault("malformed", r"/servers/detail$"), "malformed"),
-        ("next-link-loops", lambda: Fault("loop", r"/v2/images$"), "pagination"),
-        ("pages-overlap", lambda: Fault("overlap", r"/servers/detail$"), "pagination"),
-        ("slow", lambda: Fault("delay", r"/v2/images$", delay=3 * TIMEOUT), "timeout"),
+        ("500", lambda: Fault("error", r"/v2/images$", 500), "http_5xx"),
+        ("503-nova", lambda: Fault("error", r"/servers/detail$", 503), "http_5xx"),
+        ("500-usage", lambda: Fault("error", r"/info/usage$", 500), "http_5xx"),
+        ("401-mid-pagination", lambda: Fault("error", r"/v2/images$", 401, skip=1), "auth"),
+        ("403-cinder", lambda: Fault("error", r"/snapshots/detail$", 403), "auth"),
+        ("429", lambda: Fault("error", r"/v2/images$", 429, headers={"Retry-After": "1"}), "rate_limited"),
+        ("404-nova", lambda: Fault("error", r"/servers/detail$", 404), "http_4xx"),
+        ("malformed-page-2", lambda: Fault("malformed_json", r"/v2/images$", skip=1), "malformed"),
+        ("malformed-nova", lambda: Fault("malformed_json", r"/servers/detail$"), "malformed"),
+        ("next-link-loops", lambda: Fault("page_loop", r"/v2/images$"), "pagination"),
+        ("pages-overlap", lambda: Fault("page_overlap", r"/servers/detail$"), "pagination"),
+        ("slow", lambda: Fault("slow", r"/v2/images$", delay=3 * TIMEOUT), "timeout"),
         ("hang-mid-pagination", lambda: Fault("hang", r"/servers/detail$", skip=1), "timeout"),
         ("stall-in-body", lambda: Fault("stall", r"/v2/images$"), "timeout"),
         ("keystone-down", "keystone-down", "http_5xx"),      # the token expired and Keystone answers 500
@@ -206,7 +206,8 @@ def _openstack_faults():
 def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     import yaml
     from exporter.sources.openstack.source import OpenStackSource
-    from fakes.openstack_api import FakeOpenStack, Fault, Scenario
+    from fakes.faults import Fault
+    from fakes.openstack_api import FakeOpenStack, Scenario
     scenario = Scenario.from_file(os.path.join(os.path.dirname(__file__), "fixtures", "openstack", "project.yaml"))
     faults = _openstack_faults()
     actions = {name: make for name, make, _ in faults}
@@ -236,7 +237,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
                 fake.expire_tokens()
             elif action == "keystone-down":
                 fake.expire_tokens()
-                fake.add_fault(Fault("status", r"/auth/tokens$", 500))
+                fake.add_fault(Fault("error", r"/auth/tokens$", 500))
             else:
                 fake.add_fault(action())
 
