@@ -25,7 +25,7 @@ each figure grows with size.
 Linode has no bulk endpoint for disks or backups: the first refresh costs
 two requests per instance (each ~2 ms of SDK and HTTP CPU), later ones
 only for the instances that changed plus a sweep's share
-(exporter/sources/linode_details.py), so its sizes are instance counts a
+(exporter/sources/linode/details.py), so its sizes are instance counts a
 hundred times smaller than OpenStack's image counts. --linode-requests
 counts the requests of each refresh on the fake's own clock (no waiting),
 before (the previous code: every instance every refresh) and after, and
