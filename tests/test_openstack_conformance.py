@@ -19,7 +19,7 @@ from exporter.ledger import JobLedger
 from exporter.state import State
 from fakes.faults import Fault
 from fakes.openstack_api import Scenario, sample
-from test_openstack_source import H, M, MIB, START, make_cloud  # noqa: F401 - make_cloud is a fixture
+from openstack_cloud import H, M, MIB, START, make_cloud  # noqa: F401 - make_cloud is a fixture
 
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
 

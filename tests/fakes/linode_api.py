@@ -206,7 +206,6 @@ class FakeLinodeAPI(LoopbackAPI):
         with self._lock:
             self.requests.append(Request(h.command, url.path, query, dict(h.headers.items())))
         fault = self.faults.match(url.path[len("/v4"):] if url.path.startswith("/v4/") else url.path)
-        mode = fault.mode if fault else None
         if self.latency:
             time.sleep(self.latency)
         if self._wait_if_hanging(fault):
