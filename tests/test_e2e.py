@@ -9,8 +9,9 @@ fixture's finally, failures included:
   wrong), and the Linode account of tests/fixtures/linode/account.json moved
   to the real clock (db-1: a backup running for 25 h, an image being taken,
   two failed images and one that succeeded, a disk too large to image; 24 of
-  25 images);
-- imaging-exporter in cloud mode polling all four every 3 s, and in host mode
+  25 images), and a Rackspace Cloud Backup account (quiet-1's agent online,
+  a nightly configuration, a success 3 hours ago: nothing to alert on);
+- imaging-exporter in cloud mode polling all five every 3 s, and in host mode
   on a server root laid out in a temporary directory (a system disk and a data
   disk, a limit of our own that /srv is over, server_id 102 = Linode's db-1,
   and a process named redis-server running);
@@ -37,10 +38,12 @@ from alerting_stack import GIB, AlertingStack, Process, host_root
 from conftest import ExporterProcess, need_binary, wait_until
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.rackspace_backup_api import FakeRackspaceBackup
 from test_dashboards import check_queries_return_data, check_server_dashboard
 
 HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
 LINODE_CLOUD = "linode"
+BACKUP_CLOUD = "rackspace-dfw"
 RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imaging-info": "/info"}
 
 
@@ -114,6 +117,13 @@ class Stack(AlertingStack):
                 "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
                          "project_name": fake.scenario.project_name, "user_domain_name": "Default",
                          "project_domain_name": "Default"}}
+        # Rackspace Cloud Backup: quiet-1's agent, online, a nightly configuration that succeeded 3 h ago.
+        self.backup = self.add(FakeRackspaceBackup())
+        self.backup.add_agent(213564, "srv-quiet", "quiet-1", online=True, last_success=now - 3 * 3600)
+        self.backup.add_configuration(158486, 213564, "Nightly", "Daily", ("/srv/",))
+        self.backup.add_backup(134331, 213564, "Completed", now - 3 * 3600, now - 4 * 3600, now - 3 * 3600, 158486)
+        self.backup.start()
+        clouds_yaml.update(yaml.safe_load(self.backup.clouds_yaml(BACKUP_CLOUD))["clouds"])
         (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))
         self.linode = self.add(FakeLinodeAPI("account", live=True))
         # db-1 was also imaged successfully 5 hours ago (an image it has since deleted), so
@@ -141,6 +151,8 @@ class Stack(AlertingStack):
                    "request_timeout": "2s"} for n in OPENSTACK]
         clouds.append({"name": LINODE_CLOUD, "provider": "linode", "api_url": self.linode.url,
                        "token_env": "IMAGING_TEST_LINODE_TOKEN", "refresh_interval": "3s", "request_timeout": "2s"})
+        clouds.append({"name": BACKUP_CLOUD, "provider": "rackspace_backup", "cloud": BACKUP_CLOUD,
+                       "refresh_interval": "3s", "request_timeout": "2s"})
         env = {"OS_CLIENT_CONFIG_FILE": str(self.tmp / "clouds.yaml"),
                "IMAGING_TEST_LINODE_TOKEN": self.linode.token}
         self.cloud = self.add(ExporterProcess(cloud_dir, {"clouds": clouds}, args=["--no-collector.host"], env=env))
@@ -155,8 +167,8 @@ class Stack(AlertingStack):
         # Alertmanager with the shipped routing (webhooks pointed at us), Prometheus with the shipped rules.
         self.start_alerting({"imaging-host": [self.host_instance], "imaging-cloud": [self.cloud_instance]})
         # Every cloud refreshed once, and both targets scraped.
-        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == 4, 40, 0.2,
-                   "the four clouds' first refresh: " + self.cloud.log()[-2000:])
+        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == 5, 40, 0.2,
+                   "the five clouds' first refresh: " + self.cloud.log()[-2000:])
         wait_until(lambda: len(self.query('up{job=~"imaging-.*"} == 1')) == 2, 20, 0.2, "both targets up")
         return self
 
