@@ -51,7 +51,6 @@ class Exporter:
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
                                            process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
-        self.registry = self.exposition.registry      # host and health metrics only
 
     def start(self):
         for p in self.pollers:
