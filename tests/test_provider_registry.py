@@ -7,8 +7,10 @@ flags, the preflight, the app and the metrics all take it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -105,3 +107,29 @@ def test_adding_it_touched_no_exporter_file(tinycloud):
     found = subprocess.run(["grep", "-rli", "tinycloud", "exporter", "pyproject.toml"], cwd=ROOT,
                            capture_output=True, text=True)
     assert found.returncode == 1 and found.stdout == "", found.stdout
+
+
+def test_a_missing_sdk_is_one_error_naming_the_extra():
+    provider = dataclasses.replace(PROVIDER, name="needs-sdk", source="tinycloud.no_such_sdk:TinyCloudSource")
+    with pytest.raises(ConfigError) as e:
+        provider.source_class()
+    assert e.value.problems == ["provider needs-sdk needs urllib (the standard library), which is not installed "
+                                "(tinycloud.no_such_sdk is missing): pip install 'imaging-exporter[tinycloud]'"]
+
+
+def test_host_mode_and_the_registry_import_no_sdk(tmp_path):
+    code = ("import sys\n"
+            "from exporter import cli, logs\n"
+            "from exporter.app import Exporter\n"
+            "from exporter.config import Config\n"
+            "from exporter.sources import registry\n"
+            "logs.setup()\n"
+            "cli.build_parser()\n"
+            "[registry.get(n).options for n in registry.names()]\n"
+            "Exporter(Config(state_file=sys.argv[1]), {'host': True}).exposition.raw()\n"
+            "print(sorted(m for m in ('openstack', 'linode_api4', 'keystoneauth1', 'rackspaceauth', 'requests')"
+            " if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "state.json")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
