@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from conftest import ROOT, parse_metrics, samples
 from exporter import cli
@@ -69,12 +70,17 @@ def test_a_registered_provider_declares_its_keys(tmp_path, tinycloud):
         "clouds[0] (tiny).url: 'ftp://x' must start with http:// or https://"]
 
 
-def test_the_cli_has_its_collector_flag_and_preflight(tmp_path, tinycloud):
+def test_the_cli_has_its_collector_flag_and_preflight(tmp_path, tinycloud, capsys):
     args = cli.build_parser().parse_args(["--no-collector.tinycloud"])
     assert args.collector_tinycloud is False and args.collector_openstack is True
-    cfg = config(tmp_path)
-    assert cli._preflight(cfg, {"tinycloud": True}) == [": clouds[0] (tiny): provider tinycloud: url is empty"]
-    assert cli._preflight(cfg, {"tinycloud": False}) == []
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"state_file": str(tmp_path / "state.json"), "host": {"profile": "generic"},
+                                    "clouds": [{"name": "tiny", "provider": "tinycloud"}]}))
+    assert cli.main(["--check-config", f"--config.file={path}", "--no-collector.host"]) == 2
+    assert capsys.readouterr().err == f"imaging-exporter: {path}: clouds[0] (tiny): provider tinycloud: url is empty\n"
+    assert cli.main(["--check-config", f"--config.file={path}", "--no-collector.host",
+                     "--no-collector.tinycloud"]) == 0
+    assert "config OK" in capsys.readouterr().out
 
 
 def test_the_exporter_polls_it_like_any_provider(tmp_path, tinycloud):
