@@ -495,7 +495,8 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
     instance, whose backups are re-read every refresh until it ends.
     """
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from fakes.linode_api import PUBLISHED_LIMITS, FakeClock, FakeLinodeAPI, RateLimiter, synthetic_scenario
+    from fakes.clock import FakeClock
+    from fakes.linode_api import PUBLISHED_LIMITS, FakeLinodeAPI, RateLimiter, synthetic_scenario
     from exporter.sources.linode.source import LinodeSource
 
     class Memo(FakeLinodeAPI):          # as serve_fake_linode's: the synthetic account never changes

@@ -20,7 +20,8 @@ from exporter.config import cloud_config
 from exporter.ledger import JobLedger
 from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
-from fakes.linode_api import FakeClock, FakeLinodeAPI, RateLimiter, format_time, parse_time, synthetic_api
+from fakes.clock import FakeClock
+from fakes.linode_api import FakeLinodeAPI, RateLimiter, format_time, parse_time, synthetic_api
 
 MIB = 2 ** 20
 SAMPLES = os.path.join(os.path.dirname(__file__), "fixtures", "linode", "samples")

@@ -15,7 +15,7 @@ from exporter import profiles
 from exporter.config import parse
 from exporter.errors import ConfigError, SourceError
 from exporter.sources import registry
-from fakes.linode_api import FakeClock
+from fakes.clock import FakeClock
 from fakes.rackspace_backup_api import FakeRackspaceBackup
 
 NOW = 1_796_000_000.0

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
+from fakes.clock import FakeClock
 from fakes.faults import Fault, LoopbackAPI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "linode"
@@ -109,22 +110,6 @@ def format_time(ts: float) -> str:
 def load_scenario(name: str) -> dict:
     with open(FIXTURES / f"{name}.json", encoding="utf-8") as f:
         return json.load(f)
-
-
-class FakeClock:
-    """Unix time that only moves when the test says so; callable like time.time."""
-
-    def __init__(self, now: float):
-        self._now = float(now)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 @dataclass(frozen=True)
