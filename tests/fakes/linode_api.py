@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
-from fakes.clock import FakeClock
-from fakes.faults import Fault, LoopbackAPI
+from .clock import FakeClock
+from .faults import Fault, LoopbackAPI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "linode"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import yaml
 
-from fakes.faults import Fault, Faults
+from .faults import Fault, Faults
 
 SERVES = ("error", "rate_limited", "slow", "hang", "stall", "malformed_json", "page_loop", "page_overlap", "refused")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from fakes.faults import Fault, LoopbackAPI
+from .faults import Fault, LoopbackAPI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
 REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
