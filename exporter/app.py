@@ -61,9 +61,15 @@ class Exporter:
         for p in self.pollers:
             p.refresh_once()
 
-    def stop(self):
+    def stop(self, deadline: float = 3.0):
+        """Stop the pollers, waiting at most ``deadline`` seconds in all (a hung cloud
+        API is not waited for), then save the state."""
+        import time
         for p in self.pollers:
-            p.stop()
+            p.request_stop()
+        end = time.monotonic() + deadline
+        for p in self.pollers:
+            p.stop(timeout=max(0.0, end - time.monotonic()))
         self.state.flush()
 
     def wsgi_app(self, telemetry_path: str = "/metrics"):

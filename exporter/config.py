@@ -6,13 +6,12 @@ anything but ConfigError. Everything has a default, so no file is needed.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-import yaml
-
-from . import profiles as profiles_mod
+from . import profiles as profiles_mod, yamlfile
 from .errors import ConfigError
 from .profiles import HOST_MEASURES, Limit, parse_limit_value
 from .sources import registry
@@ -105,6 +104,9 @@ def _get(p, key, mapping, name, kind, default, parse=None):
         except ValueError as e:
             p.add(full, str(e))
             return default
+        except OverflowError:            # e.g. "1e400GB"
+            p.add(full, f"{str(v)[:30]!r} is too large")
+            return default
     return v
 
 
@@ -123,6 +125,57 @@ def _positive(parse):
         x = parse(v)
         if x <= 0:
             raise ValueError(f"{v!r} must be greater than zero")
+        return x
+    return inner
+
+
+# Bounds on each duration, in seconds (documented in docs/setup.md): below
+# them an API is polled hundreds of times a second, above them a value is
+# a typo (110000d) that breaks the poller's waits or the host's timeouts.
+DURATION_BOUNDS = {
+    "refresh_interval": (10.0, 86400.0),            # 10 s .. 1 d
+    "lookback": (3600.0, 90 * 86400.0),             # 1 h .. 90 d
+    "request_timeout": (1.0, 600.0),                # 1 s .. 10 min
+    "mount_timeout": (0.1, 300.0),                  # 100 ms .. 5 min
+}
+MAX_QUANTITY = 2 ** 63 - 1                          # counts and sizes: any real quota fits
+
+
+def _fmt_seconds(x):
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if x >= n and x % n == 0:
+            return f"{x / n:g}{unit}"
+    return f"{x * 1000:g}ms" if x < 1 else f"{x:g}s"
+
+
+def _min_refresh_interval():
+    """IMAGING_EXPORTER_MIN_REFRESH_INTERVAL lowers refresh_interval's minimum, to no
+    less than 1 s, for test rigs polling fake APIs on loopback; never for a real cloud."""
+    raw = os.environ.get("IMAGING_EXPORTER_MIN_REFRESH_INTERVAL", "")
+    try:
+        return max(1.0, parse_duration(raw)) if raw else DURATION_BOUNDS["refresh_interval"][0]
+    except (ValueError, OverflowError):
+        return DURATION_BOUNDS["refresh_interval"][0]
+
+
+def _duration(name):
+    low, high = DURATION_BOUNDS[name]
+    if name == "refresh_interval":
+        low = _min_refresh_interval()
+
+    def inner(v):
+        x = parse_duration(v)
+        if not low <= x <= high:
+            raise ValueError(f"{v!r} is outside {_fmt_seconds(low)}..{_fmt_seconds(high)}")
+        return x
+    return inner
+
+
+def _quantity(parse):
+    def inner(v):
+        x = _positive(parse)(v)
+        if x > MAX_QUANTITY:
+            raise ValueError(f"{str(v)[:30]!r} is too large")
         return x
     return inner
 
@@ -184,7 +237,7 @@ def _parse_host(p, raw):
         mount_points_exclude=_get(p, key, raw, "mount_points_exclude", None, d.mount_points_exclude, _regex),
         fs_types_include=_get(p, key, raw, "fs_types_include", None, d.fs_types_include, _regex),
         fs_types_exclude=_get(p, key, raw, "fs_types_exclude", None, d.fs_types_exclude, _regex),
-        mount_timeout=_get(p, key, raw, "mount_timeout", None, d.mount_timeout, _positive(parse_duration)),
+        mount_timeout=_get(p, key, raw, "mount_timeout", None, d.mount_timeout, _duration("mount_timeout")),
         root_path=_get(p, key, raw, "root_path", str, d.root_path),
         limits=tuple(limits),
     )
@@ -213,13 +266,13 @@ def _parse_cloud(p, i, raw, seen):
     d = CloudConfig(name=name, provider=provider)
     cfg = CloudConfig(
         name=name, provider=provider,
-        refresh_interval=_get(p, key, raw, "refresh_interval", None, d.refresh_interval, _positive(parse_duration)),
-        lookback=_get(p, key, raw, "lookback", None, d.lookback, _positive(parse_duration)),
-        request_timeout=_get(p, key, raw, "request_timeout", None, d.request_timeout, _positive(parse_duration)),
+        refresh_interval=_get(p, key, raw, "refresh_interval", None, d.refresh_interval, _duration("refresh_interval")),
+        lookback=_get(p, key, raw, "lookback", None, d.lookback, _duration("lookback")),
+        request_timeout=_get(p, key, raw, "request_timeout", None, d.request_timeout, _duration("request_timeout")),
         profile=_get(p, key, raw, "profile", None, module.profile, _profile_name),
-        image_quota=_get(p, key, raw, "image_quota", None, None, _positive(parse_count)),
-        image_bytes_quota=_get(p, key, raw, "image_bytes_quota", None, None, _positive(parse_size)),
-        max_image_size=_get(p, key, raw, "max_image_size", None, None, _positive(parse_size)),
+        image_quota=_get(p, key, raw, "image_quota", None, None, _quantity(parse_count)),
+        image_bytes_quota=_get(p, key, raw, "image_bytes_quota", None, None, _quantity(parse_size)),
+        max_image_size=_get(p, key, raw, "max_image_size", None, None, _quantity(parse_size)),
         options=Options({name: _get(p, key, raw, name, None, opt.default, opt.parse)
                          for name, opt in module.options.items()}),
     )
@@ -274,16 +327,4 @@ def load(path) -> Config:
     """Read and validate the file at ``path``; None gives the defaults."""
     if not path:
         return Config()
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    return parse(data, path)
+    return parse(yamlfile.load(path, "config file"), path)

@@ -73,13 +73,10 @@ class CloudCache:
         self.ok = True
 
     def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
-        if fmt.kind is None:        # a negotiation prometheus_client renders (see exporter.render)
-            chunks = [fmt.encoder(self.registry)]
-        else:
-            text = family_chunks([self.collector.families()], fmt.kind)
-            if fmt.kind == OPENMETRICS:
-                text = itertools.chain(text, [EOF])
-            chunks = (chunk.encode("utf-8") for chunk in text)
+        text = family_chunks([self.collector.families()], fmt.kind)
+        if fmt.kind == OPENMETRICS:
+            text = itertools.chain(text, [EOF])
+        chunks = (chunk.encode("utf-8") for chunk in text)
         compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
         gz, kept = [], []
         for data in chunks:
@@ -105,10 +102,10 @@ class CloudCache:
                     rendered = self._render(fmt, plain)
                     with self._lock:
                         self._cache[content_type] = rendered
-            except Exception:  # noqa: BLE001 - keep serving the previous rendering
-                log.exception("rendering the cloud metrics failed; serving the previous rendering")
+            except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
+                log.error("rendering the cloud metrics failed; serving the previous rendering")
                 self.ok = False
-                return
+                raise
             self.last_duration, self.ok = time.perf_counter() - started, True
 
     def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:
@@ -141,6 +138,26 @@ class CloudCache:
         return (hit[1],) if want_gzip else hit[0]
 
 
+MAX_NAMES = 64       # name[] parameters honoured in one scrape
+
+
+class _Only:
+    """The families of one Families object that a name[] scrape asked for."""
+
+    def __init__(self, families, names):
+        self.families, self.names = families, names
+
+    def rows(self):
+        for spec, rows in self.families.rows():
+            # A prometheus_client family (process_*) has no spec: it carries its own name,
+            # without the "_total" of a counter.
+            name = spec.name if spec is not None else rows.name
+            wanted = {name, name[:-len("_total")] if name.endswith("_total") else name + "_total",
+                      name + "_bucket", name + "_count", name + "_sum"}
+            if wanted & self.names:
+                yield spec, rows
+
+
 class Exposition:
     """Builds the /metrics response from the per-scrape collector and the cloud cache."""
 
@@ -165,19 +182,15 @@ class Exposition:
             return gzip.compress(body, _GZIP_LEVEL) if want_gzip else body
 
         if "name[]" in params:
-            # A filtered scrape (rare, for debugging): render everything it asks for now.
-            combined = CollectorRegistry(auto_describe=True)
-            for c in [self.collector] + ([self.cloud.collector] if self.cloud else []):
-                combined.register(c)
-            return headers, [packed(fmt.encoder(combined.restricted_registry(params["name[]"])))]
-        if fmt.kind is not None:
-            dynamic = render(self.collector.parts(), fmt.kind)
-            if fmt.kind == OPENMETRICS and self.cloud is None:
-                dynamic += EOF.encode()
-        else:
-            dynamic = fmt.encoder(self.registry)
-            if self.cloud is not None and dynamic.endswith(EOF.encode()):
-                dynamic = dynamic[:-len(EOF)]     # the cloud part ends the body
+            # A filtered scrape (rare, for debugging): the same renderer over the
+            # families asked for, at most MAX_NAMES of them.
+            names = frozenset(params["name[]"][:MAX_NAMES])
+            parts = list(self.collector.parts()) + ([self.cloud.collector.families()] if self.cloud else [])
+            body = render([_Only(p, names) for p in parts], fmt.kind)
+            return headers, [packed(body + (EOF.encode() if fmt.kind == OPENMETRICS else b""))]
+        dynamic = render(self.collector.parts(), fmt.kind)
+        if fmt.kind == OPENMETRICS and self.cloud is None:
+            dynamic += EOF.encode()
         if self.cloud is None:
             return headers, [packed(dynamic)]
         return headers, [packed(dynamic), *self.cloud.get(fmt, want_gzip)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import math
 import logging
 import threading
 import time
@@ -25,6 +26,9 @@ from .state import State
 log = logging.getLogger(__name__)
 
 FIRST_RETRY = 10.0      # seconds after the first failure; doubles up to the interval
+# No wait is longer than this, whatever an API's Retry-After says (86400 would
+# be a day blind, 1e10 overflows a wait): an hour, as documented in docs/setup.md.
+MAX_DELAY = 3600.0
 
 try:   # glibc only: hand freed heap back to the system
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
@@ -82,9 +86,9 @@ class Poller:
         except SourceError as e:
             self._retry_after = e.retry_after
             return self._failed(e.reason, str(e), started)
-        except Exception as e:  # noqa: BLE001 - a bug in a source must not kill the thread
+        except BaseException as e:  # noqa: BLE001 - a bug in a source (even SystemExit) must not kill the thread
             log.debug("unexpected error refreshing %s", self.name, exc_info=True)
-            return self._failed("other", f"{type(e).__name__}: {e}", started)
+            return self._failed("other", f"{type(e).__name__}: {e}"[:500], started)
         duration = time.monotonic() - started
         try:
             self.ledger.observe(snap.finished_jobs, self._clock(), servers=[s.server_id for s in snap.servers])
@@ -97,8 +101,11 @@ class Poller:
             # Before health says up: a scrape that sees up=1 must see this refresh's data.
             try:
                 self.on_refresh()
-            except Exception:  # noqa: BLE001 - the snapshot is good; serving it is another matter
-                log.exception("cloud %s: after-refresh hook failed", self.name)
+            except Exception as e:  # noqa: BLE001 - the data is fetched but not served: say so
+                log.debug("cloud %s: after-refresh hook failed", self.name, exc_info=True)
+                # Health stays truthful: the published metrics are the previous refresh's.
+                return self._failed("other", f"serving the refreshed data failed: {type(e).__name__}: {e}"[:500],
+                                    started)
         self.health = Health(up=True, last_success=self._clock(), last_duration=duration, errors=dict(self._errors))
         release_memory()
         log.info("cloud %s: refreshed in %.1fs: %d images, %d running jobs, %d servers", self.name, duration,
@@ -119,27 +126,41 @@ class Poller:
 
     def next_delay(self) -> float:
         if self._failures_in_row == 0:
-            return self.interval
-        backoff = min(self.interval, FIRST_RETRY * 2 ** (self._failures_in_row - 1))
-        # An API that said when to come back (429 Retry-After) is not asked sooner.
-        return max(backoff, self._retry_after or 0.0)
+            return min(self.interval, MAX_DELAY)
+        backoff = min(self.interval, FIRST_RETRY * 2 ** min(self._failures_in_row - 1, 20))
+        # An API that said when to come back (429 Retry-After) is not asked sooner, up to MAX_DELAY.
+        retry_after = self._retry_after
+        if not isinstance(retry_after, (int, float)) or not math.isfinite(retry_after) or retry_after < 0:
+            retry_after = 0.0
+        return min(MAX_DELAY, max(backoff, retry_after))
 
     def _run(self):
         while not self._stop.is_set():
+            delay = FIRST_RETRY
             try:
                 self.refresh_once()
-            except Exception:  # noqa: BLE001 - belt and braces: the thread never dies
-                log.exception("cloud %s: refresh crashed", self.name)
-            self._stop.wait(self.next_delay())
+                delay = self.next_delay()
+            except BaseException:  # noqa: BLE001 - no exception of any kind ends the thread
+                try:
+                    log.exception("cloud %s: refresh crashed", self.name)
+                except BaseException:  # noqa: BLE001
+                    pass
+            self._stop.wait(delay)
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name=f"poll-{self.name}", daemon=True)
         self._thread.start()
 
+    def request_stop(self):
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0):
         self._stop.set()
         if self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():       # a refresh hung in the cloud API: it is a daemon thread
+                log.warning("cloud %s: refresh still running at shutdown; not waiting for it", self.name)
+                return
         close = getattr(self.source, "close", None)
         if close:
             try:

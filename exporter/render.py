@@ -16,6 +16,7 @@ version) is rendered by prometheus_client itself.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Optional
@@ -41,24 +42,67 @@ class Format:
     kind: Optional[str]
 
 
+def _format(content_type: str) -> "Format":
+    mime = content_type.split(";")[0]
+    if mime == "text/plain":
+        return Format(content_type, generate_latest, TEXT)
+    return Format(content_type, openmetrics.generate_latest, OPENMETRICS)
+
+
+# The only formats served, so the only cloud cache entries there can be.
+FORMATS = {f.content_type: f for f in map(_format, (
+    "text/plain; version=0.0.4; charset=utf-8",
+    "text/plain; version=1.0.0; charset=utf-8; escaping=underscores",
+    "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+    "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores",
+    "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+))}
+DEFAULT_FORMAT = FORMATS["text/plain; version=0.0.4; charset=utf-8"]
+_OPENMETRICS_FALLBACK = FORMATS["application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"]
+
+
 @lru_cache(maxsize=64)
 def negotiate(accept: Optional[str]) -> Format:
-    """prometheus_client's content negotiation, plus whether we render the result."""
-    encoder, content_type = choose_encoder(accept or "")
+    """prometheus_client's content negotiation, mapped onto FORMATS.
+
+    Whatever a client sends, the answer is one of FORMATS: an OpenMetrics
+    version we do not write falls back to 1.0.0, an escaping scheme that
+    would rewrite names (ours are all legacy names) or anything the library
+    cannot parse falls back to the classic text format (OpenMetrics asked
+    for with such a scheme: OpenMetrics 1.0.0, underscores). The Content-Type
+    says what was served."""
+    try:
+        _, content_type = choose_encoder(accept or "")
+    except Exception:  # noqa: BLE001 - e.g. "text/plain; version=x" raises TypeError inside the library
+        return DEFAULT_FORMAT
+    if content_type in FORMATS:
+        return FORMATS[content_type]
     mime, *params = [p.strip() for p in content_type.split(";")]
     opts = dict(p.split("=", 1) for p in params if "=" in p)
-    kind = None
-    if opts.get("escaping", "underscores") in _NAME_PRESERVING:
-        if mime == "text/plain" and opts.get("version") in ("0.0.4", "1.0.0"):
-            kind = TEXT
-        elif mime == "application/openmetrics-text" and opts.get("version") == "1.0.0":
-            kind = OPENMETRICS
-    return Format(content_type, encoder, kind)
+    if mime == "application/openmetrics-text":
+        return _OPENMETRICS_FALLBACK
+    return DEFAULT_FORMAT
+
+
+# Label values come from cloud APIs: any string must render as valid UTF-8
+# exposition text. Lone surrogates (JSON "\ud800") cannot be encoded at all,
+# control characters other than the escaped newline are replaced, and a
+# value is cut at MAX_LABEL_VALUE characters.
+MAX_LABEL_VALUE = 1024
+_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def clean_label_value(v: str) -> str:
+    if len(v) > MAX_LABEL_VALUE:
+        v = v[:MAX_LABEL_VALUE - 1] + "\u2026"
+    return _UNSAFE.sub("\ufffd", v)
 
 
 def _escape_value(v) -> str:
     # The same escaping for label values in both formats.
     v = str(v)
+    if not (v.isascii() and v.isprintable()) or len(v) > MAX_LABEL_VALUE:
+        v = clean_label_value(v)
     if "\\" in v or '"' in v or "\n" in v:
         v = v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return v

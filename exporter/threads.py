@@ -1,8 +1,8 @@
 """A thread per call, with idle threads reused.
 
-The HTTP server gives each connection its own thread and the host source
-gives each statvfs its own, so that a slow client or a hung mount holds
-only its own thread and nothing waits behind it. Starting a Python thread
+The host source gives each statvfs its own thread, so that a hung mount
+holds only its own thread and nothing waits behind it (the HTTP server,
+on aiohttp since issue 15, no longer needs a thread per connection). Starting a Python thread
 costs ~0.1 ms, about a tenth of a host scrape; handing a call to a thread
 that is already waiting costs a fifth of that. So finished threads wait
 for the next call, and exit after ``idle_seconds`` without one.
@@ -23,7 +23,7 @@ class CachedThreads:
     """Runs every call at once on a thread of its own: an idle one, or a new one.
 
     There is no limit and no queue: callers bound what they submit (one
-    thread per connection, one per mount that is not known to be stuck).
+    per mount that is not known to be stuck).
     """
 
     def __init__(self, name: str, idle_seconds: float = 60.0):

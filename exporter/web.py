@@ -1,41 +1,64 @@
-"""HTTP serving: a WSGI app behind a threading server, with the
-exporter-toolkit --web.config.file features (TLS, client certificates, basic
-auth with bcrypt, extra response headers); see exporter/web_config.py.
+"""HTTP serving on aiohttp, with the exporter-toolkit --web.config.file
+features (TLS, client certificates, basic auth with bcrypt, extra response
+headers; see exporter/web_config.py) and limits against hostile clients.
 
-Each connection gets its own thread; the TLS handshake happens there, under a
-timeout, so a slow or silent client never blocks the accept loop. Plain HTTP
-sent to a TLS listener fails the handshake and the connection is closed.
-HTTP/1.1 connections are kept alive between requests, as Prometheus expects.
+Why aiohttp (docs/architecture.md has the measurements): every connection
+is a small object on one event loop, not a thread, so thousands of slow or
+idle clients cost memory, not threads; aiohttp's C parser frames requests
+(bodies read off the connection, HEAD without a body, keep-alive). The WSGI
+app (landing page, health, /metrics) runs on a bounded thread pool.
+
+What is ours, around it:
+- a cap on open connections derived from RLIMIT_NOFILE; past it, the
+  connection that has waited longest for a request head is closed to make
+  room (a scrape sends its head at once, a slow-loris client never does);
+  EMFILE pauses accepting (asyncio's accept loop does, for a second) with
+  one log line a minute at most;
+- a deadline for a whole request head (HEAD_TIMEOUT from its first byte);
+- --web.max-requests: requests being answered at once, 503 past it;
+- TLS: the first byte tells a TLS ClientHello from plain HTTP, which gets
+  Go's "400 Client sent an HTTP request to an HTTPS server." like
+  node_exporter; certificates are reloaded when their files change.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import asyncio
+import contextlib
+import errno
 import logging
-import os
+import resource
 import socket
-import socketserver
+import ssl
 import threading
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
+import time
+from typing import Dict, List, Optional, Sequence, Union
 
-import bcrypt
+from aiohttp import web_protocol, web_server
 
 from .errors import ConfigError
-from .threads import CachedThreads
+from .web_auth import BasicAuth
+from .web_handler import Handler
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0     # seconds for a TLS handshake
-IO_TIMEOUT = 60.0            # seconds for any single read or write of a request
+HEAD_TIMEOUT = 10.0          # seconds from the first byte of a request head to its end
+FIRST_REQUEST_TIMEOUT = 10.0  # seconds a new connection may stay silent
 # How long a kept-alive connection may wait for its next request: longer than
 # Go's idle-connection timeout (90 s), so Prometheus closes first and never
 # sends a scrape on a connection we are closing.
 KEEPALIVE_TIMEOUT = 120.0
-REALM = "imaging-exporter"
-# bcrypt of a random password: unknown users cost as much as known ones,
-# so response times do not reveal which user names exist (as in the toolkit).
-_DUMMY_HASH = b"$2b$10$m8uXsyd.27qqnQ..0MJi.ecH.mkohtyCKM1v9Pi/fj8496DYCVOQ6"
+# node_exporter's --web.max-requests defaults to 40; 64 here so that 50
+# concurrent scrapers (bench/load.py) are all answered.
+DEFAULT_MAX_REQUESTS = 64
+FD_RESERVE = 64              # descriptors kept for state, cloud APIs, mounts
+EMFILE_PAUSE = 0.5           # seconds without accepting after EMFILE
+SWEEP_INTERVAL = 2.0         # deadlines are checked this often (and the idle loop wakes no more)
+_NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_PLAIN_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+_FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         b"Content-Length: 33\r\nConnection: close\r\n\r\nToo many open connections; retry\n")
 
 
 def parse_listen_address(addr):
@@ -46,71 +69,12 @@ def parse_listen_address(addr):
     return host.strip("[]"), int(port)
 
 
-# ---- WSGI middleware ----------------------------------------------------------
+def max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 65536
+    return max(16, soft - FD_RESERVE)
 
-class BasicAuth:
-    """401 unless the request carries a configured user and its password.
-
-    A bcrypt check is slow on purpose, so one success per user is remembered
-    as an HMAC of the password under a per-process key (never the password
-    itself) and compared in constant time; at most one bcrypt runs at a time.
-    """
-
-    def __init__(self, app, users):
-        self.app, self.users = app, dict(users)
-        self._key = os.urandom(32)
-        self._verified = {}               # user -> HMAC of the last good password
-        self._bcrypt = threading.Lock()
-
-    def check(self, user, password):
-        digest = hmac.new(self._key, password, hashlib.sha256).digest()
-        known = self._verified.get(user)
-        if known is not None and hmac.compare_digest(known, digest):
-            return True
-        hashed = self.users.get(user)
-        with self._bcrypt:
-            try:
-                ok = bcrypt.checkpw(password, hashed or _DUMMY_HASH) and hashed is not None
-            except ValueError:            # e.g. a password over bcrypt's 72 bytes
-                ok = False
-        if ok:
-            self._verified[user] = digest
-        return ok
-
-    def __call__(self, environ, start_response):
-        creds = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
-        if creds is not None and self.check(*creds):
-            return self.app(environ, start_response)
-        start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
-                                            ("WWW-Authenticate", f'Basic realm="{REALM}"')])
-        return [b"Unauthorized\n"]
-
-
-def _basic_credentials(header):
-    """'Basic dXNlcjpwdw==' -> ("user", b"pw"); None if absent or malformed."""
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).partition(b":")
-        return (user.decode("utf-8"), password) if sep else None
-    except ValueError:                   # bad base64, non-ASCII, not UTF-8
-        return None
-
-
-def with_headers(app, headers):
-    """Set the configured headers on every response, 401s included."""
-    names = {name.lower() for name in headers}
-
-    def wrapped(environ, start_response):
-        def start(status, response_headers, exc_info=None):
-            kept = [(k, v) for k, v in response_headers if k.lower() not in names]
-            return start_response(status, kept + list(headers.items()), exc_info)
-        return app(environ, start)
-    return wrapped
-
-
-# ---- server -------------------------------------------------------------------
 
 class _TLSContexts:
     """The SSLContext, rebuilt when a certificate, key or CA file changes."""
@@ -132,120 +96,280 @@ class _TLSContexts:
             return self._context
 
 
-class _Response(ServerHandler):
-    """wsgiref's response writer, speaking HTTP/1.1 and saying when it closes."""
-    http_version = "1.1"
-    keep_alive = False
+class _Connection(web_protocol.RequestHandler):
+    """aiohttp's protocol, noting when this connection began to wait and
+    when a request head began to arrive, for the sweep and the cap."""
 
-    def cleanup_headers(self):
-        super().cleanup_headers()
-        # Without a length the body ends where the connection does.
-        self.keep_alive = self.keep_alive and "Content-Length" in self.headers
-        if not self.keep_alive:
-            self.headers["Connection"] = "close"
+    def __init__(self, manager, serving, **kwargs):
+        super().__init__(manager, **kwargs)
+        self.serving = serving
+        self.waiting_since = serving.loop.time()
+        self.head_since: Optional[float] = None
+        self.busy = 0
+        self.served = 0
 
-    def handle_error(self):
-        self.keep_alive = False          # the response may be cut short
-        super().handle_error()
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.serving.connected(self)
+
+    def connection_lost(self, exc):
+        self.serving.conns.discard(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data):
+        # The first bytes of a head start its deadline; the handler clears it
+        # (Handler.handle) once aiohttp has parsed the whole head.
+        if self.head_since is None and not self.busy:
+            self.head_since = self.serving.loop.time()
+        super().data_received(data)
+
+    def since(self) -> float:
+        return self.head_since if self.head_since is not None else self.waiting_since
+
+    def drop(self):
+        # Out of the count at once: connection_lost comes a loop turn later.
+        self.serving.conns.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
 
 
-class _Handler(WSGIRequestHandler):
-    """wsgiref's handler, looped while an HTTP/1.1 client keeps the connection.
+class _Pending:
+    """An accepted socket not yet handed to aiohttp (TLS sniff or handshake)."""
 
-    Prometheus keeps its connection to a target between scrapes; answering
-    each scrape on it saves the connect, a thread and the close.
-    """
-    protocol_version = "HTTP/1.1"      # parse_request keeps 1.1 connections open unless asked to close
-    disable_nagle_algorithm = True     # or a kept-alive response waits ~40 ms for a delayed ACK
-    wbufsize = 64 * 1024               # status line and headers in one segment with the body
-    timeout = IO_TIMEOUT
+    def __init__(self, serving, sock, since):
+        self.serving, self.sock, self.waiting_since, self.task, self.busy = serving, sock, since, None, 0
 
-    def handle(self):
-        self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
-            self.connection.settimeout(KEEPALIVE_TIMEOUT)
-            self.handle_one_request()
+    def since(self):
+        return self.waiting_since
 
-    def handle_one_request(self):
+    def drop(self):
+        self.serving.pending.pop(self.sock, None)
+        if self.task is not None:
+            self.task.cancel()
+        else:
+            with contextlib.suppress(ValueError, OSError):
+                self.serving.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+class Server:
+    """Listens on one or more addresses; serve_forever() runs the event loop
+    in the calling thread, shutdown() (from any thread) ends it."""
+
+    def __init__(self, sockets: List[socket.socket], app, web_config=None,
+                 max_requests: int = DEFAULT_MAX_REQUESTS):
+        self.sockets = sockets
+        self.server_addresses = [s.getsockname() for s in sockets]
+        self.server_address = self.server_addresses[0]
+        self.tls = _TLSContexts(web_config.tls) if web_config is not None and web_config.tls else None
+        auth = BasicAuth(web_config.users) if web_config is not None and web_config.users else None
+        headers = {k: v for k, v in (web_config.headers.items() if web_config is not None and web_config.headers
+                                     else ()) if v}       # blank means unset
+        self.handler = Handler(app, auth=auth, headers=headers, max_requests=max_requests,
+                               scheme="https" if self.tls else "http")
+        self.max_connections = max_connections()
+        self.conns = set()
+        self.pending: Dict[socket.socket, _Pending] = {}
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stopped: Optional[asyncio.Event] = None
+        self._shutdown_requested = threading.Event()
+        self._running = threading.Event()
+        self._done = threading.Event()
+        self._no_fds_logged = float("-inf")
+        self._factory = None
+
+    # -- the loop ----------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:   # poll_interval: socketserver's signature
+        loop = asyncio.new_event_loop()
+        self._running.set()
         try:
-            self.raw_requestline = self.rfile.readline(65537)
-        except OSError:                  # an idle connection timed out, or the client went away
-            self.close_connection = True
-            return
-        self.connection.settimeout(IO_TIMEOUT)
-        if len(self.raw_requestline) > 65536:
-            self.requestline, self.request_version, self.command = "", "", ""
-            self.send_error(414)
-            self.close_connection = True
-            return
-        if not self.parse_request():     # an error was sent, or the client closed
-            self.close_connection = True
-            return
-        response = _Response(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
-        response.request_handler = self  # wsgiref logs through it
-        # HEAD: wsgiref writes the body anyway, so the connection cannot carry another request.
-        response.keep_alive = (not self.close_connection and self.request_version == "HTTP/1.1"
-                               and self.command != "HEAD")
-        response.run(self.server.get_app())
-        self.wfile.flush()
-        if not response.keep_alive:
-            self.close_connection = True
-
-    def handle_expect_100(self):
-        ok = super().handle_expect_100()
-        self.wfile.flush()               # the client waits for the 100 before its body
-        return ok
-
-    def log_message(self, fmt, *args):   # access logs only at debug level
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s", self.address_string(), fmt % args)
-
-
-class _Server(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 drops connections when several
-    # Prometheus servers (or a burst of scrapers) connect at once.
-    request_queue_size = 128
-
-    def __init__(self, address, family, app, tls_contexts=None):
-        self.address_family, self.tls = family, tls_contexts
-        self._connection_threads = CachedThreads("http")
-        super().__init__(address, _Handler)
-        self.set_app(app)
-
-    def process_request(self, request, client_address):
-        # A thread per connection as ThreadingMixIn does, but reused: a new
-        # thread costs about a tenth of a scrape.
-        self._connection_threads.run(self.process_request_thread, request, client_address)
-
-    def server_bind(self):
-        if self.address_family == socket.AF_INET6:     # "::" also accepts IPv4
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        socketserver.TCPServer.server_bind(self)
-        # HTTPServer.server_bind would resolve the host name (a DNS lookup at startup).
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
-        self.setup_environ()
-
-    def finish_request(self, request, client_address):
-        """Runs in the connection's own thread: the TLS handshake belongs here."""
-        if self.tls is None:
-            return super().finish_request(request, client_address)
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            conn = self.tls.get().wrap_socket(request, server_side=True)
-        except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
-            log.debug("TLS handshake with %s failed: %s", client_address[0], e)
-            return
-        try:
-            super().finish_request(conn, client_address)
+            loop.run_until_complete(self._serve(loop))
         finally:
-            self.shutdown_request(conn)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._done.set()
 
-    def handle_error(self, request, client_address):
-        # A client that goes away mid-request is not worth a traceback on stderr.
-        log.debug("Error serving %s", client_address[0], exc_info=True)
+    async def _serve(self, loop):
+        self.loop, self._stopped = loop, asyncio.Event()
+        loop.set_exception_handler(self._loop_error)
+        manager = web_server.Server(self.handler.handle, loop=loop)
+        self._factory = lambda: _Connection(manager, self, loop=loop, keepalive_timeout=KEEPALIVE_TIMEOUT,
+                                            access_log=None, lingering_time=2.0, max_field_size=16384)
+        servers = []
+        for s in self.sockets:
+            if self.tls is None:
+                # asyncio's own accept loop: it pauses a second on EMFILE (reported
+                # to _loop_error); the cap is applied in connected().
+                servers.append(await loop.create_server(self._factory, sock=s, backlog=1024))
+            else:
+                loop.add_reader(s.fileno(), self._accept, s)
+        sweeper = loop.create_task(self._sweep())
+        if self._shutdown_requested.is_set():
+            self._stopped.set()
+        await self._stopped.wait()
+        sweeper.cancel()
+        for server in servers:
+            server.close()
+        if self.tls is not None:
+            for s in self.sockets:
+                loop.remove_reader(s.fileno())
+        for c in list(self.conns) + list(self.pending.values()):
+            c.drop()
+        await asyncio.sleep(0)
+        self.handler.close()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever and wait for it to end (as socketserver's shutdown does)."""
+        self._shutdown_requested.set()
+        loop, stopped = self.loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stopped.set)
+            except RuntimeError:          # the loop closed meanwhile
+                pass
+        if self._running.is_set():
+            self._done.wait(10)
+
+    def server_close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+    # -- accepting ---------------------------------------------------------------
+
+    def _accept(self, lsock):
+        for _ in range(64):               # a burst at a time, then let the loop run
+            try:
+                sock, _ = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in _NO_FDS:
+                    self._out_of_descriptors(lsock, e)
+                elif e.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    log.debug("accept failed: %s", e)
+                return
+            sock.setblocking(False)
+            if len(self.conns) + len(self.pending) >= self.max_connections and not self._evict_one():
+                _send_and_close(sock, _FULL)
+                continue
+            self._start(sock)
+
+    def _out_of_descriptors_logged(self, e):
+        now = time.monotonic()
+        if now - self._no_fds_logged >= 60.0:          # one line a minute at most
+            log.warning("out of file descriptors (%s) with %d connections open: closing the longest-waiting "
+                        "one and pausing new connections; raise LimitNOFILE", e.strerror,
+                        len(self.conns) + len(self.pending))
+            self._no_fds_logged = now
+
+    def _out_of_descriptors(self, lsock, e):
+        self._out_of_descriptors_logged(e)
+        self._evict_one()
+        self.loop.remove_reader(lsock.fileno())
+        self.loop.call_later(EMFILE_PAUSE, self._resume, lsock)
+
+    def _resume(self, lsock):
+        if not self._stopped.is_set() and lsock.fileno() >= 0:
+            self.loop.add_reader(lsock.fileno(), self._accept, lsock)
+
+    def _evict_one(self) -> bool:
+        """Close the connection that has waited longest for a request; False if all are busy."""
+        idle = [c for c in list(self.conns) + list(self.pending.values()) if not c.busy]
+        if not idle:
+            return False
+        min(idle, key=lambda c: c.since()).drop()
+        return True
+
+    def _start(self, sock):
+        p = _Pending(self, sock, self.loop.time())
+        self.pending[sock] = p
+        if self.tls is None:
+            self._hand_over(p, None)
+        else:
+            self.loop.add_reader(sock.fileno(), self._sniff, p)
+
+    def _sniff(self, p):
+        """TLS listener: a ClientHello starts with 0x16; anything else is plain HTTP."""
+        self.loop.remove_reader(p.sock.fileno())
+        try:
+            first = p.sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            first = b""
+        if first != b"\x16":
+            self.pending.pop(p.sock, None)
+            _send_and_close(p.sock, _PLAIN_TO_TLS if first else b"")
+            return
+        self._hand_over(p, self.tls.get())
+
+    def _hand_over(self, p, context):
+        async def connect():
+            try:
+                await self.loop.connect_accepted_socket(
+                    self._factory, p.sock, ssl=context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if context else None)
+            except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as e:
+                log.debug("connection failed before its first request: %s", e)
+                p.sock.close()
+            except asyncio.CancelledError:
+                p.sock.close()
+            finally:
+                self.pending.pop(p.sock, None)
+        p.task = self.loop.create_task(connect())
+
+    def connected(self, conn):
+        if len(self.conns) + len(self.pending) >= self.max_connections and not self._evict_one():
+            conn.transport.write(_FULL)
+            conn.transport.close()
+            return
+        self.conns.add(conn)
+
+    def _loop_error(self, loop, context):
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _NO_FDS:
+            self._out_of_descriptors_logged(exc)
+            self._evict_one()
+            return
+        log.debug("event loop: %s: %s", context.get("message"), exc)
+
+    # -- deadlines -----------------------------------------------------------------
+
+    async def _sweep(self):
+        """Close connections past a deadline: a head not finished in HEAD_TIMEOUT,
+        a new connection silent for FIRST_REQUEST_TIMEOUT, a TLS client that has not
+        started its handshake by then."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.loop.time()
+            for c in list(self.conns):
+                if c.busy:
+                    continue
+                if c.head_since is not None:
+                    late = now - c.head_since > HEAD_TIMEOUT
+                else:
+                    late = now - c.waiting_since > (KEEPALIVE_TIMEOUT if c.served else FIRST_REQUEST_TIMEOUT)
+                if late:
+                    c.drop()
+            for p in list(self.pending.values()):
+                if p.task is None and now - p.waiting_since > HANDSHAKE_TIMEOUT:     # TLS, no ClientHello
+                    self.loop.remove_reader(p.sock.fileno())
+                    self.pending.pop(p.sock, None)
+                    p.sock.close()
+
+
+def _send_and_close(sock, data: bytes) -> None:
+    """Answer and close; the request already received is read first, or the
+    close would reset the connection before the client reads the answer."""
+    try:
+        with contextlib.suppress(OSError):
+            sock.recv(65536)
+        if data:
+            sock.send(data)
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _resolve(host, port, listen_address):
@@ -259,24 +383,39 @@ def _resolve(host, port, listen_address):
     return family, sockaddr
 
 
-def make_server(listen_address, app, web_config=None):
-    """A threading WSGI server for ``app`` with the web config applied.
-
-    Returns an object with serve_forever(), shutdown(), server_close() and
-    server_address. Raises ConfigError if the address is bad or in use.
-    """
+def _listen(listen_address: str) -> socket.socket:
     host, port = parse_listen_address(listen_address)
-    tls = None
-    if web_config is not None:
-        if web_config.users:
-            app = BasicAuth(app, web_config.users)
-        if web_config.headers:
-            app = with_headers(app, web_config.headers)
-        if web_config.tls is not None:
-            tls = _TLSContexts(web_config.tls)
     family, address = _resolve(host, port, listen_address)
+    s = socket.socket(family, socket.SOCK_STREAM)
     try:
-        return _Server(address, family, app, tls)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and not host:       # "::" also accepts IPv4
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(address)
+        s.listen(1024)
+        s.setblocking(False)
     except OSError as e:
+        s.close()
         raise ConfigError(f"--web.listen-address: cannot listen on {listen_address}: "
                           f"{e.strerror or e}") from None
+    return s
+
+
+def make_server(listen_addresses: Union[str, Sequence[str]], app, web_config=None,
+                max_requests: int = DEFAULT_MAX_REQUESTS) -> Server:
+    """A server for the WSGI ``app`` on every address, with the web config applied.
+
+    Returns an object with serve_forever(), shutdown(), server_close() and
+    server_address. Raises ConfigError if an address is bad or in use.
+    """
+    if isinstance(listen_addresses, str):
+        listen_addresses = [listen_addresses]
+    sockets: List[socket.socket] = []
+    try:
+        for addr in listen_addresses:
+            sockets.append(_listen(addr))
+    except ConfigError:
+        for s in sockets:
+            s.close()
+        raise
+    return Server(sockets, app, web_config, max_requests)

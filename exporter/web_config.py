@@ -25,9 +25,10 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-import yaml
-
+from . import yamlfile
 from .errors import ConfigError
+
+MAX_PEM_BYTES = 1024 * 1024     # certificate chains and CA bundles are tens of KiB
 
 # client_auth_type -> ssl verify mode; None: valid in the toolkit, not here.
 CLIENT_AUTH_TYPES = {
@@ -108,10 +109,10 @@ class TLSConfig:
             if not path:
                 continue
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                problems.append(f"tls_server_config.{name}: cannot read {path}: {e.strerror}")
+                # Regular files only and bounded: a FIFO or /dev/zero must not hang or fill memory.
+                data = yamlfile.read_regular_file(path, MAX_PEM_BYTES)
+            except (OSError, ValueError) as e:
+                problems.append(f"tls_server_config.{name}: cannot read {path}: {getattr(e, 'strerror', None) or e}")
                 continue
             if name == "key_file" and b"ENCRYPTED" in data:
                 problems.append(f"tls_server_config.key_file: {path} is encrypted; the key must be unencrypted")
@@ -161,20 +162,6 @@ def _ssl_reason(e):
 def _kind(v):
     return {dict: "a mapping", list: "a list", str: "a string", bool: "true/false",
             type(None): "empty"}.get(type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, as yaml.UnmarshalStrict does."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 class _Parser:
@@ -335,17 +322,7 @@ def load_web_config(path) -> WebConfig:
     def fail(lines):
         raise ConfigError([f"{path}: {line}" for line in lines])
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        fail([f"cannot read web config file: {getattr(e, 'strerror', None) or e}"])
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        fail([f"not valid YAML{where}: {getattr(e, 'problem', None) or 'invalid YAML'}"])
+    data = yamlfile.load(path, "web config file")
     if data is None:
         data = {}
     if not isinstance(data, dict):

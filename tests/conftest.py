@@ -16,6 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The fake cloud APIs are polled every second or so; a real config's refresh_interval is at least 10 s.
+os.environ.setdefault("IMAGING_EXPORTER_MIN_REFRESH_INTERVAL", "1s")
 
 
 @pytest.fixture(autouse=True, scope="session")

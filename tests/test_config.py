@@ -11,7 +11,7 @@ BAD_CONFIGS = {
     "wrong_type_host": ("host: [1, 2]\n", "host: must be a mapping"),
     "wrong_type_timeout": ("host:\n  mount_timeout: 5\n", "host.mount_timeout: 5 needs a unit"),
     "unitless_timeout": ("host:\n  mount_timeout: '5'\n", "host.mount_timeout: '5' is not a duration"),
-    "zero_timeout": ("host:\n  mount_timeout: 0s\n", "host.mount_timeout: '0s' must be greater than zero"),
+    "zero_timeout": ("host:\n  mount_timeout: 0s\n", "host.mount_timeout: '0s' is outside 100ms..5m"),
     "unknown_profile": ("host:\n  profile: rackspace-thirdgen\n", "host.profile: unknown profile 'rackspace-thirdgen'"),
     "bad_regex": ("host:\n  mount_points_exclude: '^(/proc'\n", "host.mount_points_exclude: bad regular expression"),
     "negative_size": ("host:\n  limits:\n  - {name: x, measure: used_bytes, value: -5GB}\n",

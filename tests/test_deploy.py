@@ -136,10 +136,13 @@ def test_dockerignore_sends_only_the_package_into_the_build():
     copied = [src for instr, rest in dockerfile_stages()[0][1] if instr == "COPY"
               for src in rest.split()[:-1]]
     needed = ["pyproject.toml", pyproject["project"]["readme"]]
-    packages = pyproject["tool"]["setuptools"]["packages"]       # a list, or {"find": {"include": [...]}}
-    if isinstance(packages, dict):
-        packages = [p.rstrip("*") for p in packages["find"]["include"]]
-    needed += [p.replace(".", "/") + "/__init__.py" for p in packages]
+    # The packages setuptools finds (tool.setuptools.packages.find: include = ["exporter*"]).
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [os.path.relpath(d, ROOT) for d, _, files in os.walk(os.path.join(ROOT, "exporter"))
+                if "__init__.py" in files and any(fnmatch.fnmatch(os.path.relpath(d, ROOT).replace(os.sep, "."), i)
+                                                  for i in include)]
+    assert "exporter" in packages and len(packages) >= 3, packages
+    needed += [p + "/__init__.py" for p in packages]
     needed += [f"exporter/{f}" for f in pyproject["tool"]["setuptools"]["package-data"]["exporter"]]
     for path in needed:
         assert any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied), f"{path} is not COPY'd"
@@ -238,7 +241,7 @@ def test_systemd_unit_is_hardened():
     argv = d[("Service", "ExecStart")][0].split()
     assert argv[0].endswith("/imaging-exporter")
     args = cli.build_parser().parse_args(argv[1:])
-    assert args.listen_address == ":9847"
+    assert args.listen_address == [":9847"]
     default = config_mod.DEFAULT_STATE_FILE       # "" would mean $STATE_DIRECTORY, also fine
     assert not default or default.startswith("/var/lib/imaging-exporter/")
 

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.collectors.spec import Families, MetricSpec, counter, gauge, histogram
 from exporter.exposition import Exposition
-from exporter.render import EOF, OPENMETRICS, TEXT, negotiate, render
+from exporter.render import EOF, FORMATS, OPENMETRICS, TEXT, negotiate, render
 from test_exposition import build, snapshot
 from exporter.models import FinishedJob
 
@@ -29,8 +29,6 @@ ACCEPTS = {
     "text/plain;version=0.0.4;q=0.2,*/*;q=0.1": OPENMETRICS,                         # Prometheus 3
 }
 # Escaping schemes that rewrite underscores: prometheus_client renders these.
-LIBRARY_ONLY = ["application/openmetrics-text;version=1.0.0;escaping=dots",
-                "text/plain;version=1.0.0;escaping=values"]
 
 UNSORTED = gauge("t_unsorted", 'Labels declared out of order; help with \\ backslash, "quotes"\nand a newline.',
                  "zone", "alpha", "mid")
@@ -78,9 +76,18 @@ def test_same_bytes_as_prometheus_client(accept):
     assert b"t_empty" not in ours
 
 
-@pytest.mark.parametrize("accept", LIBRARY_ONLY)
-def test_name_rewriting_escapes_are_left_to_the_library(accept):
-    assert negotiate(accept).kind is None
+@pytest.mark.parametrize("accept,served", [
+    ("application/openmetrics-text;version=1.0.0;escaping=dots",
+     "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"),
+    ("application/openmetrics-text; version=1.0.7",
+     "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"),
+    ("text/plain;version=1.0.0;escaping=values", "text/plain; version=0.0.4; charset=utf-8"),
+    ("text/plain; version=x", "text/plain; version=0.0.4; charset=utf-8"),
+    ("\x00garbage;;;=,,q=abc", "text/plain; version=0.0.4; charset=utf-8"),
+])
+def test_any_accept_is_served_in_one_of_the_fixed_formats(accept, served):
+    fmt = negotiate(accept)
+    assert fmt.content_type == served and fmt in FORMATS.values()
 
 
 def test_iterating_gives_the_same_prometheus_client_families():
@@ -98,7 +105,7 @@ def test_specs_reject_names_the_fast_path_could_not_write(name, labels):
         gauge(name, "help", *labels)
 
 
-@pytest.mark.parametrize("accept", list(ACCEPTS) + LIBRARY_ONLY)
+@pytest.mark.parametrize("accept", list(ACCEPTS))
 @pytest.mark.parametrize("encoding", [None, "gzip"])
 def test_whole_body_equals_prometheus_client_rendering_everything(tmp_path, accept, encoding):
     """Host-less exporter with a cloud: per-scrape part + cached cloud part, as one library render."""

@@ -8,7 +8,9 @@ API's doing. The rest is one rule for every provider:
 
 - Code that reads an answer's fields runs inside `reading()`: a KeyError,
   TypeError, ValueError or AttributeError there is the answer's shape,
-  reason `malformed`. A source may also raise `Malformed` itself.
+  reason `malformed`. A source may also raise `Malformed` itself; one
+  anywhere in the exception's chain (e.g. http_deadline.ResponseTooLarge,
+  wrapped by an SDK) is `malformed` whatever else the SDK made of it.
 - Anything else the provider does not recognise is our own bug: reason
   `other`, the message names the exception type only (never its text, which
   can carry the API's words), and the traceback is logged once, at debug.
@@ -86,9 +88,8 @@ def chain(exc: Optional[BaseException]) -> list:
 
 def source_error(what: str, exc: BaseException, classify: Classifier, secret: str = "") -> SourceError:
     """The SourceError one failed step becomes (the module's rule, above)."""
-    failure = classify(exc)
-    if failure is None and isinstance(exc, Malformed):
-        failure = Failure("malformed", str(exc))
+    bad_answer = next((e for e in chain(exc) if isinstance(e, Malformed)), None)
+    failure = Failure("malformed", str(bad_answer)) if bad_answer is not None else classify(exc)
     if failure is None:
         log.debug("%s: unexpected %s, a bug in the exporter", what, type(exc).__name__, exc_info=exc)
         failure = Failure("other", f"unexpected {type(exc).__name__} (a bug; traceback at debug level)")

@@ -18,7 +18,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, FrozenSet, Iterable, List, Optional
+from typing import Dict, FrozenSet, Iterable, List, Optional, Union
 
 VOCABULARY = {
     "error": "answer HTTP `status` (default 500) with the API's error body; `message` replaces its text, "
@@ -54,7 +54,7 @@ class Fault:
     skip: int = 0
     times: Optional[int] = None
     message: str = ""
-    retry_after: float = 30
+    retry_after: Union[float, str] = 30      # a string is sent as it is (hostile values)
     seen: int = 0
     fired: int = 0
     released: Optional[threading.Event] = field(default=None, repr=False, compare=False)   # set on clear

@@ -227,7 +227,7 @@ class FakeLinodeAPI(LoopbackAPI):
                 500: "Internal Server Error", 503: "Service Unavailable", 403: "Unauthorized",
                 404: "Not found"}.get(fault.status, "Error"), headers=dict(fault.headers))
         if mode == "rate_limited":
-            raise _ApiError(429, "Too Many Requests", headers={"Retry-After": "%g" % fault.retry_after})
+            raise _ApiError(429, "Too Many Requests", headers={"Retry-After": str(fault.retry_after)})
         if mode == "auth_mid_pagination" and page >= 2:
             raise _ApiError(401, "Invalid Token")
         if mode == "malformed_json":

@@ -427,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "error":
                 headers = fault.headers
             if kind == "rate_limited":
-                headers = {"Retry-After": "%g" % fault.retry_after}
+                headers = {"Retry-After": str(fault.retry_after)}
         self._send(status, headers, json.dumps(doc).encode())
 
     def _stall(self):

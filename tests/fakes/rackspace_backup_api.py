@@ -204,7 +204,7 @@ class FakeRackspaceBackup(LoopbackAPI):
                                                    "is incapable of performing the requested operation."),
                          dict(fault.headers))
         if mode == "rate_limited":
-            raise _Fault(429, _fault_body(429, "Too many requests"), {"Retry-After": "%g" % fault.retry_after})
+            raise _Fault(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
         if mode == "malformed_json":
             return b'[{"MachineAgentId": 213564, "MachineName": '
         if mode == "missing_data":

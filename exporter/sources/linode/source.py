@@ -38,7 +38,6 @@ from dataclasses import replace
 from typing import Callable, Iterator, List, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
 from linode_api4 import Image as LinodeImage, LinodeClient
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
@@ -48,6 +47,7 @@ from ...errors import SourceError
 from ...models import CloudSnapshot, Server
 from ...profiles import Profile
 from .. import api, quota as quota_mod
+from ..http_deadline import DeadlineAdapter
 from . import records as rec
 from .details import DetailCache, Read
 
@@ -61,7 +61,7 @@ RATE_LIMIT_RESERVE = 10
 # interval in all; beyond that, what is left waits for the next refresh.
 PACE_SHARE = 0.5
 
-class _BoundedAdapter(HTTPAdapter):
+class _BoundedAdapter(DeadlineAdapter):
     """Gives every request a timeout and no retries.
 
     linode_api4 passes no timeout (requests would wait forever) and retries
@@ -70,7 +70,7 @@ class _BoundedAdapter(HTTPAdapter):
     """
 
     def __init__(self, timeout: float):
-        super().__init__(max_retries=0)
+        super().__init__(max_retries=0, deadline=timeout)      # deadline: the whole response
         self._timeout = timeout
 
     def send(self, request, **kwargs):

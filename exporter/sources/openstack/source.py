@@ -42,6 +42,7 @@ from ...errors import SourceError
 from ...models import CloudSnapshot, FinishedJob, Image, Server
 from ...profiles import Profile
 from .. import api, keystone, quota as quota_mod
+from ..http_deadline import DeadlineAdapter
 from . import jobs, vanished
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,9 @@ class OpenStackSource:
             self._conn = openstack.connect(
                 cloud=self.cfg.options["cloud"] or None, api_timeout=self.cfg.request_timeout,
                 app_name="imaging-exporter", app_version=__version__)
+            # request_timeout for each whole response too, not only each read (a dripping API).
+            for scheme in ("https://", "http://"):
+                self._conn.session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
         return self._conn
 
     def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,

@@ -32,6 +32,7 @@ from ...models import (BackupAgent, BackupConfiguration, BackupFailures, CloudSn
                        RunningJob, Server)
 from ...profiles import Profile
 from .. import api, keystone
+from ..http_deadline import DeadlineAdapter
 from . import CATALOG_TYPE, NAME
 
 # CurrentState of a backup, from "Checking backup status" and "List backup details".
@@ -91,6 +92,10 @@ class RackspaceBackupSource:
             region = os_config.OpenStackConfig().get_one(cloud=self.cfg.options["cloud"] or None)
             session = region.get_session()
             session.timeout = float(self.cfg.request_timeout)
+            # request_timeout bounds each whole response, as for the other clouds: an API
+            # that drips a byte a second is a timeout, not a refresh that never ends.
+            for scheme in ("https://", "http://"):
+                session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
             session.app_name, session.app_version = "imaging-exporter", __version__
             self._session, self._region = session, self.cfg.options["region"] or region.region_name or None
         return self._session
