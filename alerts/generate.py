@@ -7,7 +7,7 @@ rules look at, thresholds, `for:` durations) is in CONFIG below, in one place.
     python alerts/generate.py            # rewrite alerts/imaging-rules.yml
     python alerts/generate.py --check    # exit 1 if the committed file is out of date
 
-The rules use only the exporter's metric contract (docs/architecture.md, shared design),
+The rules use only the exporter's metric contract (docs/metrics.md),
 in base units. Every alert has a severity label (critical pages, warning makes a ticket,
 info never pages; see alerts/alertmanager.yml) and summary, description and runbook_url
 annotations; the runbook sections are in docs/runbooks.md.
@@ -15,44 +15,103 @@ annotations; the runbook sections are in docs/runbooks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import sys
 
 import yaml
 
+# The rule builders live next to this file (alerts/rules_*.py); this file is run as a script
+# and loaded by path (tests, dashboards/generate.py), so its directory goes on the path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rules_cloud import backup_rules, exporter_rules, job_rules, quota_rules  # noqa: E402
+from rules_common import Ctx, number, pct, seconds, words  # noqa: E402,F401 - re-exported for importers
+from rules_backup import cloud_backup_rules  # noqa: E402
+from rules_host import coverage_rules, headroom_rules, peak_rules, recording_rules  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PROFILES = os.path.join(ROOT, "exporter", "profiles.yaml")
+
+
+def _common_facts(path: str = PROFILES) -> dict:
+    """The facts every profile shares (exporter/profiles.yaml `common:`), as the rules use them."""
+    with open(path, encoding="utf-8") as f:
+        common = yaml.safe_load(f)["common"]
+    return {"job_stuck_after": str(common["job_stuck_after"]),
+            "repeated_failures": int(common["repeated_failures"]),
+            "retry_after": str(common["retry_after"])}
+
+
+COMMON = _common_facts()
+
+# The one place for every threshold, selector and duration of the shipped rules, the
+# Alertmanager example and the mixin. Plain data: str durations in Prometheus syntax
+# ("30m", "24h"), ratios as floats 0-1, counts as ints, lists of `limit` label values.
+# dashboards/generate.py reads the same keys.
 CONFIG = {
-    # Label matchers added to every selector: they pick the imaging exporter's scrape
-    # targets (host and cloud mode alike), including `up` for the target-down alert.
+    # Label matchers added to every selector: they pick the imaging exporter's series (host and
+    # cloud mode alike), including `up` for the target-down alert. Textfile mode (`--once` into
+    # node_exporter's textfile directory): the series carry node_exporter's job, e.g.
+    # 'job=~"imaging.*|node"'.
     "selector": 'job=~"imaging.*"',
     "runbookURL": "https://github.com/imaging-exporter/imaging-exporter/blob/main/docs/runbooks.md#%s",
+    # Host alerts read the last sample within this window, so a scrape gap this long (an
+    # exporter restart, a lost scrape) neither resolves them nor restarts their `for:`.
+    "scrapeGapTolerance": "15m",
 
     # Headroom under an image limit on a host (imaging_headroom_*: limit minus measure).
     "headroomNearlyRatio": 0.10,      # warn below this share of the limit left ...
     "headroomNearlyFor": "30m",       # ... for this long
-    "headroomExceededFor": "15m",     # critical once over the limit for this long
-    "predictRange": "6h",             # predict_linear over this much history
-    "predictWarningHorizon": "24h",   # warning: crosses the limit within this time ...
-    "predictWarningRatio": 0.40,      # ... and is already under this headroom ratio
-    "predictCriticalHorizon": "4h",   # critical: crosses the limit within this time ...
-    "predictCriticalRatio": 0.20,     # ... and is already under this headroom ratio
+    "headroomCriticalRatio": 0.03,    # page below this share left (node-mixin's static 3 %) ...
+    "headroomCriticalFor": "30m",     # ... for this long ...
+    # ... on limits whose measure never goes down (the Windows high-water mark): there, close is
+    # as bad as over. Elsewhere a sawtooth sits within 3 % for days; the filling-up page decides.
+    "headroomCriticalLimits": ["disk_usage"],
+    "headroomExceededFor": "15m",     # over the limit for this long
+    # Filling up, warning: the daily peaks (lowest headroom of each rolling day, recorded every
+    # peakRecordInterval) crossing within predictWarningHorizon, predicted over peakRange. A
+    # sawtooth (logs growing all day, rotated at midnight) is one warning about a day ahead.
+    "peakWindow": "1d",
+    "peakRange": "2d",
+    "peakRecordInterval": "5m",
+    "predictWarningHorizon": "24h",
+    "predictWarningRatio": 0.40,      # ... and already under this headroom ratio
+    # Filling up, page: the last predictRange (node-mixin's 6 h) and the last predictRecentRange
+    # both cross within predictCriticalHorizon (a one-off copy stops trending within the hour),
+    # unless the same hours yesterday freed space that keeps the daily peak under the limit.
+    "predictRange": "6h",
+    "predictRecentRange": "1h",
+    "predictCriticalHorizon": "4h",
+    "predictCriticalRatio": 0.20,     # ... and already under this headroom ratio
     "predictFor": "1h",
+    "predictKeepFiring": "30m",       # a noisy trend does not resolve and re-page
+    "cycleMinRise": 0.005,            # a rise of this share of the limit yesterday is a clean-up cycle
+    # Limits whose breach does not make an image request fail: warnings, never pages.
+    # system_volume: General Purpose / I/O servers cannot be *built from* such an image.
+    "warningOnlyLimits": ["system_volume"],
+    # Limits the provider's backup service bypasses: no page for a server whose Backup Service
+    # is on (imaging_backups_enabled, joined through imaging_host_info's server_id).
+    "backupBypassLimits": ["custom_image_size"],
 
     # Image quotas of a cloud account (count and bytes) and the largest image size.
     "imageCountSelector": "",         # which images count against the quota, e.g. 'status!="killed"'
     "quotaWarningRatio": 0.80,
     "quotaWarningFor": "15m",
-    "quotaFullFor": "5m",
+    "quotaFullWindow": "1h",          # page when full for quotaFullShare of this window ...
+    "quotaFullShare": 0.5,            # ... (a nightly create-then-delete rotation is not)
+    "quotaFullKeepFiring": "1h",      # ... and hold the page while it flaps
     "imageSizeFor": "15m",
 
-    # Imaging jobs.
+    # Imaging jobs. The stuck and repeated-failure thresholds are the profiles' common facts.
     "jobLongAfter": "6h",
-    "jobStuckAfter": "24h",           # source 000: "If the image takes longer than 24 hours ..."
-    "jobRepeatedFailures": 2,         # source 000: "If your image fails more than once ..."
+    "jobStuckAfter": COMMON["job_stuck_after"],
+    "jobRepeatedFailures": COMMON["repeated_failures"],
+    "retryAfter": COMMON["retry_after"],
     "databaseJobSelector": 'kind="image"',  # jobs during which a running database is a problem
 
-    # Backups.
-    "backupMaxAge": "26h",            # a daily schedule plus 2h of slack
+    # Backups: a daily schedule runs inside a 2-hour window, and takes a while.
+    "backupMaxAge": "30h",
     "backupsDisabledFor": "1h",
 
     # What images do not contain (info).
@@ -62,12 +121,29 @@ CONFIG = {
     "exporterDownFor": "15m",
     "sourceDownFor": "15m",
     "sourceStaleIntervals": 3,
+    "blindPageAfter": "1h",           # a target, source or textfile blind this long pages
+    "textfileMaxAge": "15m",          # --once output older than this warns
     "mountErrorFor": "15m",
     "collectorFailedFor": "15m",
+
+    # Windows: a domain controller's image cannot be restored (demote it first).
+    "domainControllerFor": "15m",
+
+    # Rackspace Cloud Backup (the rackspace_backup provider).
+    "cloudBackup": {
+        "rackspaceHosts": 'profile=~"rackspace.*"',  # host-mode servers at Rackspace (imaging_host_info)
+        "databaseFor": "30m",
+        "uncoveredFor": "1h",
+        "agentOfflineFor": "24h",
+        "scheduleRuns": 2,       # a last success older than this many scheduled intervals is overdue
+    },
 }
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "imaging-rules.yml")
+MIXIN = os.path.join(ROOT, "mixin")
+# The mixin's rules carry this token where the selector goes; mixin.libsonnet puts
+# _config.imagingSelector in its place.
+SELECTOR_TOKEN = "__IMAGING_SELECTOR__"
 
 HEADER = """\
 # Recording and alerting rules for imaging-exporter.
@@ -78,552 +154,12 @@ HEADER = """\
 # Runbooks: docs/runbooks.md. Example routing and inhibitions: alerts/alertmanager.yml.
 """
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def seconds(duration: str) -> int:
-    """'26h' -> 93600 (Prometheus duration, one unit)."""
-    m = re.fullmatch(r"(\d+)([smhd])", duration)
-    if not m:
-        raise ValueError("duration must look like 30m, 6h or 1d: %r" % duration)
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
-def words(duration: str) -> str:
-    """'24h' -> '24 hours' for descriptions."""
-    n, unit = int(duration[:-1]), duration[-1]
-    name = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[unit]
-    return "%d %s%s" % (n, name, "" if n == 1 else "s")
-
-
-def number(seconds_: int) -> str:
-    """Seconds as readable PromQL arithmetic: 93600 -> '26 * 3600'."""
-    for unit in (3600, 60):
-        if seconds_ >= unit and seconds_ % unit == 0:
-            return "%d * %d" % (seconds_ // unit, unit)
-    return str(seconds_)
-
-
-def pct(ratio: float) -> str:
-    return ("%g" % (ratio * 100)) + "%"
-
-
-class Ctx:
-    def __init__(self, c: dict):
-        self.c = c
-
-    def sel(self, *extra: str) -> str:
-        parts = [p for p in (self.c["selector"],) + extra if p]
-        return "{" + ", ".join(parts) + "}"
-
-    def alert(self, name, expr, severity, summary, description, for_=None):
-        """One alerting rule; the runbook anchor is the alert name in lower case (GitHub's slug)."""
-        rule = {"alert": name, "expr": expr.strip() + "\n"}
-        if for_:
-            rule["for"] = for_
-        rule["labels"] = {"severity": severity}
-        rule["annotations"] = {
-            "summary": summary,
-            "description": description,
-            "runbook_url": self.c["runbookURL"] % name.lower(),
-        }
-        return rule
-
-
-
-# Template snippets for descriptions.
-WHERE_HOST = "{{ $labels.mountpoint }} on {{ $labels.instance }}"
-# Linode accounts have no project: "linode", not "linode/".
-WHERE_CLOUD = "{{ $labels.cloud }}{{ with $labels.project }}/{{ . }}{{ end }}"
-NEVER_SHRINKS = (
-    '{{ if eq $labels.limit "disk_usage" }} This limit counts the highest usage the disk has ever had:'
-    " the virtual disk never shrinks, so deleting files does not give headroom back.{{ end }}"
-)
-
-
-def headroom_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    nearly = c["headroomNearlyRatio"]
-    rng = c["predictRange"]
-
-    def nearly_expr(metric):
-        return """
-%(m)s%(s)s
-and
-imaging_headroom_ratio%(s)s < %(r)g
-""" % dict(m=metric, s=s, r=nearly)
-
-    def exceeded_expr(metric):
-        return """
--%(m)s%(s)s > 0
-""" % dict(m=metric, s=s)
-
-    def filling_up(name, metric, what, after=""):
-        """The warning (24 h) and critical (4 h) predict_linear alerts of one measure."""
-        out = []
-        for sev, horizon, ratio in (
-            ("warning", c["predictWarningHorizon"], c["predictWarningRatio"]),
-            ("critical", c["predictCriticalHorizon"], c["predictCriticalRatio"]),
-        ):
-            out.append(x.alert(
-                name,
-                """
-(
-  imaging_headroom_ratio%(s)s < %(r)g
-and
-  predict_linear(%(m)s%(s)s[%(rng)s], %(h)s) < 0
-)
-""" % dict(m=metric, s=s, r=ratio, rng=rng, h=number(seconds(horizon))),
-                sev,
-                "A filesystem is predicted to cross %s for server images within the next %s."
-                % (what, words(horizon)),
-                WHERE_HOST + " has {{ $value | humanizePercentage }} of the {{ $labels.limit }} image limit left"
-                " and, at the rate of the last %s, will cross it within %s." % (words(rng), words(horizon))
-                + after,
-                c["predictFor"],
-            ))
-        return out
-
-    # --- bytes (volume_size, disk_usage = Windows high-water mark, system_volume, custom_image_size)
-    rules = [x.alert(
-        "ImagingSizeLimitNearlyReached",
-        nearly_expr("imaging_headroom_bytes"),
-        "warning",
-        "A filesystem is close to a size limit for server images.",
-        WHERE_HOST + " has {{ $value | humanize1024 }}B of headroom left under the {{ $labels.limit }}"
-        " image limit, less than %s of the limit. Image requests fail once it is crossed." % pct(nearly)
-        + NEVER_SHRINKS,
-        c["headroomNearlyFor"],
-    ), x.alert(
-        "ImagingSizeLimitExceeded",
-        exceeded_expr("imaging_headroom_bytes"),
-        "critical",
-        "A filesystem is over a size limit for server images: image requests will fail.",
-        WHERE_HOST + " is {{ $value | humanize1024 }}B over the {{ $labels.limit }} image limit."
-        '{{ if eq $labels.limit "disk_usage" }} This limit counts the highest usage the disk has ever had'
-        " and the virtual disk cannot shrink: deleting files will not make images of this server work again."
-        '{{ else if eq $labels.limit "system_volume" }} The system disk is larger than General Purpose and'
-        " I/O servers can be built from, so an image of it cannot be used to build one."
-        "{{ else }} Image requests fail until usage is back under the limit.{{ end }}",
-        c["headroomExceededFor"],
-    )]
-    rules += filling_up("ImagingSizeLimitFillingUp", "imaging_headroom_bytes", "a size limit",
-                        after='{{ if eq $labels.limit "disk_usage" }} The virtual disk never shrinks: once the'
-                        " limit is crossed, images of this server fail for good.{{ end }}")
-
-    # --- inodes (inode_usage)
-    rules += [x.alert(
-        "ImagingInodeLimitNearlyReached",
-        nearly_expr("imaging_headroom_inodes"),
-        "warning",
-        "A filesystem is close to an inode limit for server images.",
-        WHERE_HOST + " has {{ $value | humanize }} inodes left under the {{ $labels.limit }} image limit,"
-        " less than %s of the limit. Image requests fail once it is crossed." % pct(nearly),
-        c["headroomNearlyFor"],
-    ), x.alert(
-        "ImagingInodeLimitExceeded",
-        exceeded_expr("imaging_headroom_inodes"),
-        "critical",
-        "A filesystem uses more inodes than server images allow: image requests will fail.",
-        WHERE_HOST + " uses {{ $value | humanize }} inodes more than the {{ $labels.limit }} image limit"
-        " allows. Image requests fail until the file count is back under the limit; the provider can"
-        " often help to work around it.",
-        c["headroomExceededFor"],
-    )]
-    rules += filling_up("ImagingInodeLimitFillingUp", "imaging_headroom_inodes", "an inode limit")
-
-    # --- Windows domain controller (source 000: an image of a DC cannot be restored; issue 18)
-    rules.append(x.alert(
-        "ImagingDomainControllerImage",
-        "imaging_host_domain_controller%s == 1" % s,
-        "warning",
-        "A Windows server is a domain controller: an image of it cannot be restored.",
-        "{{ $labels.instance }} runs Active Directory Domain Services. The provider's build system needs the"
-        " local Administrator account, which a domain controller disables, so a server cannot be restored"
-        " from an image of it. Demote it before imaging it, and back it up another way.",
-        c.get("domainControllerFor", "15m"),     # set CONFIG["domainControllerFor"] to change it
-    ))
-    return rules
-
-
-def recording_rules(x: Ctx):
-    c = x.c
-    return [
-        {
-            "record": "cloud_project:imaging_images:sum",
-            "expr": "sum without (status) (imaging_images%s)\n" % x.sel(c["imageCountSelector"]),
-        },
-        {
-            "record": "cloud_project:imaging_images_quota:ratio",
-            "expr": """
-cloud_project:imaging_images:sum
-/ ignoring (source)
-(imaging_quota_images%(s)s > 0)
-""".lstrip() % dict(s=x.sel()),
-        },
-        {
-            "record": "cloud_project:imaging_images_bytes_quota:ratio",
-            "expr": """
-imaging_images_bytes%(s)s
-/ ignoring (source)
-(imaging_quota_bytes%(s)s > 0)
-""".lstrip() % dict(s=x.sel()),
-        },
-        {
-            # Host-mode series carry the host target's instance/job; imaging_host_info
-            # gives them the cloud's server_id so they can be joined with cloud series.
-            "record": "server_id_engine:imaging_database_processes:sum",
-            "expr": """
-sum by (server_id, engine, instance, job) (
-  (imaging_database_processes%(s)s > 0)
-  * on (instance, job) group_left (server_id)
-  imaging_host_info%(h)s
-)
-""".lstrip() % dict(s=x.sel(), h=x.sel('server_id!=""')),
-        },
-    ]
-
-
-def quota_rules(x: Ctx):
-    c = x.c
-    warn = c["quotaWarningRatio"]
-    rules = []
-    for name, record, what in (
-        ("ImagingImageQuota", "cloud_project:imaging_images_quota:ratio", "image count quota"),
-        ("ImagingImageStorageQuota", "cloud_project:imaging_images_bytes_quota:ratio", "image storage quota"),
-    ):
-        rules.append(x.alert(
-            name + "NearlyFull",
-            "%s >= %g" % (record, warn),
-            "warning",
-            "A cloud account is close to its %s." % what,
-            "Project {{ $labels.project }} in cloud {{ $labels.cloud }} uses {{ $value | humanizePercentage }}"
-            " of its %s. Once it is full every new image request fails, scheduled ones included." % what,
-            c["quotaWarningFor"],
-        ))
-        rules.append(x.alert(
-            name + "Full",
-            "%s >= 1" % record,
-            "critical",
-            "A cloud account's %s is full: the next image request will fail." % what,
-            "Project {{ $labels.project }} in cloud {{ $labels.cloud }} uses {{ $value | humanizePercentage }}"
-            " of its %s: the next image request will fail. Delete images that are no longer needed." % what,
-            c["quotaFullFor"],
-        ))
-    rules.append(x.alert(
-        "ImagingImageTooLarge",
-        """
-imaging_image_size_bytes%(s)s
-> ignoring (image_id, image_name, server_id, status, source) group_left
-imaging_image_max_size_bytes%(s)s
-""" % dict(s=x.sel()),
-        "warning",
-        "An image is larger than the largest image the cloud accepts.",
-        "Image {{ $labels.image_name }} ({{ $labels.image_id }}, status {{ $labels.status }}) of server"
-        " {{ $labels.server_id }} in " + WHERE_CLOUD + " is {{ $value | humanize1024 }}B, more than the"
-        " maximum image size. An image that is still being created will fail.",
-        c["imageSizeFor"],
-    ))
-    rules.append(x.alert(
-        "ImagingCloudDiskTooLargeForImage",
-        """
--imaging_cloud_disk_image_headroom_bytes%(s)s > 0
-""" % dict(s=x.sel()),
-        "warning",
-        "A server disk is larger than the largest image the cloud accepts: an image of it will fail.",
-        "Disk {{ $labels.disk_label }} ({{ $labels.disk_id }}) of server {{ $labels.server_name }}"
-        " ({{ $labels.server_id }}) in " + WHERE_CLOUD + " is {{ $value | humanize1024 }}B larger than the"
-        " maximum image size: an image of this disk will fail.",
-        c["imageSizeFor"],
-    ))
-    return rules
-
-
-def job_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    n = c["jobRepeatedFailures"]
-    job = "{{ $labels.kind }} job {{ $labels.job_id }} of server {{ $labels.server_name }} ({{ $labels.server_id }}) in " + WHERE_CLOUD
-    # The phase label changes while a job runs; drop it so one job is one alert.
-    age = "time() - max without (phase) (imaging_job_started_timestamp_seconds%s)" % s
-    return [
-        x.alert(
-            "ImagingJobRunningLong",
-            "%s > %s" % (age, number(seconds(c["jobLongAfter"]))),
-            "warning",
-            "An imaging job has been running for more than %s." % words(c["jobLongAfter"]),
-            "The " + job + " has been running for {{ $value | humanizeDuration }}. Imaging can take several"
-            " hours and starts late when many images are requested at once; a job still running after %s"
-            " is stuck." % words(c["jobStuckAfter"]),
-        ),
-        x.alert(
-            "ImagingJobStuck",
-            "%s > %s" % (age, number(seconds(c["jobStuckAfter"]))),
-            "critical",
-            "An imaging job has been running for more than %s: it is stuck." % words(c["jobStuckAfter"]),
-            "The " + job + " has been running for {{ $value | humanizeDuration }}, more than %s."
-            " It will not finish on its own: contact the provider's support." % words(c["jobStuckAfter"]),
-        ),
-        x.alert(
-            "ImagingJobFailed",
-            # A later success (the retry worked) clears it.
-            """
-(
-  imaging_job_failures%(s)s > 0
-  and
-  imaging_job_failures%(s)s < %(n)d
-)
-unless
-(
-  imaging_job_last_success_timestamp_seconds%(s)s
-  > imaging_job_last_failure_timestamp_seconds%(s)s
-)
-""" % dict(s=s, n=n),
-            "warning",
-            "An imaging job failed.",
-            "One {{ $labels.kind }} job of server {{ $labels.server_id }} in " + WHERE_CLOUD + " failed within"
-            " the exporter's lookback window. A retry about 30 minutes after a failure often succeeds, once"
-            " the provider has reclaimed freed space. The alert clears when a later job succeeds or the"
-            " failure leaves the lookback window.",
-        ),
-        x.alert(
-            "ImagingJobFailedRepeatedly",
-            "imaging_job_failures%s >= %d" % (s, n),
-            "critical",
-            "Imaging jobs of one server failed more than once.",
-            "{{ $value }} {{ $labels.kind }} jobs of server {{ $labels.server_id }} in " + WHERE_CLOUD
-            + " failed within the exporter's lookback window. If the server is within the image limits,"
-            " contact the provider's support: their admins may succeed where the automated process does not.",
-        ),
-    ]
-
-
-def backup_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    sb = x.sel('kind="backup"')
-    age = c["backupMaxAge"]
-    return [
-        x.alert(
-            "ImagingBackupTooOld",
-            """
-time() - imaging_job_last_success_timestamp_seconds%(sb)s > %(age)s
-and ignoring (kind)
-imaging_backups_enabled%(s)s == 1
-""" % dict(s=s, sb=sb, age=number(seconds(age))),
-            "warning",
-            "A server with backups enabled has had no successful backup for more than %s." % words(age),
-            "The last successful backup of server {{ $labels.server_id }} in " + WHERE_CLOUD + " finished"
-            " {{ $value | humanizeDuration }} ago, although backups are enabled.",
-        ),
-        x.alert(
-            # Enabled now and `age` ago, and no successful backup on record at all.
-            "ImagingBackupMissing",
-            """
-imaging_backups_enabled%(s)s == 1
-and
-imaging_backups_enabled%(s)s offset %(age)s == 1
-unless ignoring (kind)
-imaging_job_last_success_timestamp_seconds%(sb)s
-""" % dict(s=s, sb=sb, age=age),
-            "warning",
-            "A server with backups enabled has no successful backup on record.",
-            "Server {{ $labels.server_id }} in " + WHERE_CLOUD + " has had backups enabled for more than %s,"
-            " but the exporter has no successful backup of it within its lookback window." % words(age),
-        ),
-        x.alert(
-            "ImagingBackupsDisabled",
-            "imaging_backups_enabled%s == 0" % s,
-            "info",
-            "A server has no scheduled backups.",
-            "Server {{ $labels.server_id }} in " + WHERE_CLOUD + " has backups disabled. Images have size"
-            " and count limits and are not a reliable copy of a running database; the backup service has"
-            " neither problem.",
-            c["backupsDisabledFor"],
-        ),
-    ]
-
-
-def coverage_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    return [
-        x.alert(
-            "ImagingDataNotInImage",
-            "imaging_uncovered_bytes%s > 0" % s,
-            "info",
-            "Data on a server is not contained in its images.",
-            "{{ $value | humanize1024 }}B used on " + WHERE_HOST + " is on a data disk. Images of this server"
-            " capture the system disk only: this data is not in them and needs its own backup.",
-            c["coverageFor"],
-        ),
-        x.alert(
-            "ImagingServerBootsFromVolume",
-            "imaging_server_boot_from_volume%s == 1" % s,
-            "info",
-            "A server boots from a block-storage volume that its images do not contain.",
-            "Server {{ $labels.server_name }} ({{ $labels.server_id }}) in " + WHERE_CLOUD + " boots from a"
-            " block-storage volume. Images do not include block-storage volumes, not even the boot volume:"
-            " snapshot the volume instead.",
-            c["coverageFor"],
-        ),
-        x.alert(
-            # Host side (per engine, with the server_id from imaging_host_info) times the
-            # running image jobs of the same server, one series per server (group by).
-            "ImagingDatabaseRunningDuringImage",
-            """
-server_id_engine:imaging_database_processes:sum
-* on (server_id) group_left (cloud, project, server_name)
-group by (server_id, cloud, project, server_name) (
-  imaging_job_started_timestamp_seconds%(sj)s
-)
-""" % dict(sj=x.sel(c["databaseJobSelector"])),
-            "warning",
-            "A database is running on a server while an image of the server is being taken.",
-            "{{ $value }} {{ $labels.engine }} server(s) running on {{ $labels.instance }} while an image of"
-            " server {{ $labels.server_name }} ({{ $labels.server_id }}) is being taken in " + WHERE_CLOUD
-            + ". An image of a running database is not a reliable backup of it.",
-        ),
-    ]
-
-
-def exporter_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    src = "its {{ $labels.source }} source{{ with $labels.cloud }} for cloud {{ . }}{{ end }}"
-    return [
-        x.alert(
-            "ImagingExporterDown",
-            "up%s == 0" % s,
-            "warning",
-            "Prometheus cannot scrape an imaging exporter.",
-            "{{ $labels.job }}/{{ $labels.instance }} has been down for more than %s: no imaging alert can"
-            " fire for what it watches." % words(c["exporterDownFor"]),
-            c["exporterDownFor"],
-        ),
-        x.alert(
-            "ImagingSourceDown",
-            "imaging_source_up%s == 0" % s,
-            "warning",
-            "The imaging exporter cannot read one of its sources.",
-            "The exporter at {{ $labels.instance }} has failed to read " + src + " for %s."
-            '{{ if eq $labels.source "host" }} This server\'s filesystem metrics are missing or incomplete,'
-            " so its headroom alerts may not fire.{{ else }} It keeps serving the last good data, so"
-            " alerts based on this cloud may be out of date.{{ end }}" % words(c["sourceDownFor"]),
-            c["sourceDownFor"],
-        ),
-        x.alert(
-            "ImagingSourceStale",
-            """
-time() - imaging_source_last_success_timestamp_seconds%(s)s
-> %(n)d * (imaging_source_refresh_interval_seconds%(s)s > 0)
-""" % dict(s=s, n=c["sourceStaleIntervals"]),
-            "warning",
-            "The imaging exporter's data from a source is out of date.",
-            "The exporter at {{ $labels.instance }} last refreshed " + src + " successfully"
-            " {{ $value | humanizeDuration }} ago, more than %d refresh intervals. Alerts based on this"
-            " source are out of date." % c["sourceStaleIntervals"],
-        ),
-        x.alert(
-            "ImagingMountStatError",
-            "imaging_filesystem_device_error%s > 0" % s,
-            "warning",
-            "The imaging exporter cannot read a filesystem's usage.",
-            "Reading " + WHERE_HOST + " ({{ $labels.device }}, {{ $labels.fstype }}) has failed with"
-            " {{ $labels.error }} for %s: its usage, and its headroom under image limits, are unknown."
-            % words(c["mountErrorFor"]),
-            c["mountErrorFor"],
-        ),
-        x.alert(
-            "ImagingCollectorFailed",
-            "imaging_scrape_collector_success%s == 0" % s,
-            "warning",
-            "An imaging exporter collector is failing.",
-            "The {{ $labels.collector }} collector of {{ $labels.instance }} has failed for %s: its metrics"
-            " are missing and alerts based on them cannot fire." % words(c["collectorFailedFor"]),
-            c["collectorFailedFor"],
-        ),
-    ]
-
-
-# ---- Rackspace Cloud Backup (the rackspace_backup provider): one self-contained group ----
-
-CLOUD_BACKUP = {
-    "rackspaceHosts": 'profile=~"rackspace.*"',  # host-mode servers at Rackspace (imaging_host_info)
-    "databaseFor": "30m",
-    "uncoveredFor": "1h",
-    "agentOfflineFor": "24h",
-    "scheduleRuns": 2,       # a last success older than this many scheduled intervals is overdue
-}
-IMAGE_LIMITATIONS = ('Rackspace, "Cloud Server Image Limitations":'
-                     " images \"are not a reliable way to back up a dynamic database\"")
-
-
-def cloud_backup_rules(x: Ctx, cb: dict = CLOUD_BACKUP):
-    s = x.sel()
-    hosts = x.sel('server_id!=""', cb["rackspaceHosts"])
-    enabled = "(imaging_backups_enabled%s == 1)" % s
-    return [
-        x.alert(
-            "ImagingDatabaseWithoutBackup",
-            """
-server_id_engine:imaging_database_processes:sum
-and on (instance, job) imaging_host_info%(h)s
-unless on (server_id) %(e)s
-""" % dict(h=hosts, e=enabled),
-            "warning",
-            "A database runs on a Rackspace server that no Cloud Backup configuration backs up.",
-            "{{ $value }} {{ $labels.engine }} server(s) run on {{ $labels.instance }} (server"
-            " {{ $labels.server_id }}), which has no enabled Cloud Backup configuration. " + IMAGE_LIMITATIONS
-            + ": back the database up with Cloud Backup or the database's own tools.",
-            cb["databaseFor"],
-        ),
-        x.alert(
-            "ImagingUncoveredDataWithoutBackup",
-            """
-(imaging_uncovered_bytes%(s)s > 0)
-* on (instance, job) group_left (server_id)
-imaging_host_info%(h)s
-unless on (server_id) %(e)s
-""" % dict(s=s, h=hosts, e=enabled),
-            "warning",
-            "Data that images do not contain is on a Rackspace server with no Cloud Backup configuration.",
-            "{{ $value | humanize1024 }}B on {{ $labels.mountpoint }} of {{ $labels.instance }} (server"
-            " {{ $labels.server_id }}, {{ $labels.reason }}) is not in the server's images, and no enabled Cloud"
-            " Backup configuration backs the server up: nothing keeps a copy of this data.",
-            cb["uncoveredFor"],
-        ),
-        x.alert(
-            "ImagingBackupAgentOffline",
-            "imaging_backup_agent_online%s == 0" % s,
-            "warning",
-            "A Cloud Backup agent has been offline for more than %s." % words(cb["agentOfflineFor"]),
-            "The Cloud Backup agent {{ $labels.agent_id }} of server {{ $labels.server_id }} in " + WHERE_CLOUD
-            + " has been offline for more than %s: scheduled backups of the server cannot run."
-            % words(cb["agentOfflineFor"]),
-            cb["agentOfflineFor"],
-        ),
-        x.alert(
-            "ImagingBackupOverdue",
-            """
-time() - max by (cloud, project, server_id) (imaging_job_last_success_timestamp_seconds%(sb)s)
-> on (cloud, project, server_id)
-%(n)d * min by (cloud, project, server_id) (imaging_backup_schedule_interval_seconds%(s)s)
-""" % dict(s=s, sb=x.sel('kind="backup"'), n=cb["scheduleRuns"]),
-            "warning",
-            "A server's last successful backup is older than its backup schedule allows.",
-            "The last successful backup of server {{ $labels.server_id }} in " + WHERE_CLOUD + " finished"
-            " {{ $value | humanizeDuration }} ago, more than %d runs of its most frequent enabled backup"
-            " schedule." % cb["scheduleRuns"],
-        ),
-    ]
-
 
 def build(c: dict = CONFIG) -> dict:
     x = Ctx(c)
     return {"groups": [
         {"name": "imaging.rules", "rules": recording_rules(x)},
+        {"name": "imaging-peaks.rules", "interval": c["peakRecordInterval"], "rules": peak_rules(x)},
         {"name": "imaging-headroom", "rules": headroom_rules(x)},
         {"name": "imaging-quota", "rules": quota_rules(x)},
         {"name": "imaging-jobs", "rules": job_rules(x)},
@@ -652,26 +188,53 @@ def render(c: dict = CONFIG) -> str:
     return HEADER + body
 
 
+def mixin_files(c: dict = CONFIG) -> dict:
+    """{path: text} of the generated part of the jsonnet mixin (mixin/): the same rules as
+    imaging-rules.yml, with the selector as a token, and the default _config."""
+    groups = build(dict(c, selector=SELECTOR_TOKEN))["groups"]
+    config = ("// GENERATED by alerts/generate.py from its CONFIG: do not edit by hand.\n"
+              "{\n  _config+:: {\n"
+              "    // Label matchers that pick the imaging exporter's series in every rule\n"
+              "    // (textfile mode: 'job=~\"imaging.*|node\"'). Must not be empty.\n"
+              "    imagingSelector: %s,\n  },\n}\n" % json.dumps(c["selector"]))
+    return {
+        os.path.join(MIXIN, "rules.json"): json.dumps({"groups": groups}, indent=1, sort_keys=False) + "\n",
+        os.path.join(MIXIN, "config.libsonnet"): config,
+    }
+
+
+def _outputs(a) -> dict:
+    out = {a.output: render()}
+    if a.output == OUTPUT:
+        out.update(mixin_files())
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--check", action="store_true", help="fail if %s is out of date" % OUTPUT)
+    p.add_argument("--check", action="store_true", help="fail if %s or the mixin is out of date" % OUTPUT)
     p.add_argument("--output", default=OUTPUT)
     a = p.parse_args(argv)
-    text = render()
+    outputs = _outputs(a)
     if a.check:
-        try:
-            with open(a.output, encoding="utf-8") as f:
-                current = f.read()
-        except FileNotFoundError:
-            current = None
-        if current != text:
-            print("%s is out of date: run python alerts/generate.py" % a.output, file=sys.stderr)
+        stale = []
+        for path, text in outputs.items():
+            try:
+                with open(path, encoding="utf-8") as f:
+                    current = f.read()
+            except FileNotFoundError:
+                current = None
+            if current != text:
+                stale.append(path)
+        if stale:
+            print("%s out of date: run python alerts/generate.py" % ", ".join(stale), file=sys.stderr)
             return 1
         return 0
-    tmp = a.output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, a.output)
+    for path, text in outputs.items():
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
     return 0
 
 

@@ -48,7 +48,7 @@ def thresholds() -> Thresholds:
         job_stuck_after=s(c["jobStuckAfter"]),
         job_repeated_failures=c["jobRepeatedFailures"],
         backup_max_age=s(c["backupMaxAge"]),
-        predict_range=c["predictRange"],
+        predict_range=c["peakRange"],     # the warning projects the daily peaks over this range
         predict_warning_horizon=s(c["predictWarningHorizon"]),
         predict_critical_horizon=s(c["predictCriticalHorizon"]),
     )
@@ -75,7 +75,8 @@ def runbook_url(alert: str) -> str:
     return _rules()[alert][0]["annotations"]["runbook_url"]
 
 
-_PREDICT = re.compile(r"predict_linear\((?P<series>\w+)\{[^}]*\}(?P<range>\[\w+\]), (?P<horizon>[^)]+)\)")
+# The series may be a recording of the metric (limit_mountpoint:imaging_headroom_bytes:min1d: the daily peaks).
+_PREDICT = re.compile(r"predict_linear\((?P<series>[\w:]+)\{[^}]*\}(?P<range>\[\w+\]), (?P<horizon>[^)]+)\)")
 
 
 def fill_up_prediction(metric: str, selector: str, at: str = "0") -> str:
@@ -88,8 +89,8 @@ def fill_up_prediction(metric: str, selector: str, at: str = "0") -> str:
     for rules in _rules().values():
         for rule in rules:
             m = _PREDICT.search(rule["expr"])
-            if m and m.group("series") == metric:
-                return "predict_linear(%s%s%s, %s)" % (metric, selector, m.group("range"), at)
+            if m and metric in m.group("series").split(":"):
+                return "predict_linear(%s%s%s, %s)" % (m.group("series"), selector, m.group("range"), at)
     raise KeyError("no fill-up alert predicts %s in alerts/generate.py" % metric)
 
 

@@ -76,7 +76,7 @@ def summary():
                [q("count(%s) or vector(0)" % in_scope("imaging_headroom_ratio%s < 0" % h), instant=True)],
                thr=P.thresholds("green", (1, "red")), runbooks=("ImagingSizeLimitExceeded", "ImagingInodeLimitExceeded")),
         P.stat("Crossing within %s" % hours(t.predict_warning_horizon),
-               "Host limits that the fill-up alerts' prediction (the last %s of history) crosses within %s."
+               "Host limits that the fill-up warning's prediction (the daily peaks of the last %s) crosses within %s."
                % (t.predict_range, hours(t.predict_warning_horizon)),
                [q("count(%s < %d) or vector(0)" % (in_scope(soonest_to_cross_expr()), t.predict_warning_horizon),
                   instant=True)],
@@ -130,7 +130,8 @@ def limits():
     p = P.table(
         "Soonest to cross",
         "Every image limit on every host filesystem, the one predicted to be crossed first on top. Time to limit "
-        "is where the fill-up alerts' line (predict_linear over the last %s) reaches the limit: 0 means over it "
+        "is where the fill-up warning's line (predict_linear over the daily peaks of the last %s) reaches the limit: "
+        "0 means over it "
         "now, orange under %s, red under %s (when the alerts fire). Headroom is the limit minus the measure, "
         "in decimal units as the providers write their limits (GB = 10^9 bytes)."
         % (t.predict_range, hours(t.predict_warning_horizon), hours(t.predict_critical_horizon)),
@@ -200,16 +201,14 @@ def quotas():
     for col in ("Bytes", "Bytes quota", "Largest image"):
         accounts = P.override(accounts, col, unit="decbytes")
     disks = P.table(
-        "Server disks against the largest image",
-        "Server disks as the cloud reports them (Linode) against the largest image the cloud accepts, the "
-        "smallest headroom first: an image of a disk with negative headroom fails.",
-        [q("imaging_cloud_disk_image_headroom_bytes%s" % cloud_server(), "A", instant=True),
-         q("imaging_cloud_disk_size_bytes%s" % cloud_server(), "B", instant=True)],
+        "Server disks",
+        "Server disks as the cloud reports them (Linode), largest first: their allocated size, for "
+        "information. The image size limit applies to the data on a disk, which only host mode measures "
+        "(the Image limits row above).",
+        [q("imaging_cloud_disk_size_bytes%s" % cloud_server(), "A", instant=True)],
         {"cloud": "Cloud", "project": "Project", "server_name": "Server", "server_id": "Server ID",
-         "disk_label": "Disk", "Value #B": "Disk size", "Value #A": "Headroom"},
-        w=24, h=8, sort_by=[("Headroom", False)], runbooks=("ImagingCloudDiskTooLargeForImage",))
-    disks = P.override(disks, "Headroom", unit="decbytes", thresholds=P.thresholds_json("red", (0, "green")),
-                       custom__cellOptions=P.COLOR_BACKGROUND)
+         "disk_label": "Disk", "Value #A": "Disk size"},
+        w=24, h=8, sort_by=[("Disk size", True)])
     disks = P.override(P.override(disks, "Disk size", unit="decbytes"), "Server ID", links=SERVER_LINK)
     return [
         P.row("Image quotas (cloud mode)"),
@@ -346,7 +345,8 @@ def health():
         "Sources",
         "Each source of each exporter: a host's filesystems and every cloud account. A target Prometheus cannot "
         "scrape shows its sources down (red) for a day rather than vanishing; data age is the time since the "
-        "last good read. A host source shows while no cloud is picked.",
+        "last good read. A host source shows while no cloud is picked. In textfile mode (--once --output under "
+        "node_exporter) the data age is the age of the file.",
         [q("min by (job, instance, source, cloud) (\n  last_over_time(imaging_source_up%s[1d])\n  * on (job, "
            "instance) group_left ()\n  up%s\n)\nor on (job, instance)\nlabel_replace(up%s == 0, \"source\", "
            "\"unreachable\", \"\", \"\")" % (srcs, j, j), "A", instant=True),
@@ -357,7 +357,8 @@ def health():
         {"instance": "Instance", "source": "Source", "cloud": "Cloud", "Value #A": "State",
          "Value #B": "Data age", "Value #C": "Refresh took", "Value #D": "Refresh interval"},
         w=12, h=8, sort_by=[("State", False)],
-        runbooks=("ImagingExporterDown", "ImagingSourceDown", "ImagingSourceStale", "ImagingCollectorFailed"))
+        runbooks=("ImagingExporterDown", "ImagingSourceDown", "ImagingSourceStale", "ImagingCollectorFailed",
+                  "ImagingTextfileStale"))
     sources = P.override(sources, "State", mappings=P.mappings_json(*P.UP_DOWN), custom__cellOptions=P.COLOR_BACKGROUND)
     sources = P.override(sources, "Data age", unit="dtdurations")
     sources = P.override(P.override(sources, "Refresh took", unit="s"), "Refresh interval", unit="dtdurations")

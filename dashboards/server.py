@@ -79,7 +79,7 @@ def limits():
     limits_table = P.table(
         "Limits",
         "Each limit on each filesystem it applies to: what is measured, the limit, the headroom left and when "
-        "the fill-up alerts' line (the last %s) crosses it; red under %s." % (t.predict_range,
+        "the fill-up warning's line (the daily peaks of the last %s) crosses it; red under %s." % (t.predict_range,
                                                                           hours(t.predict_critical_horizon)),
         [q(in_scope("imaging_limit_bytes%s - %s imaging_headroom_bytes%s" % (h, LIMIT_JOIN, h)), "A", instant=True),
          q(in_scope("imaging_limit_inodes%s - %s imaging_headroom_inodes%s" % (h, LIMIT_JOIN, h)), "B",
@@ -179,23 +179,22 @@ def cloud():
     images = P.override(P.override(images, "Created", unit="dateTimeAsIso"), "Size", unit="decbytes")
     facts = P.table(
         "Backups and disks",
-        "Whether the provider's backup service is on and when it last succeeded, and each disk as the cloud "
-        "reports it against the largest image the cloud accepts (negative: an image of it fails).",
+        "Whether the provider's backup service is on and when it last succeeded, and each disk's allocated "
+        "size as the cloud reports it (information: image limits apply to the data on it, which host mode "
+        "measures).",
         [q("imaging_backups_enabled%s" % c, "A", instant=True),
          q("time() - imaging_job_last_success_timestamp_seconds%s" % cloud_server('kind="backup"'), "B",
            instant=True),
-         q("imaging_cloud_disk_size_bytes%s" % c, "C", instant=True),
-         q("imaging_cloud_disk_image_headroom_bytes%s" % c, "D", instant=True)],
+         q("imaging_cloud_disk_size_bytes%s" % c, "C", instant=True)],
         {"cloud": "Cloud", "disk_label": "Disk", "Value #A": "Backup service", "Value #B": "Last backup",
-         "Value #C": "Disk size", "Value #D": "Disk headroom"},
-        w=12, h=7, runbooks=("ImagingBackupsDisabled", "ImagingBackupTooOld", "ImagingCloudDiskTooLargeForImage"))
+         "Value #C": "Disk size"},
+        w=12, h=7, runbooks=("ImagingBackupsDisabled", "ImagingBackupTooOld"))
     facts = P.override(facts, "Backup service", mappings=P.mappings_json((1, "enabled", "green"),
                                                                          (0, "disabled", "blue")),
                        custom__cellOptions=P.COLOR_TEXT)
     facts = P.override(facts, "Last backup", unit="dtdurations", thresholds=P.backup_age_thresholds().build().to_json(),
                        custom__cellOptions=P.COLOR_TEXT)
-    facts = P.override(P.override(facts, "Disk size", unit="decbytes"), "Disk headroom", unit="decbytes",
-                       thresholds=P.thresholds_json("red", (0, "green")), custom__cellOptions=P.COLOR_TEXT)
+    facts = P.override(facts, "Disk size", unit="decbytes")
     return [
         P.row("Jobs, images and backups (cloud mode)"),
         running,

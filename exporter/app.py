@@ -32,9 +32,10 @@ class Exporter:
         if collectors.get("host", True):
             hc = config.host
             profile = profiles.get(hc.profile)
-            limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits)
+            limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits, hc.disabled_limits)
             # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
-            limits += tuple(l for l in profile.limits if l.measure == "image_count")
+            limits += tuple(l for l in profile.limits if l.measure == "image_count"
+                            and l.name not in hc.disabled_limits)
             server_id = hc.server_id or detect_server_id(hc.root_path or "/")
             host = HostPart(host_source or platform_source(hc), self.state, limits, hc.profile, server_id)
         self.cloud_cache = None

@@ -60,6 +60,9 @@ def build_parser():
                    help="Validate the config and web config files, then exit.")
     p.add_argument("--once", action="store_true",
                    help="Print one scrape to stdout and exit (for the textfile collector).")
+    p.add_argument("--output", default="", metavar="FILE",
+                   help="With --once: write the scrape to FILE atomically (temporary file, then rename) "
+                        "instead of stdout; on an error FILE is left as it was.")
     p.add_argument("--list-profiles", action="store_true", help="Print the limit profiles and exit.")
     p.add_argument("--version", action="version", version=f"imaging-exporter {__version__}")
     return p
@@ -118,6 +121,54 @@ def _preflight(config, collectors):
         except ConfigError as e:
             problems += [f"{where}: {p}" for p in e.problems]
     return problems
+
+
+def _write_textfile(path, body):
+    """Temporary file in the same directory, then rename: a reader sees the old or the new file.
+
+    The temporary name does not end in .prom, which node_exporter's textfile collector skips;
+    the file is world-readable (0644) like node_exporter's own examples, as node_exporter
+    usually runs as another user.
+    """
+    import os
+    import tempfile
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _once(exporter, output):
+    """One scrape plus its timestamp, to stdout or atomically to ``output``."""
+    from .collectors.exporter import TEXTFILE_TIMESTAMP
+    from .collectors.spec import Families
+    from .render import TEXT, render
+    import time
+    exporter.refresh_all()
+    stamp = Families((TEXTFILE_TIMESTAMP,))
+    stamp.add(TEXTFILE_TIMESTAMP, (), time.time())
+    body = exporter.exposition.raw() + render([stamp], TEXT)
+    log.debug("one scrape: %d bytes%s", len(body), f", to {output}" if output else "")
+    if not output:
+        sys.stdout.write(body.decode())
+        return 0
+    try:
+        _write_textfile(output, body)
+    except OSError as e:
+        print(f"imaging-exporter: --output {output}: cannot write: {e.strerror}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv=None, on_serving=None):
@@ -186,6 +237,8 @@ def _main(argv=None, on_serving=None):
         problems.append(f"--web.max-requests: {args.max_requests} must be 0 (no limit) or more")
     if not args.telemetry_path.startswith("/") or args.telemetry_path == "/":
         problems.append(f"--web.telemetry-path: {args.telemetry_path!r} must start with / and not be /")
+    if args.output and not args.once:
+        problems.append("--output: only with --once")
     if problems:
         for line in problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)
@@ -218,14 +271,12 @@ def _main(argv=None, on_serving=None):
     if args.once:
         log.debug("config %s; profile %s; state file %s; collectors %s", args.config_file or "defaults",
                   config.host.profile, state_path, ",".join(n for n, on in collectors.items() if on))
-        exporter.refresh_all()
-        body = exporter.exposition.raw()
-        log.debug("one scrape: %d bytes", len(body))
-        sys.stdout.write(body.decode())
-        exporter.stop()
-        if not state_existed and os.path.exists(state_path):
-            log.info("created state file %s (high-water marks and counted jobs survive restarts)", state_path)
-        return 0
+        try:
+            return _once(exporter, args.output)
+        finally:
+            exporter.stop()
+            if not state_existed and os.path.exists(state_path):
+                log.info("created state file %s (high-water marks and counted jobs survive restarts)", state_path)
 
     from .web import make_server
     try:

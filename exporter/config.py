@@ -38,6 +38,7 @@ class HostConfig:
     mount_timeout: float = 5.0
     root_path: str = "/"          # "/host" when the host's root is mounted into a container
     limits: Tuple[Limit, ...] = ()
+    disabled_limits: Tuple[str, ...] = ()     # profile limits turned off with `enabled: false`
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def _profile_name(v):
 
 _HOST_KEYS = ("profile", "server_id", "mount_points_include", "mount_points_exclude", "fs_types_include",
               "fs_types_exclude", "mount_timeout", "root_path", "limits")
-_LIMIT_KEYS = ("name", "measure", "value", "mountpoints")
+_LIMIT_KEYS = ("name", "measure", "value", "mountpoints", "enabled")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
 
@@ -200,7 +201,8 @@ def _parse_host(p, raw):
         return HostConfig()
     _check_keys(p, key, raw, _HOST_KEYS)
     d = HostConfig()
-    limits = []
+    profile = _get(p, key, raw, "profile", None, d.profile, _profile_name)
+    limits, disabled = [], []
     raw_limits = raw.get("limits", [])
     if not isinstance(raw_limits, list):
         p.add("host.limits", f"must be a list, not {_typename(raw_limits)}")
@@ -211,6 +213,11 @@ def _parse_host(p, raw):
             p.add(lk, f"must be a mapping with name, measure and value, not {_typename(rl)}")
             continue
         _check_keys(p, lk, rl, _LIMIT_KEYS)
+        if rl.get("enabled", True) is not True:
+            name = _disabled_limit(p, lk, rl, profile)
+            if name:
+                disabled.append(name)
+            continue
         missing = [k for k in ("name", "measure", "value") if k not in rl]
         if missing:
             p.add(lk, f"missing {', '.join(missing)}")
@@ -231,7 +238,7 @@ def _parse_host(p, raw):
         if name and value is not None:
             limits.append(Limit(name=name, measure=measure, value=value, source="config", mountpoints=mps))
     return HostConfig(
-        profile=_get(p, key, raw, "profile", None, d.profile, _profile_name),
+        profile=profile,
         server_id=str(_get(p, key, raw, "server_id", None, d.server_id) or ""),
         mount_points_include=_get(p, key, raw, "mount_points_include", None, d.mount_points_include, _regex),
         mount_points_exclude=_get(p, key, raw, "mount_points_exclude", None, d.mount_points_exclude, _regex),
@@ -240,7 +247,26 @@ def _parse_host(p, raw):
         mount_timeout=_get(p, key, raw, "mount_timeout", None, d.mount_timeout, _duration("mount_timeout")),
         root_path=_get(p, key, raw, "root_path", str, d.root_path),
         limits=tuple(limits),
+        disabled_limits=tuple(disabled),
     )
+
+
+def _disabled_limit(p, lk, rl, profile):
+    """`{name: <a limit of the profile>, enabled: false}`: that limit is not in force on this host."""
+    if rl["enabled"] is not False:
+        p.add(f"{lk}.enabled", f"must be true or false, not {_typename(rl['enabled'])}")
+        return None
+    extra = sorted(set(rl) - {"name", "enabled"})
+    if extra:
+        p.add(lk, f"a limit turned off takes only name and enabled, not {', '.join(extra)}")
+        return None
+    name = rl.get("name")
+    known = [l.name for l in profiles_mod.get(profile).limits] if profile in profiles_mod.profiles() else []
+    if not isinstance(name, str) or name not in known:
+        p.add(f"{lk}.name", f"{name!r} is not a limit of profile {profile!r}; its limits: "
+                            f"{', '.join(dict.fromkeys(known)) or 'none'}")
+        return None
+    return name
 
 
 def _parse_cloud(p, i, raw, seen):

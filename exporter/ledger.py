@@ -5,6 +5,15 @@ again; the ledger observes each successful one once into the duration
 histogram, and remembers each server's last success and last duration even
 after that job has left the window (a backup 3 days old must still show as
 3 days old, not vanish).
+
+Two more facts the alerts need, kept across restarts in the same per-cloud
+section (mappings of str to numbers):
+- ``first_start``: the earliest start seen for each running job id. A job the
+  provider re-queues under the same id restarts its own clock; the 24 h stuck
+  rule must count from the first start we saw.
+- ``consecutive_failures`` / ``consecutive_at``: failures of a server's jobs of
+  one kind in a row, reset by a later success, with the end time of the job
+  that set the count (an older job observed late does not change it).
 """
 from __future__ import annotations
 
@@ -13,7 +22,7 @@ from typing import Dict, Iterable, Tuple
 
 from prometheus_client.utils import floatToGoString
 
-from .models import FinishedJob
+from .models import FinishedJob, RunningJob
 from .state import State
 
 # Imaging "can take several hours" (source 000) and is stuck after 24 h.
@@ -32,6 +41,9 @@ class JobLedger:
         sec.setdefault("last_success", {})
         sec.setdefault("histogram", {})
         sec.setdefault("failed", {})
+        sec.setdefault("first_start", {})
+        sec.setdefault("consecutive_failures", {})
+        sec.setdefault("consecutive_at", {})
         return sec
 
     def observe(self, finished: Iterable[FinishedJob], now: float, servers: Iterable[str] = ()) -> int:
@@ -40,12 +52,17 @@ class JobLedger:
         with self.state.lock:
             sec = self._section()
             counted, last, hist, failed = sec["counted"], sec["last_success"], sec["histogram"], sec["failed"]
-            for job in finished:
+            streak, streak_at = sec["consecutive_failures"], sec["consecutive_at"]
+            for job in sorted(finished, key=lambda j: j.finished):
                 key = f"{job.kind}/{job.job_id}"
                 if key in counted:
                     continue
                 counted[key] = job.finished
                 new += 1
+                sk = f"{job.server_id}/{job.kind}"
+                if job.finished >= streak_at.get(sk, float("-inf")):
+                    streak[sk] = 0 if job.succeeded else streak.get(sk, 0) + 1
+                    streak_at[sk] = job.finished
                 if not job.succeeded:
                     # Kept here too: a failure the source saw only once (an image
                     # deleted before it became active) must survive a restart.
@@ -68,11 +85,48 @@ class JobLedger:
                 del failed[key]
             servers = set(servers)
             if servers:
-                for lk in [k for k in last if k.rsplit("/", 1)[0] not in servers]:
-                    del last[lk]
+                for mapping in (last, streak, streak_at):
+                    for lk in [k for k in mapping if k.rsplit("/", 1)[0] not in servers]:
+                        del mapping[lk]
             self.state.mark_dirty()
         self.state.flush(force=bool(new))
         return new
+
+    def track_running(self, running: Iterable[RunningJob], now: float) -> Dict[Tuple[str, str], float]:
+        """Record the running jobs' starts; return {(kind, job_id): earliest start seen} of them.
+
+        Ids that stopped running are forgotten once their first start is older
+        than the lookback (a job that comes back after that is a new job).
+        """
+        out: Dict[Tuple[str, str], float] = {}
+        changed = False
+        with self.state.lock:
+            first = self._section()["first_start"]
+            for job in running:
+                key = f"{job.kind}/{job.job_id}"
+                seen = first.get(key)
+                if seen is None or job.started < seen:
+                    first[key] = seen = job.started
+                    changed = True
+                out[(job.kind, job.job_id)] = seen
+            for key in [k for k, t in first.items() if tuple(k.split("/", 1)) not in out and t < now - self.lookback]:
+                del first[key]
+                changed = True
+            if changed:
+                self.state.mark_dirty()
+        if changed:
+            self.state.flush(force=True)
+        return out
+
+    def first_start(self, kind: str, job_id: str, started: float) -> float:
+        """The earliest start seen for a job id (``started`` when the ledger has none earlier)."""
+        with self.state.lock:
+            return min(started, self._section()["first_start"].get(f"{kind}/{job_id}", started))
+
+    def consecutive_failures(self) -> Dict[Tuple[str, str], int]:
+        """{(server_id, kind): failed jobs in a row since the last success}."""
+        with self.state.lock:
+            return {tuple(k.rsplit("/", 1)): int(n) for k, n in self._section()["consecutive_failures"].items()}
 
     def failures(self, now: float) -> Dict[Tuple[str, str], Tuple[int, float]]:
         """{(server_id, kind): (failures inside the lookback, when the last one ended)}."""

@@ -92,11 +92,13 @@ def not_applicable(limits: Iterable[Limit], snap: HostSnapshot) -> Dict[str, str
     return out
 
 
-def host_limits_in_force(profile_limits: Iterable[Limit], config_limits: Iterable[Limit]) -> Tuple[Limit, ...]:
-    """Profile limits, with a config limit of the same name replacing the profile's."""
+def host_limits_in_force(profile_limits: Iterable[Limit], config_limits: Iterable[Limit],
+                         disabled: Iterable[str] = ()) -> Tuple[Limit, ...]:
+    """Profile limits, with a config limit of the same name replacing the profile's, and
+    without the profile limits the config turned off (``enabled: false``)."""
     config_limits = tuple(config_limits)
-    overridden = {l.name for l in config_limits}
-    return tuple(l for l in profile_limits if l.name not in overridden) + config_limits
+    dropped = {l.name for l in config_limits} | set(disabled)
+    return tuple(l for l in profile_limits if l.name not in dropped) + config_limits
 
 
 def unmatched(limits: Iterable[Limit], snap: HostSnapshot) -> List[Limit]:

@@ -91,7 +91,9 @@ class Poller:
             return self._failed("other", f"{type(e).__name__}: {e}"[:500], started)
         duration = time.monotonic() - started
         try:
-            self.ledger.observe(snap.finished_jobs, self._clock(), servers=[s.server_id for s in snap.servers])
+            now = self._clock()
+            self.ledger.observe(snap.finished_jobs, now, servers=[s.server_id for s in snap.servers])
+            self.ledger.track_running(snap.running_jobs, now)
         except Exception:  # noqa: BLE001 - bookkeeping must not lose a good snapshot
             log.exception("cloud %s: could not record finished jobs", self.name)
         self.snapshot = snap

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs every test dependency on a fresh Debian machine and runs the tests.
 #   Debian packages: prometheus (promtool), prometheus-alertmanager (amtool),
-#   prometheus-node-exporter, systemd (systemd-analyze), curl, git; Python packages: the project with its [test] extra,
-#   in .venv. Extra arguments go to pytest.
+#   prometheus-node-exporter, jsonnet (the mixin), systemd (systemd-analyze), curl, git;
+#   Python packages: the project with its [test] extra, in .venv. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v amtool >/dev/null || need_debs+=(prometheus-alertmanager)
 command -v prometheus-alertmanager >/dev/null || need_debs+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need_debs+=(prometheus-node-exporter)
+command -v jsonnet >/dev/null || need_debs+=(jsonnet)                # the mixin's tests
 command -v systemd-analyze >/dev/null || need_debs+=(systemd)     # verifies the shipped unit
 command -v curl >/dev/null || need_debs+=(curl)                   # the README's commands use it
 command -v git >/dev/null || need_debs+=(git)                     # the fresh-copy test lists tracked files

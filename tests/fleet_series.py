@@ -112,6 +112,11 @@ def _host(f, i, sid):
         lbl = dict(base, limit=limit, mountpoint="/")
         f.add("imaging_headroom_ratio", lbl, ratio, until=until)
         f.add(metric, lbl, lambda t, r=ratio, s=size: r(t) * s, until=until)
+        # What the shipped recording rule (alerts: peak_rules) records from it: the lowest headroom
+        # of the rolling day, which the fill-up warning and the dashboards' time to a limit project.
+        f.add("limit_mountpoint:%s:min1d" % metric, lbl,
+              lambda t, r=ratio, s=size: s * min(r(u) for u in range(max(f.start, t - 86400), t + 1, 3600)),
+              until=until)
     if i % 4 == 0 or i == FULL:
         f.add("imaging_uncovered_bytes", dict(base, mountpoint="/srv", reason="data_filesystem"),
               lambda t: 1e9 * (5 + 4 * math.sin(2 * math.pi * (t - f.start) / 86400 + i)), until=until)
@@ -201,7 +206,6 @@ def _cloud_server(f, base, i):
         f.add("imaging_job_last_duration_seconds", backup, lambda t: 600 + i, recent=True)
         disk = dict(s, server_name=name, disk_id="d%03d" % i, disk_label="system")
         f.add("imaging_cloud_disk_size_bytes", disk, lambda t: (4 + i % 5) * 1e9, recent=True)
-        f.add("imaging_cloud_disk_image_headroom_bytes", disk, lambda t: (2 - i % 5) * 1e9, recent=True)
     if provider != "linode" and i % 4 == 1:         # a Rackspace Cloud Backup agent on some servers
         agent = dict(s, agent_id="agent-%03d" % i)
         f.add("imaging_backup_agent_online", agent, lambda t: 0 if i % 13 == 1 else 1, recent=True)

@@ -60,7 +60,11 @@ def _exported_names():
     return names
 
 
-KNOWN_METRICS = _exported_names()
+# Glance's own usage (source="api"), which the quota recording rules prefer over the count of
+# the listing when the exporter publishes it (the rules fall back to the listing without it;
+# tests/rules/paging.yml checks both).
+PREFERRED_USAGE = {"imaging_quota_images_used", "imaging_quota_bytes_used"}
+KNOWN_METRICS = _exported_names() | PREFERRED_USAGE
 
 
 # ---------------------------------------------------------------- helpers
@@ -343,6 +347,36 @@ def test_inhibit_rules_name_existing_alerts():
                 assert any(re.fullmatch(pat, n) for n in names), "%s matches no alert: %s" % (side, m)
 
 
+def _severities(matchers):
+    """Severities of the shipped alerts that a list of Alertmanager matchers can select."""
+    out = set()
+    for rule in _alerts():
+        labels = dict(rule["labels"], alertname=rule["alert"])
+        ok = True
+        for m in matchers:
+            name, op, value = re.fullmatch(r'(\w+)(=~|!=|=)"(.*)"', m).groups()
+            if name not in ("alertname", "severity"):
+                continue                  # labels of the series, not of the rule
+            v = labels[name]
+            hit = re.fullmatch(value, v) if op == "=~" else v == value
+            ok = ok and (not hit if op == "!=" else bool(hit))
+        if ok:
+            out.add(labels["severity"])
+    return out
+
+
+def test_no_warning_inhibits_a_critical_alert():
+    """An inhibition whose source can be a warning never targets critical alerts."""
+    with open(AM_CONFIG, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    checked = 0
+    for rule in cfg["inhibit_rules"]:
+        if "warning" in _severities(rule["source_matchers"]):
+            checked += 1
+            assert "critical" not in _severities(rule["target_matchers"]), rule
+    assert checked >= 4
+
+
 # ---------------------------------------------------------------- inhibitions in a real Alertmanager
 
 def _free_port() -> int:
@@ -432,9 +466,12 @@ INHIBITION_CASES = [
                                source="openstack", cloud="c1"), False),
     ("source stale, same source", dict(CLOUD, alertname="ImagingSourceStale", severity="warning",
                                        source="openstack", cloud="c1"), True),
+    # ... but a warning never silences a page: a real stuck job must reach someone
     ("stuck job in c1", dict(CLOUD, alertname="ImagingJobStuck", severity="critical", cloud="c1",
-                             server_id="s9", kind="image", job_id="img-9"), True),
-    ("quota full in c1", dict(CLOUD, alertname="ImagingImageQuotaFull", severity="critical", cloud="c1"), True),
+                             server_id="s9", kind="image", job_id="img-9"), False),
+    ("quota full in c1", dict(CLOUD, alertname="ImagingImageQuotaFull", severity="critical", cloud="c1"), False),
+    ("job long in c1", dict(CLOUD, alertname="ImagingJobRunningLong", severity="warning", cloud="c1",
+                            server_id="s9", kind="image", job_id="img-10"), True),
     ("backup too old in c1", dict(CLOUD, alertname="ImagingBackupTooOld", severity="warning", cloud="c1",
                                   server_id="s9", kind="backup"), True),
     ("db during image in c1", dict(HOST, alertname="ImagingDatabaseRunningDuringImage", severity="warning",
@@ -447,7 +484,9 @@ INHIBITION_CASES = [
     ("host source down", dict(HOST, alertname="ImagingSourceDown", severity="warning", instance="h4",
                               source="host"), False),
     ("size exceeded on h4", dict(HOST, alertname="ImagingSizeLimitExceeded", severity="critical",
-                                 instance="h4", mountpoint="/", limit="volume_size"), True),
+                                 instance="h4", mountpoint="/", limit="volume_size"), False),
+    ("size nearly on h4", dict(HOST, alertname="ImagingSizeLimitNearlyReached", severity="warning",
+                               instance="h4", mountpoint="/", limit="inode_usage"), True),
     ("mount error on h4", dict(HOST, alertname="ImagingMountStatError", severity="warning", instance="h4",
                                mountpoint="/mnt/nfs", device="nfs:/x", fstype="nfs", error="timeout"), False),
     ("size exceeded on h5", dict(HOST, alertname="ImagingSizeLimitExceeded", severity="critical",
@@ -460,6 +499,11 @@ INHIBITION_CASES = [
                                mountpoint="/mnt/nfs", device="nfs:/x", fstype="nfs", error="timeout"), True),
     ("collector failed on h6", dict(HOST, alertname="ImagingCollectorFailed", severity="warning",
                                     instance="h6", collector="filesystem"), True),
+    ("size exceeded on h6", dict(HOST, alertname="ImagingSizeLimitExceeded", severity="critical",
+                                 instance="h6", mountpoint="/", limit="volume_size"), False),
+    # a blind exporter pages once: its page hides its own warning
+    ("exporter blind", dict(HOST, alertname="ImagingExporterDown", severity="critical", instance="h8"), False),
+    ("exporter down, paged", dict(HOST, alertname="ImagingExporterDown", severity="warning", instance="h8"), True),
     ("mount error on h7", dict(HOST, alertname="ImagingMountStatError", severity="warning", instance="h7",
                                mountpoint="/mnt/nfs", device="nfs:/x", fstype="nfs", error="timeout"), False),
 ]

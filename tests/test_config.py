@@ -23,6 +23,14 @@ BAD_CONFIGS = {
     "unknown_measure": ("host:\n  limits:\n  - {name: x, measure: used_blocks, value: 1GB}\n",
                         "host.limits[0].measure: unknown measure 'used_blocks'"),
     "limit_missing_value": ("host:\n  limits:\n  - {name: x, measure: used_bytes}\n", "host.limits[0]: missing value"),
+    "disable_unknown_limit": ("host:\n  profile: linode\n  limits:\n  - {name: system_volume, enabled: false}\n",
+                              "host.limits[0].name: 'system_volume' is not a limit of profile 'linode'; its limits: "
+                              "custom_image_size, images_per_account, image_storage_per_account"),
+    "disable_with_value": ("host:\n  profile: rackspace-io\n  limits:\n"
+                           "  - {name: system_volume, enabled: false, value: 0}\n",
+                           "host.limits[0]: a limit turned off takes only name and enabled, not value"),
+    "enabled_not_bool": ("host:\n  profile: rackspace-io\n  limits:\n  - {name: system_volume, enabled: 'no'}\n",
+                         "host.limits[0].enabled: must be true or false, not a string"),
     "unknown_top_key": ("hosts:\n  profile: linode\n", "hosts: unknown key (did you mean 'host'?)"),
     "unknown_host_key": ("host:\n  mount_timeot: 5s\n", "host.mount_timeot: unknown key"),
     "top_level_list": ("- a\n- b\n", "the top level must be a mapping"),
@@ -177,3 +185,18 @@ def test_check_config_reports_missing_credentials(tmp_path):
     assert lines[1] == (f"imaging-exporter: {path}: clouds[1] (lin): environment variable IMAGING_TEST_NO_TOKEN "
                         "(token_env) is not set or empty")
     assert "s3cret-pw" not in err and "Traceback" not in err
+
+
+def test_a_profile_limit_can_be_turned_off_per_host(tmp_path):
+    from exporter.app import Exporter
+    from conftest import parse_metrics, samples
+    cfg = config.parse({"host": {"profile": "linode", "limits": [
+        {"name": "custom_image_size", "enabled": False},
+        {"name": "app", "measure": "used_bytes", "value": "1TB", "enabled": True}]},
+        "state_file": str(tmp_path / "s.json")})
+    assert cfg.host.disabled_limits == ("custom_image_size",)
+    m = parse_metrics(Exporter(cfg, {"host": True}).exposition.raw().decode())
+    limits = {dict(k)["limit"] for k in samples(m, "imaging_limit_bytes")}
+    assert limits == {"app"}, limits
+    assert not samples(m, "imaging_headroom_bytes", limit="custom_image_size")
+    assert samples(m, "imaging_limit_images", limit="images_per_account")

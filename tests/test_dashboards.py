@@ -38,7 +38,7 @@ BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__rang
 # Metrics the end-to-end stack (Linux host mode, the OpenStack and Linode fakes) cannot produce: the
 # Windows reader's, and Rackspace Cloud Backup's (tests/test_rackspace_backup_e2e.py has its own stack).
 # The fleet scenario (tests/test_dashboards_fleet.py) carries them all, so their panels return data there.
-PENDING_METRICS = {"imaging_job_consecutive_failures", "imaging_host_domain_controller",
+PENDING_METRICS = {"imaging_host_domain_controller",
                    "imaging_backup_agent_online", "imaging_backup_agent_heartbeat_timestamp_seconds",
                    "imaging_backup_schedule_interval_seconds"}
 
@@ -264,7 +264,7 @@ def test_host_and_cloud_panels_take_every_variable(dash):
     host_metrics = {"imaging_headroom_ratio", "imaging_headroom_bytes", "imaging_filesystem_used_bytes",
                     "imaging_uncovered_bytes", "imaging_database_processes", "imaging_host_info"}
     server_metrics = {"imaging_job_started_timestamp_seconds", "imaging_job_failures", "imaging_backups_enabled",
-                      "imaging_cloud_disk_image_headroom_bytes", "imaging_image_size_bytes"}
+                      "imaging_cloud_disk_size_bytes", "imaging_image_size_bytes"}
     checked = 0
     for p in panels(dash):
         for t in p.get("targets", []):
@@ -376,13 +376,13 @@ def test_thresholds_match_the_alert_rules():
     assert steps(field(panel(over, "Failures"), "Failures")["thresholds"])[-1] == ("red", c["jobRepeatedFailures"])
     assert steps(field(panel(over, "Backups"), "Last successful backup")["thresholds"])[-1] == (
         "red", _seconds(c["backupMaxAge"]))
-    assert "[%s]" % c["predictRange"] in soonest["targets"][0]["expr"]
+    assert "[%s]" % c["peakRange"] in soonest["targets"][0]["expr"]     # the warning's range over daily peaks
 
 
 def test_time_to_limit_is_the_fill_up_alerts_prediction():
     """The alerts' predict_linear selector and range, with the dashboards' matchers, is what the table divides."""
     rule = next(r for g in alerts.build()["groups"] for r in g["rules"] if r.get("alert") == "ImagingSizeLimitFillingUp")
-    series, rng = re.search(r"predict_linear\((\w+)\{[^}]*\}(\[\w+\])", rule["expr"]).groups()
+    series, rng = re.search(r"predict_linear\(([\w:]+)\{[^}]*\}(\[\w+\])", rule["expr"]).groups()
     expr = next(p for p in panels(load(FILES[0])) if p["title"] == "Soonest to cross")["targets"][0]["expr"]
     assert 'predict_linear(%s{job=~"$job"}%s, 0)' % (series, rng) in expr
     assert 'predict_linear(%s{job=~"$job"}%s, 1)' % (series, rng) in expr
@@ -449,7 +449,8 @@ def test_metric_name_extraction():
 
 
 def test_queries_use_only_exported_metrics(dash):
-    known = documented_metrics() | PENDING_METRICS | {"up", "ALERTS"}
+    recorded = {r["record"] for g in alerts.build()["groups"] for r in g["rules"] if "record" in r}
+    known = documented_metrics() | recorded | PENDING_METRICS | {"up", "ALERTS"}
     for p in panels(dash):
         for t in p.get("targets", []):
             names = metric_names(t["expr"])

@@ -3,15 +3,16 @@
 One stack for the module, every part on a loopback port and stopped in the
 fixture's finally, failures included:
 
-- the fake clouds (tests/fakes): three OpenStack projects, driven through
+- the fake clouds (tests/fakes): four OpenStack projects, driven through
   unpatched openstacksdk and a clouds.yaml ("os-stuck": an image saving for
-  25 hours; "os-full": the image count quota used up; "os-quiet": nothing
+  25 hours; "os-full": the image count quota used up; "os-blind": a stuck
+  job, and an API that fails after the first refresh; "os-quiet": nothing
   wrong), and the Linode account of tests/fixtures/linode/account.json moved
   to the real clock (db-1: a backup running for 25 h, an image being taken,
   two failed images and one that succeeded, a disk too large to image; 24 of
   25 images), and a Rackspace Cloud Backup account (quiet-1's agent online,
   a nightly configuration, a success 3 hours ago: nothing to alert on);
-- imaging-exporter in cloud mode polling all five every 3 s, and in host mode
+- imaging-exporter in cloud mode polling all six every 3 s, and in host mode
   on a server root laid out in a temporary directory (a system disk and a data
   disk, a limit of our own that /srv is over, server_id 102 = Linode's db-1,
   and a process named redis-server running);
@@ -26,16 +27,19 @@ dashboard panel against that Prometheus, and lint the exporters' output with
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 import yaml
 
 from alerting_stack import GIB, AlertingStack, Process, host_root
 from conftest import ExporterProcess, need_binary, wait_until
+from fakes.faults import Fault
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
 from fakes.rackspace_backup_api import FakeRackspaceBackup
@@ -96,7 +100,22 @@ def quiet_scenario(now):
                                               "created_at": "-3h", "updated_at": "-2h45m"}}}])
 
 
-OPENSTACK = {"os-stuck": stuck_scenario, "os-full": full_scenario, "os-quiet": quiet_scenario}
+def blind_scenario(now):
+    """blind-1's image has been saving for 25 hours, and the cloud's API fails after the first
+    refresh: a source-down warning for the cloud must not keep the stuck-job page from anyone."""
+    return Scenario(project_name="blind", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
+                    steps=[{"at": "0s",
+                            "servers": {"srv-blind": {"name": "blind-1", "image": "img-base", "created_at": "-60d"}},
+                            "images": {
+                                "img-base": {"name": "alma-9-base", "status": "active", "size": 2 * GIB,
+                                             "created_at": "-60d", "updated_at": "-60d"},
+                                "img-blind-stuck": {"name": "blind-1-nightly", "status": "saving",
+                                                    "server": "srv-blind", "image_type": "snapshot",
+                                                    "created_at": "-25h", "updated_at": "-24h55m"}}}])
+
+
+OPENSTACK = {"os-stuck": stuck_scenario, "os-full": full_scenario, "os-quiet": quiet_scenario,
+             "os-blind": blind_scenario}
 
 
 # ---- the parts --------------------------------------------------------------------------------
@@ -126,10 +145,11 @@ class Stack(AlertingStack):
         clouds_yaml.update(yaml.safe_load(self.backup.clouds_yaml(BACKUP_CLOUD))["clouds"])
         (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))
         self.linode = self.add(FakeLinodeAPI("account", live=True))
-        # db-1 was also imaged successfully 5 hours ago (an image it has since deleted), so
-        # it has every kind of job: running, stuck, failed and succeeded.
+        # db-1 was also imaged successfully 30 hours ago (an image it has since deleted), before
+        # its two failures, so it has every kind of job: running, stuck, failed twice in a row
+        # and succeeded.
         self.linode.add("events", {
-            "id": 9101, "action": "disk_imagize", "created": format_time(now - 5 * 3600), "duration": 900.0,
+            "id": 9101, "action": "disk_imagize", "created": format_time(now - 30 * 3600), "duration": 900.0,
             "entity": {"id": 102, "label": "db-1", "type": "linode", "url": "/v4/linode/instances/102"},
             "secondary_entity": {"id": "private/20031", "label": "db-1-before-upgrade", "type": "image",
                                  "url": "/v4/images/private/20031"},
@@ -167,8 +187,10 @@ class Stack(AlertingStack):
         # Alertmanager with the shipped routing (webhooks pointed at us), Prometheus with the shipped rules.
         self.start_alerting({"imaging-host": [self.host_instance], "imaging-cloud": [self.cloud_instance]})
         # Every cloud refreshed once, and both targets scraped.
-        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == 5, 40, 0.2,
-                   "the five clouds' first refresh: " + self.cloud.log()[-2000:])
+        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == len(OPENSTACK) + 2,
+                   40, 0.2, "every cloud's first refresh: " + self.cloud.log()[-2000:])
+        # os-blind's API fails from now on: the exporter keeps its last good data (the stuck job).
+        self.openstack["os-blind"].add_fault(Fault("error", "/v2/images", 503))
         wait_until(lambda: len(self.query('up{job=~"imaging-.*"} == 1')) == 2, 20, 0.2, "both targets up")
         return self
 
@@ -207,8 +229,10 @@ def expected_notifications(stack):
         # Warnings make tickets.
         ("imaging-ticket", dict(cloud, alertname="ImagingImageQuotaNearlyFull", severity="warning",
                                 cloud=LINODE_CLOUD)),
-        ("imaging-ticket", dict(cloud, alertname="ImagingCloudDiskTooLargeForImage", severity="warning",
-                                cloud=LINODE_CLOUD, server_id="102", server_name="db-1")),
+        # A cloud whose API fails: its warning makes a ticket, and its stuck job still pages.
+        ("imaging-ticket", dict(cloud, alertname="ImagingSourceDown", severity="warning", cloud="os-blind")),
+        ("imaging-pager", dict(cloud, alertname="ImagingJobStuck", severity="critical", cloud="os-blind",
+                               server_id="srv-blind", job_id="img-blind-stuck")),
         ("imaging-ticket", dict(cloud, alertname="ImagingBackupTooOld", severity="warning", cloud=LINODE_CLOUD,
                                 server_id="102", kind="backup")),
         # Host and cloud joined on server_id: redis runs on db-1 while its image is taken.
@@ -276,12 +300,28 @@ def test_inhibitions_hide_what_a_critical_alert_explains(stack, notified):
     hidden = [dict(alertname="ImagingJobRunningLong", cloud="os-stuck", job_id="img-legacy-stuck"),
               dict(alertname="ImagingJobRunningLong", cloud=LINODE_CLOUD, server_id="102", kind="backup"),
               dict(alertname="ImagingImageQuotaNearlyFull", cloud="os-full"),
-              dict(alertname="ImagingSizeLimitNearlyReached", limit="app_data", mountpoint="/srv"),
-              dict(alertname="ImagingSizeLimitFillingUp", limit="app_data", mountpoint="/srv", severity="warning"),
-              dict(alertname="ImagingSizeLimitFillingUp", limit="app_data", mountpoint="/srv", severity="critical")]
+              dict(alertname="ImagingJobRunningLong", cloud="os-blind"),
+              ]
     for labels in hidden:
         assert fired(**labels), labels
         assert not [a for _, _, a in notified if all(a["labels"].get(k) == v for k, v in labels.items())], labels
+
+
+def test_a_stuck_job_pages_while_a_warning_for_its_cloud_fires(stack, notified):
+    """A source-down warning for a cloud never silences that cloud's pages (issue 12)."""
+    warning = find(notified, "imaging-ticket", {"alertname": "ImagingSourceDown", "cloud": "os-blind"})
+    page = find(notified, "imaging-pager", {"alertname": "ImagingJobStuck", "cloud": "os-blind"})
+    assert warning and page
+    # Both fire in Prometheus now, and Alertmanager holds the page as active, not inhibited.
+    assert stack.query('ALERTS{alertname="ImagingSourceDown", severity="warning", cloud="os-blind", '
+                       'alertstate="firing"}')
+    am = json.load(urllib.request.urlopen(stack.am_url + "/api/v2/alerts?filter=cloud%3D%22os-blind%22", timeout=5))
+    state = {(a["labels"]["alertname"], a["labels"]["severity"]): a["status"] for a in am}
+    assert state[("ImagingJobStuck", "critical")]["state"] == "active", state
+    assert not state[("ImagingJobStuck", "critical")]["inhibitedBy"]
+    assert state[("ImagingSourceDown", "warning")]["state"] == "active", state
+    # The warning inhibits the cloud's other warnings.
+    assert state[("ImagingJobRunningLong", "warning")]["inhibitedBy"], state
 
 
 def test_the_quiet_cloud_is_watched_and_sends_nothing(stack, notified):

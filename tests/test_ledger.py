@@ -49,3 +49,51 @@ def test_last_success_outlives_the_lookback_but_not_the_server(tmp_path):
     assert ledger.last_success() == {("s1", "backup"): (600, 600)}
     ledger.observe([], now=101 * H, servers=["s2"])             # s1 was deleted
     assert ledger.last_success() == {}
+
+
+def running(job_id, server, started, kind="image"):
+    from exporter.models import RunningJob
+    return RunningJob(job_id, kind, server, server, "queued", started)
+
+
+def test_a_requeued_job_keeps_its_first_start_across_restarts(tmp_path):
+    path = str(tmp_path / "state.json")
+    ledger = JobLedger(State(path), "c", lookback=48 * H)
+    assert ledger.track_running([running("img-1", "s1", 10 * H)], now=10 * H) == {("image", "img-1"): 10 * H}
+    # The provider re-queues the job under the same id: its own start moves to 30 h.
+    ledger = JobLedger(State(path), "c", lookback=48 * H)              # and the exporter restarted
+    assert ledger.track_running([running("img-1", "s1", 30 * H)], now=30 * H) == {("image", "img-1"): 10 * H}
+    assert ledger.first_start("image", "img-1", 30 * H) == 10 * H
+    assert ledger.first_start("image", "other", 31 * H) == 31 * H
+    # Finished: forgotten once its first start is older than the lookback.
+    ledger.track_running([], now=50 * H)
+    assert ledger.first_start("image", "img-1", 70 * H) == 10 * H
+    ledger.track_running([], now=59 * H)
+    assert ledger.first_start("image", "img-1", 70 * H) == 70 * H
+    assert State(path).jobs("c")["first_start"] == {}
+
+
+def test_consecutive_failures_reset_by_a_later_success(tmp_path):
+    path = str(tmp_path / "state.json")
+    ledger = JobLedger(State(path), "c", lookback=48 * H)
+    ledger.observe([failed("f1", "s1", 1 * H), failed("f2", "s1", 2 * H)], now=3 * H)
+    assert ledger.consecutive_failures() == {("s1", "image"): 2}
+    ledger = JobLedger(State(path), "c", lookback=48 * H)              # restart keeps the count
+    ledger.observe([ok("ok1", "s1", 3 * H, 4 * H)], now=5 * H)
+    assert ledger.consecutive_failures() == {("s1", "image"): 0}
+    # failure, success, failure: one in a row, not two
+    ledger.observe([failed("f3", "s1", 6 * H)], now=7 * H)
+    assert ledger.consecutive_failures() == {("s1", "image"): 1}
+    # a failure that ended before the success, seen late, changes nothing
+    ledger.observe([failed("late", "s1", 3.5 * H)], now=8 * H)
+    assert ledger.consecutive_failures() == {("s1", "image"): 1}
+    # backups count apart from images; one refresh holding both, out of order
+    ledger.observe([ok("b2", "s1", 9 * H, 10 * H, kind="backup"), failed("b1", "s1", 9 * H, kind="backup")],
+                   now=11 * H)
+    assert ledger.consecutive_failures()[("s1", "backup")] == 0
+    # a deleted server is forgotten
+    ledger.observe([], now=12 * H, servers=["s2"])
+    assert ledger.consecutive_failures() == {}
+    for key in ("consecutive_failures", "consecutive_at", "first_start"):
+        section = State(path).jobs("c")[key]
+        assert all(isinstance(k, str) and isinstance(v, (int, float)) for k, v in section.items())

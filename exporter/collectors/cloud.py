@@ -28,11 +28,15 @@ QUOTA_BYTES_USED = gauge("imaging_quota_bytes_used",
                          *C, "source")
 MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.", *C, "source")
 JOB_STARTED = gauge("imaging_job_started_timestamp_seconds",
-                    "Start time of a running imaging, backup or volume snapshot job.",
+                    "Start time of a running imaging, backup or volume snapshot job: the first start seen for its"
+                    " job id, kept across restarts and re-queues.",
                     *C, "server_id", "server_name", "kind", "job_id", "phase")
 JOBS_RUNNING = gauge("imaging_jobs_running", "Jobs running now.", *C, "kind")
 JOB_FAILURES = gauge("imaging_job_failures", "Failed jobs of a server inside the lookback window.",
                      *C, "server_id", "kind")
+CONSECUTIVE_FAILURES = gauge("imaging_job_consecutive_failures",
+                             "Failed jobs of a server in a row, reset to 0 by a later successful job of that kind.",
+                             *C, "server_id", "kind")
 LAST_SUCCESS = gauge("imaging_job_last_success_timestamp_seconds", "When the server's last successful job finished.",
                      *C, "server_id", "kind")
 LAST_FAILURE = gauge("imaging_job_last_failure_timestamp_seconds",
@@ -46,10 +50,10 @@ BOOT_FROM_VOLUME = gauge("imaging_server_boot_from_volume",
 BACKUPS_ENABLED = gauge("imaging_backups_enabled", "1 when the provider's backup service is on for the server.",
                         *C, "server_id")
 DISK = C + ("server_id", "server_name", "disk_id", "disk_label")
-CLOUD_DISK_SIZE = gauge("imaging_cloud_disk_size_bytes", "Size of a server's disk as the cloud reports it.", *DISK)
-CLOUD_DISK_HEADROOM = gauge("imaging_cloud_disk_image_headroom_bytes",
-                            "Largest image size minus the disk's size; negative means an image of it will fail.",
-                            *DISK)
+# Information only: image size limits apply to the data on a disk (host mode
+# measures it), not to the disk's allocated size.
+CLOUD_DISK_SIZE = gauge("imaging_cloud_disk_size_bytes",
+                        "Allocated size of a server's disk as the cloud reports it (not its used bytes).", *DISK)
 PART_UP = gauge("imaging_source_part_up",
                 "1 when an optional part of the cloud's last good refresh was read, 0 when it was skipped.",
                 *C, "part")
@@ -74,8 +78,8 @@ BACKUP_FAILURES = gauge("imaging_backup_failures",
                         *C, "server_id", "reason")
 
 SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, QUOTA_IMAGES_USED,
-         QUOTA_BYTES_USED, MAX_IMAGE, JOB_STARTED, JOBS_RUNNING, JOB_FAILURES, LAST_FAILURE, LAST_SUCCESS,
-         LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED, CLOUD_DISK_SIZE, CLOUD_DISK_HEADROOM, PART_UP,
+         QUOTA_BYTES_USED, MAX_IMAGE, JOB_STARTED, JOBS_RUNNING, JOB_FAILURES, CONSECUTIVE_FAILURES, LAST_FAILURE,
+         LAST_SUCCESS, LAST_DURATION, DURATION, BOOT_FROM_VOLUME, BACKUPS_ENABLED, CLOUD_DISK_SIZE, PART_UP,
          DETAILS_PENDING, BACKUP_AGENT_ONLINE, BACKUP_AGENT_HEARTBEAT, BACKUP_CONFIGURATION, BACKUP_INTERVAL,
          BACKUP_PATH, BACKUP_FAILURES)
 
@@ -121,7 +125,8 @@ def _add_snapshot(fams: Families, snap, ledger):
     running = Counter()
     for job in snap.running_jobs:
         running[job.kind] += 1
-        fams.add(JOB_STARTED, c + (job.server_id, job.server_name, job.kind, job.job_id, job.phase), job.started)
+        fams.add(JOB_STARTED, c + (job.server_id, job.server_name, job.kind, job.job_id, job.phase),
+                 ledger.first_start(job.kind, job.job_id, job.started))
     for kind in JOB_KINDS:
         fams.add(JOBS_RUNNING, c + (kind,), running[kind])
 
@@ -130,6 +135,8 @@ def _add_snapshot(fams: Families, snap, ledger):
     for (server_id, kind), (n, last_end) in sorted(ledger.failures(snap.taken_at).items()):
         fams.add(JOB_FAILURES, c + (server_id, kind), n)
         fams.add(LAST_FAILURE, c + (server_id, kind), last_end)
+    for (server_id, kind), n in sorted(ledger.consecutive_failures().items()):
+        fams.add(CONSECUTIVE_FAILURES, c + (server_id, kind), n)
 
     last = dict(ledger.last_success())
     for s in snap.servers:
@@ -151,12 +158,8 @@ def _add_snapshot(fams: Families, snap, ledger):
 
     _add_backup_service(fams, snap, c)
 
-    max_image = q.max_image_bytes.value if q.max_image_bytes is not None else None
     for d in snap.disks:
-        labels = c + (d.server_id, d.server_name, d.disk_id, d.label)
-        fams.add(CLOUD_DISK_SIZE, labels, d.size_bytes)
-        if max_image is not None:
-            fams.add(CLOUD_DISK_HEADROOM, labels, max_image - d.size_bytes)
+        fams.add(CLOUD_DISK_SIZE, c + (d.server_id, d.server_name, d.disk_id, d.label), d.size_bytes)
 
 
 def _add_backup_service(fams: Families, snap, c):

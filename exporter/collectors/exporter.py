@@ -34,8 +34,13 @@ SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's
 SOURCE_ERRORS = counter("imaging_source_refresh_errors_total", "Failed refreshes of the source, by reason.",
                         *S, "reason")
 
+# Only in --once output: a textfile that stops being rewritten must alert, and node_exporter
+# gives the file the time it reads it, not the time it was written.
+TEXTFILE_TIMESTAMP = gauge("imaging_textfile_timestamp_seconds",
+                           "When imaging-exporter --once wrote this output (textfile collector mode).")
+
 SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUCCESS, SOURCE_DURATION,
-         SOURCE_INTERVAL, SOURCE_ERRORS)
+         SOURCE_INTERVAL, SOURCE_ERRORS, TEXTFILE_TIMESTAMP)
 ALL_SPECS = host_mod.SPECS + cloud_mod.SPECS + SPECS
 
 
