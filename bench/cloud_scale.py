@@ -25,7 +25,7 @@ each figure grows with size.
 Linode has no bulk endpoint for disks or backups: the first refresh costs
 two requests per instance (each ~2 ms of SDK and HTTP CPU), later ones
 only for the instances that changed plus a sweep's share
-(exporter/sources/linode_details.py), so its sizes are instance counts a
+(exporter/sources/linode/details.py), so its sizes are instance counts a
 hundred times smaller than OpenStack's image counts. --linode-requests
 counts the requests of each refresh on the fake's own clock (no waiting),
 before (the previous code: every instance every refresh) and after, and
@@ -55,11 +55,11 @@ from common import ROOT, pct, table
 sys.path.insert(0, ROOT)
 
 from exporter import __version__, profiles
-from exporter.config import CloudConfig
+from exporter.config import CloudConfig, cloud_config
 
 MIB = 2**20
-OPENSTACK_PAGE = 1000      # exporter.sources.openstack.PAGE_SIZE
-LINODE_PAGE = 500          # exporter.sources.linode.PAGE_SIZE
+OPENSTACK_PAGE = 1000      # exporter.sources.openstack.source.PAGE_SIZE
+LINODE_PAGE = 500          # exporter.sources.linode.source.PAGE_SIZE
 DEFAULT_SIZES = "1k/500,10k/5k,50k/20k"
 DEFAULT_LINODE_SIZES = "100,500,2000"
 LINODE_TOKEN_ENV = "IMAGING_BENCH_LINODE_TOKEN"
@@ -145,19 +145,19 @@ class Fake:
         hello = self._conn.recv()
         if provider == "openstack":
             os.environ["OS_CLIENT_CONFIG_FILE"] = write_clouds_yaml(*hello)
-            self.cfg = CloudConfig(name="bench", provider="openstack", cloud="bench", request_timeout=30.0)
+            self.cfg = cloud_config("openstack", "bench", cloud="bench", request_timeout=30.0)
             self.events, self.backups, self.running = 0, 0, 0
         else:
             url, token, self.events, self.backups, self.running = hello
             os.environ[LINODE_TOKEN_ENV] = token
-            self.cfg = CloudConfig(name="bench", provider="linode", api_url=url, token_env=LINODE_TOKEN_ENV,
+            self.cfg = cloud_config("linode", "bench", api_url=url, token_env=LINODE_TOKEN_ENV,
                                    request_timeout=30.0)
 
     def source(self):
         if self.provider == "openstack":
-            from exporter.sources.openstack import OpenStackSource
+            from exporter.sources.openstack.source import OpenStackSource
             return OpenStackSource(self.cfg, profiles.get("openstack"))
-        from exporter.sources.linode import LinodeSource
+        from exporter.sources.linode.source import LinodeSource
         return LinodeSource(self.cfg, profiles.get("linode"))
 
     def pages(self) -> int:
@@ -169,7 +169,7 @@ class Fake:
             return sum(max(1, math.ceil(n / OPENSTACK_PAGE)) for n in (self.images, 0, self.servers, 0))
         lists = sum(max(1, math.ceil(n / LINODE_PAGE)) for n in (self.images, self.servers, self.events))
         reads = self.servers + self.backups
-        sweep = math.ceil(reads * self.cfg.refresh_interval / self.cfg.details_refresh_interval)
+        sweep = math.ceil(reads * self.cfg.refresh_interval / self.cfg.options["details_refresh_interval"])
         return lists + self.running + sweep
 
     def requests(self) -> int:
@@ -495,8 +495,9 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
     instance, whose backups are re-read every refresh until it ends.
     """
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from fakes.linode_api import PUBLISHED_LIMITS, FakeClock, FakeLinodeAPI, RateLimiter, synthetic_scenario
-    from exporter.sources.linode import LinodeSource
+    from fakes.clock import FakeClock
+    from fakes.linode_api import PUBLISHED_LIMITS, FakeLinodeAPI, RateLimiter, synthetic_scenario
+    from exporter.sources.linode.source import LinodeSource
 
     class Memo(FakeLinodeAPI):          # as serve_fake_linode's: the synthetic account never changes
         def _visible(self, collection, now):
@@ -512,7 +513,7 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
         api.scenario = synthetic_scenario(instances, now=clock())
         api.start()
         os.environ[LINODE_TOKEN_ENV] = api.token
-        cfg = CloudConfig(name="bench", provider="linode", api_url=api.url, token_env=LINODE_TOKEN_ENV,
+        cfg = cloud_config("linode", "bench", api_url=api.url, token_env=LINODE_TOKEN_ENV,
                           request_timeout=30.0, refresh_interval=interval, details_refresh_interval=sweep)
         # A wait for the rate-limit window moves the window clock instead of sleeping.
         waits = []

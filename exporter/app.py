@@ -8,7 +8,7 @@ from . import __version__, limits as limits_mod, profiles
 from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
 from .exposition import Exposition
-from .sources import provider_module
+from .sources import registry
 from .sources.host import HostSource, detect_server_id, platform_source
 from .state import State, default_path
 
@@ -16,12 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def _cloud_source(cfg):
-    # Imported here so host mode never pays for importing the cloud SDKs.
-    profile = profiles.get(cfg.profile or cfg.provider)
-    module = provider_module(cfg.provider)
-    source_class = {"openstack": "OpenStackSource", "linode": "LinodeSource",
-                    "rackspace_backup": "RackspaceBackupSource"}[cfg.provider]
-    return getattr(module, source_class)(cfg, profile)
+    # The provider's SDK is imported here, so host mode never pays for it.
+    profile = profiles.get(cfg.profile or registry.get(cfg.provider).profile)
+    return registry.build_source(cfg, profile)
 
 
 class Exporter:
@@ -54,11 +51,6 @@ class Exporter:
         self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
                                            process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
-
-    @property
-    def registry(self):
-        """Host and health metrics only; built when first asked (--once renders without it)."""
-        return self.exposition.registry
 
     def start(self):
         for p in self.pollers:

@@ -16,7 +16,12 @@ from .units import format_bytes
 
 log = logging.getLogger("imaging_exporter")
 
-COLLECTORS = {"host": True, "openstack": True, "linode": True, "rackspace_backup": True}
+
+
+def collector_defaults():
+    """--collector.<name> flags: host, then every provider of the registry; all on by default."""
+    from .sources import registry
+    return {"host": True, **{name: True for name in registry.names()}}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +46,7 @@ def build_parser():
                    help="Exporter-toolkit web config file for TLS and basic auth.")
     p.add_argument("--config.file", dest="config_file", default="", metavar="FILE",
                    help="YAML config file; without one, host mode with the generic profile.")
-    for name, default in COLLECTORS.items():
+    for name, default in collector_defaults().items():
         p.add_argument(f"--collector.{name}", dest=f"collector_{name}", default=default,
                        action=argparse.BooleanOptionalAction,
                        help=f"Enable the {name} collector (default {'on' if default else 'off'}).")
@@ -103,14 +108,16 @@ def _load_web_config(path):
 def _preflight(config, collectors):
     """What each cloud that will be polled needs on this machine (its SDK, credentials),
     checked without the network. Clouds whose collector is off are not polled, so not checked."""
-    from .sources import provider_module
+    from .sources import registry
     problems = []
     for i, c in enumerate(config.clouds):
         if not collectors.get(c.provider, True):
             continue
         where = f"{config.path}: clouds[{i}] ({c.name})"
+        provider = registry.get(c.provider)
         try:
-            problems += [f"{where}: {p}" for p in provider_module(c.provider).preflight(c)]
+            provider.source_class()         # its SDK is installed
+            problems += [f"{where}: {p}" for p in provider.preflight(c)]
         except ConfigError as e:
             problems += [f"{where}: {p}" for p in e.problems]
     return problems
@@ -236,7 +243,7 @@ def _main(argv=None, on_serving=None):
         for line in problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)
         return 2
-    collectors = {name: getattr(args, f"collector_{name}") for name in COLLECTORS}
+    collectors = {name: getattr(args, f"collector_{name}") for name in collector_defaults()}
     state_path = config.state_file or default_state_path()
     if args.check_config:
         problems = _preflight(config, collectors)

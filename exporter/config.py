@@ -14,6 +14,8 @@ from typing import List, Optional, Tuple
 from . import profiles as profiles_mod, yamlfile
 from .errors import ConfigError
 from .profiles import HOST_MEASURES, Limit, parse_limit_value
+from .sources import registry
+from .sources.provider import Options
 from .units import parse_count, parse_duration, parse_size
 
 # node_exporter's defaults (collector/filesystem_linux.go), plus the
@@ -23,8 +25,6 @@ DEFAULT_FS_TYPES_EXCLUDE = (r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs
                             r"hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|"
                             r"selinuxfs|squashfs|erofs|sysfs|tracefs|tmpfs|ramfs)$")
 DEFAULT_STATE_FILE = ""                # "": exporter.state.default_path() decides
-PROVIDERS = ("openstack", "linode", "rackspace_backup")
-DEFAULT_LINODE_API_URL = "https://api.linode.com/v4"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class HostConfig:
 @dataclass(frozen=True)
 class CloudConfig:
     name: str
-    provider: str                  # "openstack" or "linode"
+    provider: str                  # a name of exporter.sources.registry
     refresh_interval: float = 300.0
     lookback: float = 48 * 3600.0
     request_timeout: float = 30.0
@@ -52,16 +52,8 @@ class CloudConfig:
     image_quota: Optional[int] = None
     image_bytes_quota: Optional[int] = None
     max_image_size: Optional[int] = None
-    # openstack
-    cloud: str = ""                # clouds.yaml entry; "" = OS_CLOUD / the environment
-    all_projects: bool = False
-    action_lookups: int = 10       # Nova instance-action reads per refresh, for jobs that vanished
-    # linode
-    token_env: str = "LINODE_TOKEN"
-    api_url: str = DEFAULT_LINODE_API_URL
-    # rackspace_backup (also cloud, api_url): exporter/sources/rackspace_backup/__init__.py
-    region: str = ""
-    details_refresh_interval: float = 3600.0   # every instance's disks and backups re-read at least this often
+    # the provider's own keys, declared and checked by its package (exporter/sources/<provider>/)
+    options: Options = field(default_factory=Options)
 
 
 @dataclass(frozen=True)
@@ -200,9 +192,6 @@ _HOST_KEYS = ("profile", "server_id", "mount_points_include", "mount_points_excl
 _LIMIT_KEYS = ("name", "measure", "value", "mountpoints", "enabled")
 _CLOUD_COMMON = ("name", "provider", "refresh_interval", "lookback", "request_timeout", "profile",
                  "image_quota", "image_bytes_quota", "max_image_size")
-_CLOUD_KEYS = {"openstack": _CLOUD_COMMON + ("cloud", "all_projects", "action_lookups"),
-               "linode": _CLOUD_COMMON + ("token_env", "api_url", "details_refresh_interval"),
-               "rackspace_backup": _CLOUD_COMMON + ("cloud", "region", "api_url")}
 
 
 def _parse_host(p, raw):
@@ -286,8 +275,10 @@ def _parse_cloud(p, i, raw, seen):
         p.add(key, f"must be a mapping, not {_typename(raw)}")
         return None
     provider = raw.get("provider")
-    if provider not in PROVIDERS:
-        p.add(f"{key}.provider", f"must be one of {', '.join(PROVIDERS)}, not {provider!r}")
+    try:
+        module = registry.get(provider)
+    except ConfigError as e:
+        p.add(f"{key}.provider", e.problems[0])
         return None
     name = raw.get("name")
     if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.:-]+$", name or ""):
@@ -297,41 +288,34 @@ def _parse_cloud(p, i, raw, seen):
         p.add(f"{key}.name", f"{name!r} is used by another cloud; names must be unique")
     seen.add(name)
     key = f"clouds[{i}] ({name})"
-    _check_keys(p, key, raw, _CLOUD_KEYS[provider])
+    _check_keys(p, key, raw, _CLOUD_COMMON + tuple(module.options))
     d = CloudConfig(name=name, provider=provider)
     cfg = CloudConfig(
         name=name, provider=provider,
         refresh_interval=_get(p, key, raw, "refresh_interval", None, d.refresh_interval, _duration("refresh_interval")),
         lookback=_get(p, key, raw, "lookback", None, d.lookback, _duration("lookback")),
         request_timeout=_get(p, key, raw, "request_timeout", None, d.request_timeout, _duration("request_timeout")),
-        profile=_get(p, key, raw, "profile", None, provider, _profile_name),
+        profile=_get(p, key, raw, "profile", None, module.profile, _profile_name),
         image_quota=_get(p, key, raw, "image_quota", None, None, _quantity(parse_count)),
         image_bytes_quota=_get(p, key, raw, "image_bytes_quota", None, None, _quantity(parse_size)),
         max_image_size=_get(p, key, raw, "max_image_size", None, None, _quantity(parse_size)),
-        cloud=_get(p, key, raw, "cloud", str, d.cloud),
-        all_projects=_get(p, key, raw, "all_projects", bool, d.all_projects),
-        token_env=_get(p, key, raw, "token_env", str, d.token_env),
-        api_url=_get(p, key, raw, "api_url", str, d.api_url),
-        action_lookups=_get(p, key, raw, "action_lookups", None, d.action_lookups, parse_count),
-        details_refresh_interval=_get(p, key, raw, "details_refresh_interval", None, d.details_refresh_interval,
-                                   _positive(parse_duration)),
+        options=Options({name: _get(p, key, raw, name, None, opt.default, opt.parse)
+                         for name, opt in module.options.items()}),
     )
-    if provider == "rackspace_backup":
-        cfg = _provider_options(p, key, raw, cfg)
-    if provider == "linode" and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.token_env):
-        p.add(f"{key}.token_env", f"{cfg.token_env!r} is not an environment variable name")
-    if provider == "linode" and not re.match(r"^https?://", cfg.api_url):
-        p.add(f"{key}.api_url", f"{cfg.api_url!r} must start with http:// or https://")
     return cfg
 
 
-def _provider_options(p, key, raw, cfg):
-    """The provider module's own options, defaults and checks (no SDK imported)."""
-    from dataclasses import replace
-    from .sources import rackspace_backup as module
-    return replace(cfg, profile=cfg.profile if "profile" in raw else module.DEFAULT_PROFILE,
-                   **{name: _get(p, key, raw, name, None, opt.default, opt.parse)
-                      for name, opt in module.OPTIONS.items()})
+def cloud_config(provider: str, name: str, **values) -> CloudConfig:
+    """A CloudConfig from Python values, unchecked (tests, benchmarks): the common keys as
+    given, every other key one of the provider's options; those not given take their defaults."""
+    options = registry.get(provider).options
+    unknown = set(values) - set(_CLOUD_COMMON) - set(options)
+    if unknown:
+        raise TypeError(f"not keys of a {provider} cloud: {', '.join(sorted(unknown))}")
+    common = {k: v for k, v in values.items() if k in _CLOUD_COMMON}
+    common.setdefault("profile", registry.get(provider).profile)
+    return CloudConfig(name=name, provider=provider, **common,
+                       options=Options({k: values.get(k, o.default) for k, o in options.items()}))
 
 
 _TOP_KEYS = ("host", "clouds", "state_file")

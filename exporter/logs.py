@@ -14,8 +14,6 @@ import time
 
 FORMATS = ("logfmt", "json")
 LEVELS = ("debug", "info", "warn", "error")
-# Libraries that log request details at debug level; tokens must never reach our logs.
-QUIET_LOGGERS = ("keystoneauth", "openstack", "urllib3", "requests", "stevedore", "linode_api4", "rackspaceauth")
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
                 logging.ERROR: "error", logging.CRITICAL: "error"}
 
@@ -56,5 +54,7 @@ def setup(level: str = "info", fmt: str = "logfmt", stream=None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel({"warn": logging.WARNING}.get(level, getattr(logging, level.upper())))
-    for name in QUIET_LOGGERS:
+    # The providers' SDKs log request details at debug level; tokens must never reach our logs.
+    from .sources import registry
+    for name in registry.quiet_loggers():
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -37,6 +37,8 @@ class Profile:
     description: str
     limits: Tuple[Limit, ...] = ()
     note: str = ""
+    # profiles.yaml's `common: job_stuck_after`, here so that sources read no global data
+    job_stuck_after: float = 24 * 3600.0
 
     def host_limits(self):
         return tuple(l for l in self.limits if l.measure in HOST_MEASURES)
@@ -76,6 +78,10 @@ def _load(path=PROFILES_FILE):
         # was a sixth of a --once run.
         data = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     sources = {str(k): v for k, v in data["sources"].items()}
+    c = data["common"]
+    common = Common(job_stuck_after=parse_duration(c["job_stuck_after"]),
+                    repeated_failures=int(c["repeated_failures"]),
+                    retry_after=parse_duration(c["retry_after"]), sources=sources)
     profiles = {}
     for name, p in data["profiles"].items():
         unknown = {l["measure"] for l in p.get("limits") or ()} - set(MEASURES)
@@ -86,12 +92,8 @@ def _load(path=PROFILES_FILE):
                   value=parse_limit_value(l["measure"], l["value"]),
                   source=_cite(sources, l.get("source")))
             for l in p.get("limits") or ())
-        profiles[name] = Profile(name=name, description=p.get("description", ""),
-                                 limits=limits, note=_cite(sources, p.get("note")))
-    c = data["common"]
-    common = Common(job_stuck_after=parse_duration(c["job_stuck_after"]),
-                    repeated_failures=int(c["repeated_failures"]),
-                    retry_after=parse_duration(c["retry_after"]), sources=sources)
+        profiles[name] = Profile(name=name, description=p.get("description", ""), limits=limits,
+                                 note=_cite(sources, p.get("note")), job_stuck_after=common.job_stuck_after)
     return profiles, common
 
 

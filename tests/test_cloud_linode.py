@@ -82,7 +82,7 @@ def test_metrics_match_the_scenario(fake, exporter_process):
 FAULTS = [
     ("error", {"status": 500}, "http_5xx"),
     ("error", {"status": 503}, "http_5xx"),
-    ("error", {"status": 401, "reason": "Invalid Token"}, "auth"),
+    ("error", {"status": 401, "message": "Invalid Token"}, "auth"),
     ("rate_limited", {"retry_after": 1}, "rate_limited"),
     ("malformed_json", {}, "malformed"),
     ("hang", {}, "timeout"),
@@ -105,7 +105,7 @@ def test_faults_keep_the_last_good_data_and_recover(fake, exporter_process):
         assert time.monotonic() - t < 0.5, f"a scrape waited on the API under {mode}"
         assert samples(m, "imaging_images", cloud="akamai") == good
         assert value(m, "imaging_source_refresh_errors_total", cloud="akamai", reason=reason) > errors_before
-        fake.clear_fault()
+        fake.clear_faults()
         wait_until(lambda: up(exp.scrape(), "akamai") == 1, timeout=15, what=f"recovery after {mode}")
     assert exp.proc.poll() is None
     assert "Traceback" not in exp.log()
@@ -113,9 +113,9 @@ def test_faults_keep_the_last_good_data_and_recover(fake, exporter_process):
 
 def test_only_get_requests_and_the_token_never_leaks(fake, exporter_process):
     exp = start(exporter_process, fake)
-    fake.set_fault("error", status=400, reason=f"Bad header: Authorization: Bearer {fake.token}")
+    fake.set_fault("error", status=400, message=f"Bad header: Authorization: Bearer {fake.token}")
     wait_until(lambda: up(exp.scrape(), "akamai") == 0, timeout=15, what="a failed refresh")
-    fake.clear_fault()
+    fake.clear_faults()
     text = exp.text()
     exp.stop()
     assert {r.method for r in fake.requests} == {"GET"}

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from conftest import samples, wait_until
-from fakes.openstack_api import FakeOpenStack, Fault, Scenario
+from fakes.faults import Fault
+from fakes.openstack_api import FakeOpenStack, Scenario
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
 M, H = 60.0, 3600.0
@@ -234,13 +235,13 @@ def test_a_scrape_that_says_up_has_the_data(exporter_process, tmp_path):
 # ---- faults --------------------------------------------------------------------------------------
 
 FAULTS = [
-    ("500", lambda: Fault("status", r"/v2/images$", 500), "http_5xx"),
-    ("503", lambda: Fault("status", r"/servers/detail$", 503), "http_5xx"),
-    ("401-mid-pagination", lambda: Fault("status", r"/v2/images$", 401, skip=1), "auth"),
-    ("slow", lambda: Fault("delay", r"/v2/images$", delay=3), "timeout"),
+    ("500", lambda: Fault("error", r"/v2/images$", 500), "http_5xx"),
+    ("503", lambda: Fault("error", r"/servers/detail$", 503), "http_5xx"),
+    ("401-mid-pagination", lambda: Fault("error", r"/v2/images$", 401, skip=1), "auth"),
+    ("slow", lambda: Fault("slow", r"/v2/images$", delay=3), "timeout"),
     ("hang", lambda: Fault("hang", r"/servers/detail$"), "timeout"),
-    ("malformed", lambda: Fault("malformed", r"/v2/images$"), "malformed"),
-    ("next-link-loops", lambda: Fault("loop", r"/servers/detail$"), "pagination"),
+    ("malformed", lambda: Fault("malformed_json", r"/v2/images$"), "malformed"),
+    ("next-link-loops", lambda: Fault("page_loop", r"/servers/detail$"), "pagination"),
     ("refused", None, "connection"),
 ]
 
@@ -262,7 +263,7 @@ def test_faults_keep_the_last_good_data_and_recover(exporter_process, tmp_path):
             else:
                 fault = fake.add_fault(make())
             wait_until(lambda: up(exp.scrape(), "lab") == 0, timeout=15, what=f"up 0 under {name}")
-            if fault is not None and fault.kind in ("hang", "delay"):
+            if fault is not None and fault.mode in ("hang", "slow"):
                 # Scrape right after the fault struck again: the exporter is waiting on the API now.
                 fired = fault.fired
                 wait_until(lambda: fault.fired > fired, timeout=10, what=f"{name} to strike again")
@@ -296,9 +297,9 @@ def test_only_get_requests_and_no_secret_leaks(project, exporter_process, tmp_pa
     token = project.tokens_issued[0]
     # An API (or a proxy in front of it) that echoes the credentials in its error bodies.
     echo = f"upstream said: X-Auth-Token: {token}; password={project.password}"
-    for fault in (Fault("status", r"/v2/images$", 500, message=echo),
-                  Fault("status", r"/servers/detail$", 400, message=echo),
-                  Fault("status", r"/auth/tokens$", 401, message=echo)):
+    for fault in (Fault("error", r"/v2/images$", 500, message=echo),
+                  Fault("error", r"/servers/detail$", 400, message=echo),
+                  Fault("error", r"/auth/tokens$", 401, message=echo)):
         errors = value(exp.scrape(), "imaging_source_refresh_errors_total", cloud="lab",
                        reason={500: "http_5xx", 400: "http_4xx", 401: "auth"}[fault.status])
         project.add_fault(fault)
@@ -367,7 +368,7 @@ def test_two_clouds_are_labelled_apart(project, exporter_process, tmp_path):
         assert staging.tokens_issued and project.tokens_issued
         assert not set(staging.tokens_issued) & set(project.tokens_issued)
         # One cloud failing leaves the other up.
-        staging.add_fault(Fault("status", r"/v2/images$", 503))
+        staging.add_fault(Fault("error", r"/v2/images$", 503))
         wait_until(lambda: up(exp.scrape(), "staging") == 0, timeout=15, what="staging down")
         m = exp.scrape()
         assert up(m, "lab") == 1

@@ -354,7 +354,7 @@ def test_cloud_mode_takes_credentials_from_secrets():
     clouds_yaml = env["OS_CLIENT_CONFIG_FILE"]["value"]
     assert "secret" in volumes[mounts[os.path.dirname(clouds_yaml)]["name"]]
     linode = [c for c in cfg.clouds if c.provider == "linode"]
-    assert linode and all("secretKeyRef" in env[c.token_env]["valueFrom"] for c in linode)
+    assert linode and all("secretKeyRef" in env[c.options["token_env"]]["valueFrom"] for c in linode)
     for e in container["env"]:                       # no literal credentials in the manifest
         assert "value" not in e or not re.search(r"(?i)token|passw|secret", e["name"])
 

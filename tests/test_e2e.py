@@ -3,15 +3,16 @@
 One stack for the module, every part on a loopback port and stopped in the
 fixture's finally, failures included:
 
-- the fake clouds (tests/fakes): three OpenStack projects, driven through
+- the fake clouds (tests/fakes): four OpenStack projects, driven through
   unpatched openstacksdk and a clouds.yaml ("os-stuck": an image saving for
   25 hours; "os-full": the image count quota used up; "os-blind": a stuck
   job, and an API that fails after the first refresh; "os-quiet": nothing
   wrong), and the Linode account of tests/fixtures/linode/account.json moved
   to the real clock (db-1: a backup running for 25 h, an image being taken,
   two failed images and one that succeeded, a disk too large to image; 24 of
-  25 images);
-- imaging-exporter in cloud mode polling all five every 3 s, and in host mode
+  25 images), and a Rackspace Cloud Backup account (quiet-1's agent online,
+  a nightly configuration, a success 3 hours ago: nothing to alert on);
+- imaging-exporter in cloud mode polling all six every 3 s, and in host mode
   on a server root laid out in a temporary directory (a system disk and a data
   disk, a limit of our own that /srv is over, server_id 102 = Linode's db-1,
   and a process named redis-server running);
@@ -28,27 +29,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import threading
 import time
-import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
-from conftest import (ROOT, ExporterProcess, die_with_parent, free_port, http_get, need_binary, stop_process,
-                      wait_until)
+from alerting_stack import GIB, AlertingStack, Process, host_root
+from conftest import ExporterProcess, need_binary, wait_until
+from fakes.faults import Fault
 from fakes.linode_api import FakeLinodeAPI, format_time
-from fakes.openstack_api import Fault, FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.rackspace_backup_api import FakeRackspaceBackup
 from test_dashboards import check_queries_return_data, check_server_dashboard
 
-GIB = 2**30
 HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
 LINODE_CLOUD = "linode"
+BACKUP_CLOUD = "rackspace-dfw"
 RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imaging-info": "/info"}
 
 
@@ -121,145 +120,8 @@ OPENSTACK = {"os-stuck": stuck_scenario, "os-full": full_scenario, "os-quiet": q
 
 # ---- the parts --------------------------------------------------------------------------------
 
-class Webhook:
-    """Alertmanager's webhook receiver: records every POSTed notification."""
-
-    def __init__(self):
-        self.received = []            # (path, payload)
-        self.lock = threading.Lock()
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with hook.lock:
-                    hook.received.append((self.path, json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def alerts(self):
-        """(path, receiver, alert) of every alert of every notification so far."""
-        with self.lock:
-            received = list(self.received)
-        return [(path, payload["receiver"], alert) for path, payload in received for alert in payload["alerts"]]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Process:
-    """A Debian binary run on loopback ports, its output in a log file."""
-
-    def __init__(self, name, args, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, name + ".log")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=log_dir,
-                                     preexec_fn=die_with_parent)
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("%s exited with %s: %s" % (self.name, self.proc.returncode, self.log()))
-        return True
-
-    def log(self):
-        self._log.flush()
-        with open(self.log_path, errors="replace") as f:
-            return f.read()[-4000:]
-
-    def stop(self):
-        stop_process(self.proc)
-        self._log.close()
-
-
-def ready(url):
-    try:
-        return http_get(url, 1)[0] == 200
-    except OSError:
-        return False
-
-
-def host_root(root):
-    """A server's root as host mode reads it: PID 1's mount table and sysfs.
-
-    /dev/vda holds / (the system disk, 40 GiB), /dev/vdb holds /srv (a data
-    disk). statvfs of both lands on the temporary directory's filesystem.
-    """
-    (root / "proc" / "1").mkdir(parents=True)
-    (root / "proc" / "1" / "mounts").write_text(
-        "/dev/vda / ext4 rw,relatime 0 0\n/dev/vdb /srv ext4 rw,relatime 0 0\n"
-        "proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n")
-    (root / "srv").mkdir()
-    for disk, gib in (("vda", 40), ("vdb", 100)):
-        (root / "sys" / "class" / "block" / disk).mkdir(parents=True)
-        (root / "sys" / "block" / disk).mkdir(parents=True)
-        (root / "sys" / "block" / disk / "size").write_text("%d\n" % (gib * GIB // 512))
-    return root
-
-
-def shipped_rules(path):
-    """alerts/imaging-rules.yml with every `for:` and group interval cut to 1s, so alerts fire
-    within seconds; except the pages for being blind more than an hour, which keep their hour
-    (the blind cloud's source-down warning must be firing on its own)."""
-    with open(os.path.join(ROOT, "alerts", "imaging-rules.yml"), encoding="utf-8") as f:
-        rules = yaml.safe_load(f)
-    for group in rules["groups"]:
-        if "interval" in group:
-            group["interval"] = "1s"
-        for rule in group["rules"]:
-            blind_page = (rule.get("alert") in ("ImagingExporterDown", "ImagingSourceDown")
-                          and rule["labels"]["severity"] == "critical")
-            if "for" in rule and not blind_page:
-                rule["for"] = "1s"
-    path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return rules
-
-
-def shipped_alertmanager_config(path, webhook_url):
-    """alerts/alertmanager.yml with the receivers' webhooks sent to ``webhook_url`` and short waits."""
-    with open(os.path.join(ROOT, "alerts", "alertmanager.yml"), encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-
-    def shorten(route):
-        for key in ("group_wait", "group_interval"):
-            if key in route:
-                route[key] = "1s"
-        for sub in route.get("routes", []):
-            shorten(sub)
-    shorten(cfg["route"])
-    for receiver in cfg["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = webhook_url + urllib.parse.urlsplit(hook["url"]).path
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return cfg
-
-
-class Stack:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.parts = []               # stopped in reverse order
-
-    def add(self, part):
-        self.parts.append(part)
-        return part
-
+class Stack(AlertingStack):
     def start(self):
-        prometheus = need_binary("prometheus")
-        alertmanager = need_binary("prometheus-alertmanager")
-        amtool = need_binary("amtool")
-        promtool = need_binary("promtool")
         now = time.time()
 
         # Fake clouds.
@@ -274,6 +136,13 @@ class Stack:
                 "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
                          "project_name": fake.scenario.project_name, "user_domain_name": "Default",
                          "project_domain_name": "Default"}}
+        # Rackspace Cloud Backup: quiet-1's agent, online, a nightly configuration that succeeded 3 h ago.
+        self.backup = self.add(FakeRackspaceBackup())
+        self.backup.add_agent(213564, "srv-quiet", "quiet-1", online=True, last_success=now - 3 * 3600)
+        self.backup.add_configuration(158486, 213564, "Nightly", "Daily", ("/srv/",))
+        self.backup.add_backup(134331, 213564, "Completed", now - 3 * 3600, now - 4 * 3600, now - 3 * 3600, 158486)
+        self.backup.start()
+        clouds_yaml.update(yaml.safe_load(self.backup.clouds_yaml(BACKUP_CLOUD))["clouds"])
         (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))
         self.linode = self.add(FakeLinodeAPI("account", live=True))
         # db-1 was also imaged successfully 30 hours ago (an image it has since deleted), before
@@ -302,6 +171,8 @@ class Stack:
                    "request_timeout": "2s"} for n in OPENSTACK]
         clouds.append({"name": LINODE_CLOUD, "provider": "linode", "api_url": self.linode.url,
                        "token_env": "IMAGING_TEST_LINODE_TOKEN", "refresh_interval": "3s", "request_timeout": "2s"})
+        clouds.append({"name": BACKUP_CLOUD, "provider": "rackspace_backup", "cloud": BACKUP_CLOUD,
+                       "refresh_interval": "3s", "request_timeout": "2s"})
         env = {"OS_CLIENT_CONFIG_FILE": str(self.tmp / "clouds.yaml"),
                "IMAGING_TEST_LINODE_TOKEN": self.linode.token}
         self.cloud = self.add(ExporterProcess(cloud_dir, {"clouds": clouds}, args=["--no-collector.host"], env=env))
@@ -313,72 +184,15 @@ class Stack:
         self.host_instance = "127.0.0.1:%d" % self.host.port
         self.cloud_instance = "127.0.0.1:%d" % self.cloud.port
 
-        # Alertmanager with the shipped routing, its webhooks pointed at us.
-        self.webhook = self.add(Webhook())
-        am_cfg = self.tmp / "alertmanager.yml"
-        self.am_config = shipped_alertmanager_config(am_cfg, self.webhook.url)
-        r = subprocess.run([amtool, "check-config", str(am_cfg)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        am_port = free_port()
-        self.am_url = "http://127.0.0.1:%d" % am_port
-        self.am = self.add(Process("alertmanager", [
-            alertmanager, "--config.file=%s" % am_cfg, "--storage.path=%s" % (self.tmp / "am"),
-            "--web.listen-address=127.0.0.1:%d" % am_port, "--cluster.listen-address=",
-            "--log.level=warn"], str(self.tmp)))
-
-        # Prometheus with the shipped rules, scraping both exporters every second.
-        self.rules = shipped_rules(self.tmp / "rules.yml")
-        prom_cfg = self.tmp / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(self.tmp / "rules.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:%d" % am_port]}]}]},
-            "scrape_configs": [
-                {"job_name": "imaging-host", "static_configs": [{"targets": [self.host_instance]}]},
-                {"job_name": "imaging-cloud", "static_configs": [{"targets": [self.cloud_instance]}]},
-            ]}))
-        r = subprocess.run([promtool, "check", "config", str(prom_cfg)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        prom_port = free_port()
-        self.prom_url = "http://127.0.0.1:%d" % prom_port
-        self.prom = self.add(Process("prometheus", [
-            prometheus, "--config.file=%s" % prom_cfg, "--storage.tsdb.path=%s" % (self.tmp / "prom"),
-            "--web.listen-address=127.0.0.1:%d" % prom_port, "--log.level=warn"], str(self.tmp)))
-
-        wait_until(lambda: self.am.alive() and ready(self.am_url + "/-/ready"), 30, 0.1, "Alertmanager")
-        wait_until(lambda: self.prom.alive() and ready(self.prom_url + "/-/ready"), 30, 0.1, "Prometheus")
+        # Alertmanager with the shipped routing (webhooks pointed at us), Prometheus with the shipped rules.
+        self.start_alerting({"imaging-host": [self.host_instance], "imaging-cloud": [self.cloud_instance]})
         # Every cloud refreshed once, and both targets scraped.
-        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == len(OPENSTACK) + 1,
+        wait_until(lambda: len(self.query('imaging_source_up{job="imaging-cloud"} == 1')) == len(OPENSTACK) + 2,
                    40, 0.2, "every cloud's first refresh: " + self.cloud.log()[-2000:])
         # os-blind's API fails from now on: the exporter keeps its last good data (the stuck job).
-        self.openstack["os-blind"].add_fault(Fault("status", "/v2/images", 503))
+        self.openstack["os-blind"].add_fault(Fault("error", "/v2/images", 503))
         wait_until(lambda: len(self.query('up{job=~"imaging-.*"} == 1')) == 2, 20, 0.2, "both targets up")
         return self
-
-    def stop(self):
-        errors = []
-        for part in reversed(self.parts):
-            try:
-                part.stop()
-            except Exception as e:  # noqa: BLE001 - stop the rest whatever happens
-                errors.append(e)
-        if errors:
-            raise errors[0]
-
-    # -- Prometheus' HTTP API --
-    def api(self, path, **params):
-        url = self.prom_url + path + "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=10) as r:
-            doc = json.load(r)
-        assert doc["status"] == "success", doc
-        return doc["data"]
-
-    def query(self, expr):
-        return self.api("/api/v1/query", query=expr)["result"]
-
-    def query_range(self, expr, seconds=30, step=2):
-        end = time.time()
-        return self.api("/api/v1/query_range", query=expr, start=end - seconds, end=end, step=step)["result"]
 
 
 @pytest.fixture(scope="module")

@@ -75,8 +75,6 @@ def test_landing_page_links_to_metrics(exporter_process):
 
 
 def test_collector_failure_is_a_metric_not_a_500(tmp_path):
-    from prometheus_client import generate_latest
-
     from exporter.app import Exporter
     from exporter.config import Config
 
@@ -84,7 +82,7 @@ def test_collector_failure_is_a_metric_not_a_500(tmp_path):
         def read(self):
             raise RuntimeError("sysfs vanished")
     exp = Exporter(Config(state_file=str(tmp_path / "s.json")), {"host": True}, host_source=BrokenHost())
-    m = parse_metrics(generate_latest(exp.registry).decode())
+    m = parse_metrics(exp.exposition.raw().decode())
     assert list(samples(m, "imaging_scrape_collector_success", collector="host").values()) == [0]
     assert list(samples(m, "imaging_source_up", source="host").values()) == [0]
     assert samples(m, "imaging_build_info") and not samples(m, "imaging_filesystem_size_bytes")

@@ -273,7 +273,7 @@ def make_sysfs(root, disks):
 
 
 def test_topology_resolves_partitions_lvm_and_skips_virtual_devices(tmp_path):
-    from exporter.sources.host import BlockTopology
+    from exporter.sources.block_devices import BlockTopology
     make_sysfs(tmp_path, {"vda": {"size": 83886080, "parts": ["vda1", "vda2"]},
                           "vdb": {"size": 20971520},
                           "dm-0": {"size": 1000, "slaves": ["vda2"], "dm": "vg-root"},

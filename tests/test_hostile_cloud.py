@@ -16,11 +16,11 @@ import yaml
 
 from conftest import samples, stop_process, wait_until
 from exporter import profiles
-from exporter.config import CloudConfig
+from exporter.config import cloud_config
 from exporter.errors import SourceError
 from exporter.poller import MAX_DELAY, Poller
-from exporter.sources.linode import LinodeSource
-from exporter.sources.openstack import OpenStackSource
+from exporter.sources.linode.source import LinodeSource
+from exporter.sources.openstack.source import OpenStackSource
 from fakes.linode_api import FakeLinodeAPI
 
 # ---- a dripping API (case 9) ---------------------------------------------------
@@ -85,7 +85,7 @@ def _timed_failure(source):
 
 def test_dripping_linode_api_is_a_timeout(dripping, monkeypatch):
     monkeypatch.setenv("LINODE_TOKEN", "drip-token")
-    cfg = CloudConfig(name="drip", provider="linode", api_url=dripping.url + "/v4", request_timeout=1.5)
+    cfg = cloud_config("linode", "drip", api_url=dripping.url + "/v4", request_timeout=1.5)
     poller, elapsed = _timed_failure(LinodeSource(cfg, profiles.get("linode")))
     assert elapsed < 4.0, f"the refresh waited {elapsed:.1f}s on a dripping API"
     assert poller.health.up is False and poller.health.errors == {"timeout": 1}
@@ -98,7 +98,7 @@ def test_dripping_openstack_identity_is_a_timeout(dripping, tmp_path, monkeypatc
         "auth": {"auth_url": dripping.url + "/identity/v3", "username": "u", "password": "p",
                  "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    cfg = CloudConfig(name="drip", provider="openstack", cloud="drip", request_timeout=1.5)
+    cfg = cloud_config("openstack", "drip", cloud="drip", request_timeout=1.5)
     poller, elapsed = _timed_failure(OpenStackSource(cfg, profiles.get("openstack")))
     assert elapsed < 4.0, f"the refresh waited {elapsed:.1f}s on a dripping API"
     assert poller.health.up is False and poller.health.errors == {"timeout": 1}
@@ -111,7 +111,7 @@ def test_retry_after_is_capped_and_the_thread_lives(retry_after, monkeypatch):
     with FakeLinodeAPI("account") as api:
         monkeypatch.setenv("LINODE_TOKEN", api.token)
         api.set_fault("rate_limited", retry_after=retry_after)
-        cfg = CloudConfig(name="rl", provider="linode", api_url=api.url, request_timeout=2.0)
+        cfg = cloud_config("linode", "rl", api_url=api.url, request_timeout=2.0)
         source = LinodeSource(cfg, profiles.get("linode"), clock=api.clock)
         poller = Poller(source, "rl", 300.0, 48 * 3600.0)
         poller.start()
@@ -241,7 +241,7 @@ def test_a_100_mb_answer_is_cut_off_not_held(monkeypatch):
     server = HugeServer()
     try:
         monkeypatch.setenv("LINODE_TOKEN", "huge-token")
-        cfg = CloudConfig(name="huge", provider="linode", api_url=server.url + "/v4", request_timeout=20)
+        cfg = cloud_config("linode", "huge", api_url=server.url + "/v4", request_timeout=20)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         poller, elapsed = _timed_failure(LinodeSource(cfg, profiles.get("linode")))
         grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
@@ -261,7 +261,7 @@ def test_a_100_mb_identity_answer_is_cut_off_for_openstack(tmp_path, monkeypatch
             "auth": {"auth_url": server.url + "/identity/v3", "username": "u", "password": "p",
                      "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-        cfg = CloudConfig(name="huge", provider="openstack", cloud="huge", request_timeout=20)
+        cfg = cloud_config("openstack", "huge", cloud="huge", request_timeout=20)
         poller, _ = _timed_failure(OpenStackSource(cfg, profiles.get("openstack")))
         assert poller.health.errors == {"malformed": 1}, poller.health
         assert "more than" in poller.health.last_error

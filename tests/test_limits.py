@@ -110,12 +110,10 @@ def test_host_metrics_for_a_profile(tmp_path):
 
 
 def test_linode_host_mode_shows_the_account_image_limit(tmp_path):
-    from prometheus_client import generate_latest
-
     from exporter.app import Exporter
     from exporter.config import Config
     exp = Exporter(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
-    m = parse_metrics(generate_latest(exp.registry).decode())
+    m = parse_metrics(exp.exposition.raw().decode())
     assert samples(m, "imaging_limit_images") == {frozenset({("limit", "images_per_account")}): 25}
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "custom_image_size")}): 6 * GB}
 

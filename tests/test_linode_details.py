@@ -16,11 +16,12 @@ import pytest
 
 from exporter import profiles
 from exporter.collectors import cloud as cloud_mod
-from exporter.config import CloudConfig
+from exporter.config import cloud_config
 from exporter.ledger import JobLedger
-from exporter.sources.linode import LinodeSource
+from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
-from fakes.linode_api import FakeClock, FakeLinodeAPI, RateLimiter, format_time, parse_time, synthetic_api
+from fakes.clock import FakeClock
+from fakes.linode_api import FakeLinodeAPI, RateLimiter, format_time, parse_time, synthetic_api
 
 MIB = 2 ** 20
 SAMPLES = os.path.join(os.path.dirname(__file__), "fixtures", "linode", "samples")
@@ -29,13 +30,12 @@ DETAIL = ("/disks", "/backups")
 
 @pytest.fixture
 def make_source(monkeypatch):
-    """make(api, sleep=..., wall=..., **CloudConfig overrides); by default waits are recorded, not slept."""
+    """make(api, sleep=..., wall=..., **cloud_config overrides); by default waits are recorded, not slept."""
     made = []
 
     def make(api, sleep=None, wall=time.time, **overrides):
         monkeypatch.setenv("LINODE_TOKEN", api.token)
-        cfg = CloudConfig(name="akamai", provider="linode", api_url=api.url, request_timeout=2.0,
-                          **overrides)
+        cfg = cloud_config("linode", "akamai", api_url=api.url, request_timeout=2.0, **overrides)
         src = LinodeSource(cfg, profiles.get("linode"), clock=api.clock, sleep=sleep or (lambda s: None),
                            wall=wall)
         made.append(src)

@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 
 from exporter import profiles
-from exporter.config import CloudConfig
+from exporter.config import cloud_config
 from exporter.errors import SourceError
 from exporter.models import Disk, FinishedJob, Image, Quota, QuotaValue, RunningJob, Server
-from exporter.sources.linode import LinodeSource
+from exporter.sources.linode.source import LinodeSource
 from fakes.linode_api import FakeLinodeAPI, parse_time as at
 
 TIMEOUT = 0.3           # request_timeout of every source here
@@ -30,12 +30,12 @@ def api():
 
 @pytest.fixture
 def source(api, monkeypatch):
-    """Factory: source(**CloudConfig overrides) -> LinodeSource on the fake's clock."""
+    """Factory: source(**cloud_config overrides) -> LinodeSource on the fake's clock."""
     monkeypatch.setenv("LINODE_TOKEN", api.token)
     made = []
 
     def make(**overrides):
-        cfg = CloudConfig(name="akamai", provider="linode", api_url=api.url, request_timeout=TIMEOUT, **overrides)
+        cfg = cloud_config("linode", "akamai", api_url=api.url, request_timeout=TIMEOUT, **overrides)
         made.append(LinodeSource(cfg, profiles.get("linode"), clock=api.clock))
         return made[-1]
     yield make
@@ -158,7 +158,7 @@ def test_configured_quota_wins_over_the_profile(source):
 def test_empty_account(monkeypatch):
     with FakeLinodeAPI("empty") as fake:
         monkeypatch.setenv("LINODE_TOKEN", fake.token)
-        src = LinodeSource(CloudConfig(name="new", provider="linode", api_url=fake.url, request_timeout=TIMEOUT),
+        src = LinodeSource(cloud_config("linode", "new", api_url=fake.url, request_timeout=TIMEOUT),
                            profiles.get("linode"), clock=fake.clock)
         snap = src.refresh()
         src.close()
@@ -289,7 +289,7 @@ def test_fault_in_one_instance_names_it(api, source):
 
 
 def test_token_echoed_by_the_api_is_scrubbed(api, source):
-    api.set_fault("error", status=400, reason=f"Bad header: Authorization: Bearer {api.token}")
+    api.set_fault("error", status=400, message=f"Bad header: Authorization: Bearer {api.token}")
     err = refresh_error(source())
     assert str(err) == ("listing private images: GET /v4/images?page_size=500: "
                         "HTTP 400 Bad header: Authorization: Bearer <token>")
@@ -313,7 +313,7 @@ def test_the_same_source_recovers_when_the_api_does(api, source, fault):
     src = source()
     api.set_fault(fault)
     refresh_error(src)
-    api.clear_fault()
+    api.clear_faults()
     assert len(src.refresh().images) == 24
 
 

@@ -17,8 +17,9 @@ import pytest
 from exporter.collectors import cloud as cloud_mod
 from exporter.ledger import JobLedger
 from exporter.state import State
-from fakes.openstack_api import Fault, Scenario, sample
-from test_openstack_source import H, M, MIB, START, make_cloud  # noqa: F401 - make_cloud is a fixture
+from fakes.faults import Fault
+from fakes.openstack_api import Scenario, sample
+from openstack_cloud import H, M, MIB, START, make_cloud  # noqa: F401 - make_cloud is a fixture
 
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
 
@@ -120,9 +121,9 @@ def test_a_broken_cinder_costs_only_the_volume_snapshots(make_cloud, break_cinde
     if break_cinder == "v1-only":
         cloud.fake.cinder_versions = "v1"
     elif break_cinder == "listing-500":
-        cloud.fake.add_fault(Fault("status", r"/snapshots/detail$", 500))
+        cloud.fake.add_fault(Fault("error", r"/snapshots/detail$", 500))
     else:
-        cloud.fake.add_fault(Fault("loop", r"/snapshots/detail$"))
+        cloud.fake.add_fault(Fault("page_loop", r"/snapshots/detail$"))
     snap = cloud.source(page_size=1).refresh()
 
     assert snap.parts == (("volume_snapshots", False),)
@@ -138,7 +139,7 @@ def test_a_volume_snapshot_is_not_called_vanished_while_cinder_is_down(make_clou
     first = src.refresh()
     assert rows(first, cloud_mod.PART_UP) == {("lab", "demo", "volume_snapshots"): 1}
     assert ("vs-data", "srv-db") in {(j.job_id, j.server_id) for j in first.running_jobs}
-    cloud.fake.add_fault(Fault("status", r"/snapshots/detail$", 503))
+    cloud.fake.add_fault(Fault("error", r"/snapshots/detail$", 503))
     second = src.refresh()
     assert second.parts == (("volume_snapshots", False),)
     assert "vs-data" not in {j.job_id for j in second.finished_jobs}
@@ -153,7 +154,7 @@ def test_a_volume_snapshot_is_not_called_vanished_while_cinder_is_down(make_clou
 def test_expired_credentials_at_cinder_still_fail_the_refresh(make_cloud):
     from exporter.errors import SourceError
     cloud = make_cloud(volume_scenario())
-    cloud.fake.add_fault(Fault("status", r"/snapshots/detail$", 401))
+    cloud.fake.add_fault(Fault("error", r"/snapshots/detail$", 401))
     with pytest.raises(SourceError) as err:
         cloud.source().refresh()
     assert err.value.reason == "auth"

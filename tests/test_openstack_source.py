@@ -6,88 +6,20 @@ wrong reading of the API by the source fails these tests.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
 import pytest
-import yaml
 
-from exporter import profiles
-from exporter.config import CloudConfig
 from exporter.errors import SourceError
 from exporter.models import FinishedJob, QuotaValue
-from exporter.sources.openstack import OpenStackSource
-from fakes.openstack_api import FakeOpenStack, Fault, Scenario
+from fakes.faults import Fault
+from fakes.openstack_api import Scenario
+from openstack_cloud import (GIB, H, M, MIB, PROJECT_ID, START, TIMEOUT, Cloud, cloud,  # noqa: F401 - fixtures
+                             make_cloud, project_scenario)
 
 # openstacksdk warns about its own internals (proxy construction, influxdb), nothing this code calls.
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
-START = 1714564800.0          # 2024-05-01T12:00:00Z, the scenario's time zero
-M, H = 60.0, 3600.0
-MIB, GIB = 2**20, 2**30
-TIMEOUT = 1.0                 # request_timeout for every source in these tests
-PROJECT_ID = "6a3c0e0b8f6b4c53a1d7c2f4e5b6a7c8"
-
-
-def project_scenario() -> Scenario:
-    return Scenario.from_file(os.path.join(FIXTURES, "project.yaml"))
-
-
-class Cloud:
-    """A started fake plus a clouds.yaml entry "fake" that points at it."""
-
-    def __init__(self, fake: FakeOpenStack, tmp_path, monkeypatch, password=None):
-        self.fake = fake.start()
-        self.sources = []
-        auth = {"auth_url": fake.url + "/identity/v3", "username": fake.user,
-                "password": password or fake.password, "project_name": fake.scenario.project_name,
-                "user_domain_name": "Default", "project_domain_name": "Default"}
-        path = tmp_path / "clouds.yaml"
-        path.write_text(yaml.safe_dump({"clouds": {"fake": {
-            "auth_type": "password", "auth": auth, "region_name": "RegionOne",
-            "identity_api_version": 3}}}))
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-        for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
-            monkeypatch.delenv(var, raising=False)
-
-    def source(self, profile="openstack", page_size=None, max_pages=None, **cfg) -> OpenStackSource:
-        cfg = CloudConfig(**{"name": "lab", "provider": "openstack", "cloud": "fake",
-                             "request_timeout": TIMEOUT, **cfg})
-        kwargs = {k: v for k, v in (("page_size", page_size), ("max_pages", max_pages)) if v}
-        src = OpenStackSource(cfg, profiles.get(profile), clock=self.fake.clock, **kwargs)
-        self.sources.append(src)
-        return src
-
-    def secrets(self):
-        return [self.fake.password] + list(self.fake.tokens_issued)
-
-    def close(self):
-        for s in self.sources:
-            s.close()
-        self.fake.stop()
-
-
-@pytest.fixture
-def make_cloud(tmp_path, monkeypatch):
-    clouds = []
-
-    def make(scenario=None, password=None, **fake_kwargs):
-        """password: what clouds.yaml says, when it should differ from the fake's."""
-        c = Cloud(FakeOpenStack(scenario or project_scenario(), **fake_kwargs), tmp_path, monkeypatch,
-                  password=password)
-        clouds.append(c)
-        return c
-    yield make
-    for c in clouds:
-        c.close()
-
-
-@pytest.fixture
-def cloud(make_cloud):
-    return make_cloud()
-
 
 def running(snap):
     return {(j.job_id, j.kind, j.server_id, j.server_name, j.phase, j.started) for j in snap.running_jobs}
@@ -189,7 +121,7 @@ def test_a_failed_refresh_does_not_lose_a_vanished_job(cloud):
     cloud.fake.goto(1)
     src.refresh()                                   # the backup is running
     cloud.fake.goto(3)
-    cloud.fake.add_fault(Fault("status", r"/servers/detail$", 503, times=1))
+    cloud.fake.add_fault(Fault("error", r"/servers/detail$", 503, times=1))
     with pytest.raises(SourceError):
         src.refresh()                               # read the images (backup gone), then failed
     snap = src.refresh()
@@ -264,26 +196,26 @@ def test_small_pages_follow_every_next_link(cloud):
 # ---- failures ------------------------------------------------------------------------------
 
 FAULTS = [
-    pytest.param(Fault("status", r"/v2/images$", 500), "http_5xx", id="500"),
-    pytest.param(Fault("status", r"/v2/images$", 503), "http_5xx", id="503"),
-    pytest.param(Fault("status", r"/servers/detail$", 502), "http_5xx", id="502-nova"),
-    pytest.param(Fault("status", r"/v2/images$", 401, skip=1), "auth", id="401-mid-pagination"),
-    pytest.param(Fault("status", r"/snapshots/detail$", 403), "auth", id="403-cinder"),
-    pytest.param(Fault("status", r"/v2/images$", 429), "rate_limited", id="429"),
-    pytest.param(Fault("status", r"/servers/detail$", 404), "http_4xx", id="404-nova"),
-    pytest.param(Fault("status", r"/info/usage$", 500), "http_5xx", id="500-usage"),
-    pytest.param(Fault("status", r"/auth/tokens$", 500), "http_5xx", id="500-keystone"),
+    pytest.param(Fault("error", r"/v2/images$", 500), "http_5xx", id="500"),
+    pytest.param(Fault("error", r"/v2/images$", 503), "http_5xx", id="503"),
+    pytest.param(Fault("error", r"/servers/detail$", 502), "http_5xx", id="502-nova"),
+    pytest.param(Fault("error", r"/v2/images$", 401, skip=1), "auth", id="401-mid-pagination"),
+    pytest.param(Fault("error", r"/snapshots/detail$", 403), "auth", id="403-cinder"),
+    pytest.param(Fault("error", r"/v2/images$", 429), "rate_limited", id="429"),
+    pytest.param(Fault("error", r"/servers/detail$", 404), "http_4xx", id="404-nova"),
+    pytest.param(Fault("error", r"/info/usage$", 500), "http_5xx", id="500-usage"),
+    pytest.param(Fault("error", r"/auth/tokens$", 500), "http_5xx", id="500-keystone"),
     # openstacksdk swallows the cause of a failed version discovery: all we can say is "other".
-    pytest.param(Fault("status", r"^/image$", 500), "other", id="500-glance-discovery"),
-    pytest.param(Fault("malformed", r"/v2/images$", skip=1), "malformed", id="malformed-page-2"),
-    pytest.param(Fault("malformed", r"/servers/detail$"), "malformed", id="malformed-nova"),
-    pytest.param(Fault("malformed", r"/info/usage$"), "malformed", id="malformed-usage"),
-    pytest.param(Fault("loop", r"/v2/images$"), "pagination", id="next-link-loops"),
-    pytest.param(Fault("overlap", r"/servers/detail$"), "pagination", id="pages-overlap"),
+    pytest.param(Fault("error", r"^/image$", 500), "other", id="500-glance-discovery"),
+    pytest.param(Fault("malformed_json", r"/v2/images$", skip=1), "malformed", id="malformed-page-2"),
+    pytest.param(Fault("malformed_json", r"/servers/detail$"), "malformed", id="malformed-nova"),
+    pytest.param(Fault("malformed_json", r"/info/usage$"), "malformed", id="malformed-usage"),
+    pytest.param(Fault("page_loop", r"/v2/images$"), "pagination", id="next-link-loops"),
+    pytest.param(Fault("page_overlap", r"/servers/detail$"), "pagination", id="pages-overlap"),
     pytest.param(Fault("hang", r"/servers/detail$", skip=1), "timeout", id="hang-mid-pagination"),
     pytest.param(Fault("hang", r"/auth/tokens$"), "timeout", id="hang-keystone"),
     pytest.param(Fault("stall", r"/v2/images$"), "timeout", id="stall-in-body"),
-    pytest.param(Fault("delay", r"/v2/images$", delay=3 * TIMEOUT), "timeout", id="slow"),
+    pytest.param(Fault("slow", r"/v2/images$", delay=3 * TIMEOUT), "timeout", id="slow"),
 ]
 
 
@@ -317,7 +249,7 @@ def test_a_next_chain_longer_than_max_pages_is_cut(cloud):
 
 
 def test_rate_limited_passes_retry_after_to_the_poller(cloud):
-    cloud.fake.add_fault(Fault("status", r"/servers/detail$", 429, headers={"Retry-After": "120"}))
+    cloud.fake.add_fault(Fault("error", r"/servers/detail$", 429, headers={"Retry-After": "120"}))
     with pytest.raises(SourceError) as err:
         cloud.source().refresh()
     assert (err.value.reason, err.value.retry_after) == ("rate_limited", 120.0)
@@ -346,13 +278,13 @@ def test_connection_refused_when_the_cloud_is_down(cloud, refreshed_before):
 
 
 def test_a_slow_answer_inside_the_timeout_is_fine(cloud):
-    cloud.fake.add_fault(Fault("delay", r"/v2/images$", delay=TIMEOUT / 4))
+    cloud.fake.add_fault(Fault("slow", r"/v2/images$", delay=TIMEOUT / 4))
     assert len(cloud.source().refresh().images) == 8
 
 
 def test_an_expired_token_mid_pagination_is_renewed(cloud):
     # keystoneauth answers one 401 by fetching a new token and retrying once.
-    cloud.fake.add_fault(Fault("status", r"/v2/images$", 401, skip=1, times=1))
+    cloud.fake.add_fault(Fault("error", r"/v2/images$", 401, skip=1, times=1))
     snap = cloud.source(page_size=2).refresh()
     assert len(snap.images) == 8
     assert len(cloud.fake.tokens_issued) == 2
@@ -368,7 +300,7 @@ def test_a_token_revoked_between_refreshes_is_renewed(cloud):
 
 def test_a_source_recovers_after_a_failed_refresh(cloud):
     src = cloud.source()
-    cloud.fake.add_fault(Fault("status", r"/v2/images$", 503, times=1))
+    cloud.fake.add_fault(Fault("error", r"/v2/images$", 503, times=1))
     with pytest.raises(SourceError):
         src.refresh()
     assert len(src.refresh().images) == 8

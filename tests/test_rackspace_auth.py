@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from exporter import profiles
-from exporter.config import CloudConfig
+from exporter.config import cloud_config
 from exporter.errors import SourceError
-from exporter.sources.openstack import OpenStackSource, preflight
+from exporter.sources.openstack import preflight
+from exporter.sources.openstack.source import OpenStackSource
 from fakes.openstack_api import FakeOpenStack, Scenario
 
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
@@ -44,13 +45,13 @@ def rackspace(tmp_path, monkeypatch):
 
 
 def source(fake):
-    cfg = CloudConfig(name="rax", provider="openstack", cloud="rackspace", request_timeout=2.0)
+    cfg = cloud_config("openstack", "rax", cloud="rackspace", request_timeout=2.0)
     return OpenStackSource(cfg, profiles.get("rackspace-standard"), clock=fake.clock)
 
 
 def test_api_key_auth_reads_the_account(rackspace):
     fake, _ = rackspace
-    cfg = CloudConfig(name="rax", provider="openstack", cloud="rackspace")
+    cfg = cloud_config("openstack", "rax", cloud="rackspace")
     assert preflight(cfg) == []                # the plugin is found: no "could not be found"
     src = source(fake)
     try:
@@ -93,7 +94,7 @@ def test_a_missing_plugin_names_the_extra(rackspace, tmp_path, monkeypatch):
         "auth_type": "rackspace_apikeyz",            # a plugin that is not installed
         "auth": {"auth_url": "http://127.0.0.1:9/v2.0/", "username": "racker", "api_key": API_KEY}}}}))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    (problem,) = preflight(CloudConfig(name="rax", provider="openstack", cloud="rackspace"))
+    (problem,) = preflight(cloud_config("openstack", "rax", cloud="rackspace"))
     assert "rackspace_apikeyz could not be found" in problem
     assert "pip install 'imaging-exporter[rackspace]'" in problem
     assert API_KEY not in problem

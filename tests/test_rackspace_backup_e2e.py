@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
-import yaml
 
-from conftest import ExporterProcess, free_port, need_binary, wait_until
+from alerting_stack import AlertingStack, Process, host_root
+from conftest import ExporterProcess, wait_until
 from fakes.rackspace_backup_api import FakeRackspaceBackup
-from test_e2e import Process, Webhook, host_root, ready, shipped_alertmanager_config, shipped_rules
 
 DB1 = "87c3b6e1-fb1a-41f9-91e5-313ae35a5a06"
 DB2 = "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
@@ -30,15 +28,7 @@ CLOUD = "rackspace-dfw"
 HOUR = 3600.0
 
 
-class Stack:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.parts = []
-
-    def add(self, part):
-        self.parts.append(part)
-        return part
-
+class Stack(AlertingStack):
     def start(self):
         now = time.time()
         api = self.api = self.add(FakeRackspaceBackup())
@@ -70,51 +60,9 @@ class Stack:
                 "profile": "rackspace-general-purpose", "server_id": server_id, "root_path": str(root)}})))
         self.host_instances = {name: "127.0.0.1:%d" % h.port for name, h in zip(("db-1", "db-2"), hosts)}
 
-        self.webhook = self.add(Webhook())
-        am_cfg = self.tmp / "alertmanager.yml"
-        shipped_alertmanager_config(am_cfg, self.webhook.url)
-        am_port = free_port()
-        self.am_url = "http://127.0.0.1:%d" % am_port
-        self.am = self.add(Process("alertmanager", [
-            need_binary("prometheus-alertmanager"), "--config.file=%s" % am_cfg,
-            "--storage.path=%s" % (self.tmp / "am"), "--web.listen-address=127.0.0.1:%d" % am_port,
-            "--cluster.listen-address=", "--log.level=warn"], str(self.tmp)))
-
-        shipped_rules(self.tmp / "rules.yml")
-        prom_cfg = self.tmp / "prometheus.yml"
-        prom_cfg.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(self.tmp / "rules.yml")],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:%d" % am_port]}]}]},
-            "scrape_configs": [
-                {"job_name": "imaging-host", "static_configs": [{"targets": list(self.host_instances.values())}]},
-                {"job_name": "imaging-cloud",
-                 "static_configs": [{"targets": ["127.0.0.1:%d" % self.cloud.port]}]}]}))
-        r = subprocess.run([need_binary("promtool"), "check", "config", str(prom_cfg)], capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
-        prom_port = free_port()
-        self.prom_url = "http://127.0.0.1:%d" % prom_port
-        self.prom = self.add(Process("prometheus", [
-            need_binary("prometheus"), "--config.file=%s" % prom_cfg, "--storage.tsdb.path=%s" % (self.tmp / "prom"),
-            "--web.listen-address=127.0.0.1:%d" % prom_port, "--log.level=warn"], str(self.tmp)))
-        wait_until(lambda: self.am.alive() and ready(self.am_url + "/-/ready"), 30, 0.1, "Alertmanager")
-        wait_until(lambda: self.prom.alive() and ready(self.prom_url + "/-/ready"), 30, 0.1, "Prometheus")
+        self.start_alerting({"imaging-host": list(self.host_instances.values()),
+                             "imaging-cloud": ["127.0.0.1:%d" % self.cloud.port]})
         return self
-
-    def stop(self):
-        errors = []
-        for part in reversed(self.parts):
-            try:
-                part.stop()
-            except Exception as e:  # noqa: BLE001 - stop the rest whatever happens
-                errors.append(e)
-        if errors:
-            raise errors[0]
-
-    def notified(self, receiver_path, **labels):
-        return [a for path, _, a in self.webhook.alerts()
-                if path == receiver_path and all(a["labels"].get(k) == v for k, v in labels.items())]
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from conftest import parse_metrics, run_cli, samples
 from exporter import profiles
 from exporter.config import parse
 from exporter.errors import ConfigError, SourceError
-from exporter.sources import provider_module
-from fakes.linode_api import FakeClock
+from exporter.sources import registry
+from fakes.clock import FakeClock
 from fakes.rackspace_backup_api import FakeRackspaceBackup
 
 NOW = 1_796_000_000.0
@@ -62,8 +62,8 @@ def cloud_config(**extra):
 
 def source(clock=None, **extra):
     cfg = cloud_config(**extra)
-    module = provider_module("rackspace_backup")
-    return module.RackspaceBackupSource(cfg, profiles.get(cfg.profile), clock=clock or FakeClock(NOW))
+    source_class = registry.get("rackspace_backup").source_class()
+    return source_class(cfg, profiles.get(cfg.profile), clock=clock or FakeClock(NOW))
 
 
 # ---- what a refresh reads -------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_api_faults_become_source_errors(api, mode, params, path, reason):
     assert api.api_key not in str(e.value)
     if mode == "rate_limited":
         assert e.value.retry_after == 12
-    api.clear_fault()
+    api.clear_faults()
     assert source().refresh().backup_agents      # and the next refresh works again
 
 
@@ -183,7 +183,7 @@ def test_refused_connection_and_a_wrong_api_key(api):
     with pytest.raises(SourceError) as e:
         source().refresh()
     assert e.value.reason == "connection"
-    api.clear_fault()
+    api.clear_faults()
     api.clouds_path.write_text(api.clouds_yaml(api_key="not-the-key-0000"))
     with pytest.raises(SourceError) as e:
         source().refresh()
@@ -202,7 +202,8 @@ def test_a_malformed_date_is_a_malformed_answer(api):
 
 def test_config_defaults_and_errors():
     cfg = cloud_config()
-    assert (cfg.profile, cfg.region, cfg.api_url, cfg.cloud) == ("rackspace_backup", "", "", "rackspace")
+    assert cfg.profile == "rackspace_backup"
+    assert dict(cfg.options) == {"region": "", "api_url": "", "cloud": "rackspace"}
     with pytest.raises(ConfigError) as e:
         parse({"clouds": [{"name": "rs", "provider": "rackspace_backup", "region": "d f", "token_env": "X",
                            "api_url": "ftp://backup"}]})
@@ -212,7 +213,7 @@ def test_config_defaults_and_errors():
 
 
 def test_preflight_checks_the_clouds_yaml_entry_without_the_network(api, tmp_path):
-    module = provider_module("rackspace_backup")
+    module = registry.get("rackspace_backup")
     assert module.preflight(cloud_config()) == []
     assert module.preflight(cloud_config(cloud="nosuch"))[0].startswith("clouds.yaml: ")
     api.clouds_path.write_text(api.clouds_yaml().replace("auth_type: rackspace_apikey", "auth_type: password"))

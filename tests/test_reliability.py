@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import profiles
 from exporter.collectors.exporter import ExporterCollector, HostPart
-from exporter.config import CloudConfig, HostConfig
+from exporter.config import HostConfig, cloud_config
 from exporter.exposition import CloudCache, Exposition
 from exporter.poller import Poller
 from exporter.sources.host import HostSource
-from exporter.sources.linode import LinodeSource
+from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
 from conftest import parse_metrics, samples
 from fakes.linode_api import FakeLinodeAPI
@@ -85,15 +85,15 @@ def test_linode_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     with FakeLinodeAPI("account") as fake:
         monkeypatch.setenv("LINODE_TOKEN", fake.token)
         # Enough events for several pages, so pagination faults have a page 2 to spoil.
-        cfg = CloudConfig(name="akamai", provider="linode", api_url=fake.url, request_timeout=TIMEOUT)
+        cfg = cloud_config("linode", "akamai", api_url=fake.url, request_timeout=TIMEOUT)
         source = LinodeSource(cfg, profiles.get("linode"), clock=fake.clock)
         source_page_size = 500
-        import exporter.sources.linode as linode_mod
+        import exporter.sources.linode.source as linode_mod
         monkeypatch.setattr(linode_mod, "PAGE_SIZE", 25)   # our own constant: 24 images + events need pages
         poller = Poller(source, "akamai", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
                         clock=fake.clock)
         seen, grown = run_fault_sequence(poller, lambda mode, params: fake.set_fault(mode, **params),
-                                         fake.clear_fault, LINODE_FAULTS, seed=20261123, cloud="akamai",
+                                         fake.clear_faults, LINODE_FAULTS, seed=20261123, cloud="akamai",
                                          fake_requests=fake.requests)
         source.close()
         assert source_page_size == 500
@@ -180,20 +180,20 @@ def test_host_with_1000_mounts(tmp_path):
 
 def _openstack_faults():
     """(name, what the fake does, the reason the refresh must fail with; None: it must succeed)."""
-    from fakes.openstack_api import Fault
+    from fakes.faults import Fault
     return [
-        ("500", lambda: Fault("status", r"/v2/images$", 500), "http_5xx"),
-        ("503-nova", lambda: Fault("status", r"/servers/detail$", 503), "http_5xx"),
-        ("500-usage", lambda: Fault("status", r"/info/usage$", 500), "http_5xx"),
-        ("401-mid-pagination", lambda: Fault("status", r"/v2/images$", 401, skip=1), "auth"),
-        ("403-cinder", lambda: Fault("status", r"/snapshots/detail$", 403), "auth"),
-        ("429", lambda: Fault("status", r"/v2/images$", 429, headers={"Retry-After": "1"}), "rate_limited"),
-        ("404-nova", lambda: Fault("status", r"/servers/detail$", 404), "http_4xx"),
-        ("malformed-page-2", lambda: Fault("malformed", r"/v2/images$", skip=1), "malformed"),
-        ("malformed-nova", lambda: Fault("malformed", r"/servers/detail$"), "malformed"),
-        ("next-link-loops", lambda: Fault("loop", r"/v2/images$"), "pagination"),
-        ("pages-overlap", lambda: Fault("overlap", r"/servers/detail$"), "pagination"),
-        ("slow", lambda: Fault("delay", r"/v2/images$", delay=3 * TIMEOUT), "timeout"),
+        ("500", lambda: Fault("error", r"/v2/images$", 500), "http_5xx"),
+        ("503-nova", lambda: Fault("error", r"/servers/detail$", 503), "http_5xx"),
+        ("500-usage", lambda: Fault("error", r"/info/usage$", 500), "http_5xx"),
+        ("401-mid-pagination", lambda: Fault("error", r"/v2/images$", 401, skip=1), "auth"),
+        ("403-cinder", lambda: Fault("error", r"/snapshots/detail$", 403), "auth"),
+        ("429", lambda: Fault("error", r"/v2/images$", 429, headers={"Retry-After": "1"}), "rate_limited"),
+        ("404-nova", lambda: Fault("error", r"/servers/detail$", 404), "http_4xx"),
+        ("malformed-page-2", lambda: Fault("malformed_json", r"/v2/images$", skip=1), "malformed"),
+        ("malformed-nova", lambda: Fault("malformed_json", r"/servers/detail$"), "malformed"),
+        ("next-link-loops", lambda: Fault("page_loop", r"/v2/images$"), "pagination"),
+        ("pages-overlap", lambda: Fault("page_overlap", r"/servers/detail$"), "pagination"),
+        ("slow", lambda: Fault("slow", r"/v2/images$", delay=3 * TIMEOUT), "timeout"),
         ("hang-mid-pagination", lambda: Fault("hang", r"/servers/detail$", skip=1), "timeout"),
         ("stall-in-body", lambda: Fault("stall", r"/v2/images$"), "timeout"),
         ("keystone-down", "keystone-down", "http_5xx"),      # the token expired and Keystone answers 500
@@ -205,8 +205,9 @@ def _openstack_faults():
 @pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
 def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     import yaml
-    from exporter.sources.openstack import OpenStackSource
-    from fakes.openstack_api import FakeOpenStack, Fault, Scenario
+    from exporter.sources.openstack.source import OpenStackSource
+    from fakes.faults import Fault
+    from fakes.openstack_api import FakeOpenStack, Scenario
     scenario = Scenario.from_file(os.path.join(os.path.dirname(__file__), "fixtures", "openstack", "project.yaml"))
     faults = _openstack_faults()
     actions = {name: make for name, make, _ in faults}
@@ -220,7 +221,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
             monkeypatch.delenv(var, raising=False)
-        cfg = CloudConfig(name="lab", provider="openstack", cloud="fake", request_timeout=TIMEOUT)
+        cfg = cloud_config("openstack", "lab", cloud="fake", request_timeout=TIMEOUT)
         # 4 a page: the images (8) take three pages, the servers (4) two, so page 2 can be spoiled.
         source = OpenStackSource(cfg, profiles.get("openstack"), clock=fake.clock, page_size=4)
         poller = Poller(source, "lab", 1, cfg.lookback, state=State(str(tmp_path / "s.json")),
@@ -236,7 +237,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
                 fake.expire_tokens()
             elif action == "keystone-down":
                 fake.expire_tokens()
-                fake.add_fault(Fault("status", r"/auth/tokens$", 500))
+                fake.add_fault(Fault("error", r"/auth/tokens$", 500))
             else:
                 fake.add_fault(action())
 

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
+from .block_devices import BlockTopology
 from .databases import DatabaseCounter, scan_proc
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ LOCAL_FSTYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfa
 # An inline statfs slower than this goes under the deadline guard for good.
 SLOW_INLINE_SECONDS = 0.05
 # Virtual block devices that are never a server's disk.
-_SKIP_BLOCK = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
-
 
 def _unescape(field: str) -> str:
     # /proc/mounts escapes space, tab, newline and backslash as octal.
@@ -162,100 +161,6 @@ class _Filter:
         return True
 
 
-class BlockTopology:
-    """Maps devices to the whole disks behind them, from sysfs.
-
-    Disks and partitions change far less often than Prometheus scrapes, so
-    what sysfs said is reused for a few minutes; that keeps a host scrape
-    as cheap as node_exporter's.
-    """
-
-    # Prometheus scrapes every 15-60 s: a shorter reuse would never hit. A
-    # disk that is resized shows within five minutes.
-    def __init__(self, sys_path: str = "/sys", ttl: float = 300.0, clock: Callable[[], float] = time.monotonic):
-        self.sys_path = sys_path
-        self.ttl, self._clock = ttl, clock
-        self._disks_of: Dict[str, frozenset] = {}
-        self._sizes: Optional[Dict[str, int]] = None
-        self._taken = float("-inf")
-
-    def _expire(self):
-        now = self._clock()
-        if now - self._taken >= self.ttl:
-            self._disks_of, self._sizes, self._taken = {}, None, now
-
-    def disks_of(self, device: str) -> frozenset:
-        """Whole-disk kernel names behind /dev/X (partitions, dm and md resolved)."""
-        self._expire()
-        disks = self._disks_of.get(device)
-        if disks is None:
-            disks = frozenset()
-            if device.startswith("/dev/"):
-                name = self._kernel_name(device)
-                disks = frozenset(self._disks_of_name(name, depth=0))
-            self._disks_of[device] = disks
-        return disks
-
-    def _kernel_name(self, device: str) -> str:
-        """vda1 for /dev/vda1; dm-0 for /dev/mapper/vg-root, even without /dev
-        (systemd's PrivateDevices hides it), through sysfs's dm/name."""
-        name = os.path.basename(os.path.realpath(device))
-        if device.startswith("/dev/mapper/") and not name.startswith("dm-"):
-            block = os.path.join(self.sys_path, "block")
-            for dm in _listdir(block):
-                try:
-                    with open(os.path.join(block, dm, "dm", "name")) as f:
-                        if f.read().strip() == name:
-                            return dm
-                except OSError:
-                    continue
-        return name
-
-    def _disks_of_name(self, name: str, depth: int):
-        cls = os.path.join(self.sys_path, "class", "block", name)
-        if depth > 8 or not os.path.exists(cls):
-            return set()
-        slaves = os.path.join(cls, "slaves")
-        try:
-            below = os.listdir(slaves)
-        except OSError:
-            below = []
-        if below:            # device mapper / md: the disks of every slave
-            out = set()
-            for s in below:
-                out |= self._disks_of_name(s, depth + 1)
-            return out
-        if os.path.exists(os.path.join(cls, "partition")):
-            return {os.path.basename(os.path.dirname(os.path.realpath(cls)))}
-        return {name}
-
-    def disk_sizes(self) -> Dict[str, int]:
-        self._expire()
-        if self._sizes is None:
-            self._sizes = self._read_disk_sizes()
-        return self._sizes
-
-    def _read_disk_sizes(self) -> Dict[str, int]:
-        out = {}
-        block = os.path.join(self.sys_path, "block")
-        try:
-            names = sorted(os.listdir(block))
-        except OSError:
-            return out
-        for name in names:
-            if _SKIP_BLOCK.match(name):
-                continue
-            try:
-                with open(os.path.join(block, name, "size")) as f:
-                    sectors = int(f.read().strip())   # always 512-byte units
-            except (OSError, ValueError):
-                continue
-            # dm and md devices are built from disks, not disks themselves.
-            if sectors > 0 and not _listdir(os.path.join(block, name, "slaves")):
-                out[name] = sectors * 512
-        return out
-
-
 class _Statter:
     """Runs each stat call on a thread of its own with a deadline; remembers stuck mounts.
 
@@ -324,29 +229,22 @@ class _Statter:
         fut.add_done_callback(done)
 
 
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def detect_server_id(root_path: str = "/") -> str:
-    """The cloud's id for this server, from cloud-init, when it is an OpenStack UUID.
+    """The cloud's id for this server, from cloud-init, when a provider knows its form.
 
     cloud-init writes the instance id from the metadata service or config
-    drive; on OpenStack that is the Nova server UUID, the id cloud mode uses.
-    Other forms (Linode's, for one) are not cloud mode's ids: "" then.
+    drive; each provider of the registry says whether it is one of its
+    server ids (on OpenStack, the Nova server UUID). Otherwise "".
     """
+    from .registry import server_id_detectors
     try:
         with open(os.path.join(root_path, "var", "lib", "cloud", "data", "instance-id")) as f:
-            value = f.read().strip().lower()
+            value = f.read()
     except OSError:
         return ""
-    return value if _UUID.match(value) else ""
-
-
-def _listdir(path):
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []
+    return next((sid for sid in (detect(value) for detect in server_id_detectors()) if sid), "")
 
 
 def _error_name(e: BaseException) -> str:

@@ -28,13 +28,16 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .api import Malformed
+
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
-class ResponseTooLarge(requests.exceptions.ConnectionError):
+class ResponseTooLarge(requests.exceptions.ConnectionError, Malformed):
     """An answer past MAX_RESPONSE_BYTES; the connection is dropped (a ConnectionError,
-    so both SDKs' wrappers treat it as a failed request, not a bug)."""
+    so both SDKs' wrappers treat it as a failed request, not a bug; Malformed, so
+    exporter.sources.api reports it as such for every provider)."""
 
 
 class DeadlineAdapter(HTTPAdapter):

@@ -11,8 +11,9 @@ after "now" is not listed yet, and its "_changes" ({"at": ..., "set": {...}})
 apply once "at" has passed, so a backup can go pending -> running ->
 successful while a test watches.
 
-Faults are switched at run time with set_fault(mode, path=None, **params);
-see FAULTS. Every request is recorded in .requests, faulty or not.
+Faults are switched at run time with set_fault(mode, path=None, **params)
+or add_fault(Fault(...)), in the vocabulary of tests/fakes/faults.py (the
+modes of SERVES). Every request is recorded in .requests, faulty or not.
 
     with FakeLinodeAPI("account") as api:
         client = LinodeClient(api.token, base_url=api.url)
@@ -24,14 +25,16 @@ import json
 import math
 import operator
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
+
+from .clock import FakeClock
+from .faults import Fault, LoopbackAPI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "linode"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -40,19 +43,8 @@ MIN_PAGE_SIZE, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 25, 500, 100
 SNAPSHOT_IN_PROGRESS = ("pending", "running", "needsPostProcessing", "paused")
 DEFAULT_TOKEN = "fake-linode-token-5f1c0e9a7b3d4c2e"
 
-FAULTS = {
-    "error": "answer HTTP `status` (default 500) with an errors body giving `reason`",
-    "rate_limited": "answer 429 with Retry-After: `retry_after` (default 30) seconds",
-    "auth_mid_pagination": "answer 401 Invalid Token from page 2 on",
-    "slow": "wait `delay` seconds, then answer normally",
-    "hang": "never answer, until the fault is cleared or the server stops",
-    "malformed_json": "answer 200 with a truncated JSON body",
-    "missing_data": "answer 200 with a JSON object that lacks the expected keys",
-    "page_loop": "serve page 1 again for page 2 and later (pages/results stay consistent)",
-    "pages_grow": "claim one more page than the one asked for, from page 2 on",
-    "short_page": "serve half the items a page should hold, from page 2 on (totals unchanged)",
-    "refused": "close the listening socket, so connections are refused",
-}
+SERVES = ("error", "rate_limited", "auth_mid_pagination", "slow", "hang", "malformed_json", "missing_data",
+          "page_loop", "pages_grow", "short_page", "refused")
 
 # Fields each collection can be filtered on; anything else is a 400, as on the API.
 _FILTERABLE = {
@@ -120,22 +112,6 @@ def load_scenario(name: str) -> dict:
         return json.load(f)
 
 
-class FakeClock:
-    """Unix time that only moves when the test says so; callable like time.time."""
-
-    def __init__(self, now: float):
-        self._now = float(now)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -152,28 +128,6 @@ class _ApiError(Exception):
         self.headers = headers or {}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"      # keep-alive, as the real API
-    disable_nagle_algorithm = True     # headers and body are two writes; don't wait for an ACK between them
-    server_version = "FakeLinodeAPI/1.0"
-
-    def setup(self):
-        super().setup()
-        self.server.api._connections.add(self.connection)
-
-    def finish(self):
-        self.server.api._connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self):
-        self.server.api._handle(self)
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def log_message(self, *args):      # keep test output clean
-        pass
-
-
 def shift_times(obj, seconds: float):
     """The scenario with every timestamp moved by `seconds` (for live=True)."""
     if isinstance(obj, dict):
@@ -188,7 +142,7 @@ def shift_times(obj, seconds: float):
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 
-class FakeLinodeAPI:
+class FakeLinodeAPI(LoopbackAPI):
     """live=True moves the scenario so that its "now" is the real time now and
     follows the wall clock: for tests of the exporter as a process, whose
     clock is the real one."""
@@ -196,6 +150,7 @@ class FakeLinodeAPI:
     def __init__(self, scenario: str = "account", token: str = DEFAULT_TOKEN,
                  clock: Optional[FakeClock] = None, live: bool = False,
                  rate_limiter: Optional[RateLimiter] = None, latency: float = 0.0, sleep=time.sleep):
+        super().__init__()
         self.scenario = load_scenario(scenario)
         self.token = token
         self.rate_limiter = rate_limiter      # None: no limits enforced
@@ -208,74 +163,15 @@ class FakeLinodeAPI:
         self.clock = clock or FakeClock(parse_time(self.scenario["now"]))
         self.requests: List[Request] = []
         self._lock = threading.Lock()
-        self._fault: Optional[Tuple[str, Optional[str], dict]] = None
-        self._release = threading.Event()   # wakes "hang" handlers
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._port = 0
-        self._connections = set()           # open keep-alive connections, cut on "refused"
 
-    # ---- lifecycle ------------------------------------------------------
-
-    def start(self) -> "FakeLinodeAPI":
-        self._listen(self._port)
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        self._close_listener()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    SERVES = SERVES
+    NAME = "fake-linode-api"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}/v4"
 
-    def _listen(self, port):
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.api = self
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-linode-api", daemon=True)
-        self._thread.start()
-
-    def _close_listener(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
     # ---- test controls --------------------------------------------------
-
-    def set_fault(self, mode: str, path: Optional[str] = None, **params) -> None:
-        """Switch a fault on for every request, or for paths under `path` (relative to /v4)."""
-        if mode not in FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; known: {', '.join(FAULTS)}")
-        self.clear_fault()
-        with self._lock:
-            self._fault = (mode, path, params)
-        if mode == "refused":
-            # A server that is down drops its kept-alive connections too.
-            self._close_listener()
-            for conn in list(self._connections):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def clear_fault(self) -> None:
-        with self._lock:
-            fault, self._fault = self._fault, None
-            self._release.set()
-            self._release = threading.Event()
-        if fault and fault[0] == "refused":
-            self._listen(self._port)
 
     def add(self, collection: str, obj: dict) -> None:
         """Add an object to a top-level collection of the scenario (e.g. "events")."""
@@ -295,14 +191,10 @@ class FakeLinodeAPI:
             h.rfile.read(length)
         with self._lock:
             self.requests.append(Request(h.command, url.path, query, dict(h.headers.items())))
-            fault, release = self._active_fault(url.path), self._release
-        mode, params = fault if fault else (None, {})
+        fault = self.faults.match(url.path[len("/v4"):] if url.path.startswith("/v4/") else url.path)
         if self.latency:
             self._sleep(self.latency)
-        if mode == "slow":
-            time.sleep(float(params.get("delay", 1.0)))
-        if mode == "hang":
-            release.wait(timeout=60)
+        if self._wait_if_hanging(fault):
             return
         limited = {}
         try:
@@ -310,7 +202,7 @@ class FakeLinodeAPI:
                 ok, limited = self.rate_limiter.take(url.path)
                 if not ok:
                     raise _ApiError(429, "Too Many Requests", headers=limited)
-            status, body, headers = 200, self._respond(h, url.path, query, mode, params), dict(limited)
+            status, body, headers = 200, self._respond(h, url.path, query, fault), dict(limited)
         except _ApiError as e:
             status, body, headers = e.status, e.body, e.headers
         # The API names the account owning the token on every answer (the API reference's Response Headers).
@@ -328,24 +220,15 @@ class FakeLinodeAPI:
         except OSError:     # the client gave up (timeout) before we answered
             pass
 
-    def _active_fault(self, path):
-        if self._fault is None:
-            return None
-        mode, prefix, params = self._fault
-        if prefix is not None and not path.startswith("/v4" + prefix):
-            return None
-        return mode, params
-
-    def _respond(self, h, path, query, mode, params):
+    def _respond(self, h, path, query, fault: Optional[Fault]):
         page = _int_param(query, "page", 1)
+        mode = fault.mode if fault else None
         if mode == "error":
-            status = int(params.get("status", 500))
-            raise _ApiError(status, params.get("reason") or {
+            raise _ApiError(fault.status, fault.message or {
                 500: "Internal Server Error", 503: "Service Unavailable", 403: "Unauthorized",
-                404: "Not found"}.get(status, "Error"))
+                404: "Not found"}.get(fault.status, "Error"), headers=dict(fault.headers))
         if mode == "rate_limited":
-            raise _ApiError(429, "Too Many Requests",
-                            headers={"Retry-After": str(params.get("retry_after", 30))})
+            raise _ApiError(429, "Too Many Requests", headers={"Retry-After": str(fault.retry_after)})
         if mode == "auth_mid_pagination" and page >= 2:
             raise _ApiError(401, "Invalid Token")
         if mode == "malformed_json":

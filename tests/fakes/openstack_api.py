@@ -8,11 +8,13 @@ service's own "next" link shape, and the error bodies.
 A *scenario* is a timeline of steps (see tests/fixtures/openstack/*.yaml); each
 step patches the state of the previous one and moves the fake's clock, so a
 test can walk an image from queued to active across refreshes. *Faults* are
-switched on at run time and apply to the requests whose path they match:
-error statuses, slow, hung and stalled answers, malformed JSON, next links
-that loop or overlap; stop() refuses further connections, refuse() does so
-until accept(). Every request is recorded in ``requests``; every token
-issued in ``tokens_issued``.
+switched on at run time with add_fault(Fault(...)) or set_fault(mode, path),
+in the vocabulary of tests/fakes/faults.py (the modes of SERVES), and apply
+to the requests whose path they match: error statuses, slow, hung and
+stalled answers, malformed JSON, next links that loop or overlap, refused
+connections; stop() refuses further connections, refuse() does so until
+accept(). Every request is recorded in ``requests``; every token issued in
+``tokens_issued``.
 
 live=True is for tests of the exporter as a process, whose clock is the real
 one: each goto() moves the scenario so that the step's time is the real time
@@ -36,6 +38,10 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import yaml
+
+from .faults import Fault, Faults
+
+SERVES = ("error", "rate_limited", "slow", "hang", "stall", "malformed_json", "page_loop", "page_overlap", "refused")
 
 MAX_LIMIT = 1000            # Glance api_limit_max, Nova/Cinder osapi_max_limit
 GLANCE_DEFAULT_LIMIT = 25   # Glance limit_param_default
@@ -180,43 +186,6 @@ class Scenario:
             obj["updated_at"] = now
 
 
-# ---- faults ------------------------------------------------------------------
-
-@dataclass
-class Fault:
-    """Misbehaviour for requests whose path matches ``path`` (a regex, searched).
-
-    kind: "status" (answer ``status``), "delay" (answer late by ``delay``
-    seconds), "hang" (never answer until stop()), "stall" (send the headers
-    and a few bytes, then nothing until stop()), "malformed" (200 with a
-    truncated JSON body), "loop" (paginated listings always link back to
-    their first page), "overlap" (the next link marks the page's first item
-    instead of its last, so pages repeat items). ``skip`` lets that many
-    matching requests through first; ``times`` limits how often it fires
-    (None: forever). ``message`` replaces the error body's message of a
-    "status" fault (e.g. to echo a secret, as a careless proxy might).
-    """
-    kind: str
-    path: str = ""
-    status: int = 500
-    delay: float = 0.0
-    headers: Dict[str, str] = field(default_factory=dict)
-    skip: int = 0
-    times: Optional[int] = None
-    message: str = ""
-    seen: int = 0
-    fired: int = 0
-
-    def take(self, path: str) -> bool:
-        if not re.search(self.path, path):
-            return False
-        self.seen += 1
-        if self.seen <= self.skip or (self.times is not None and self.fired >= self.times):
-            return False
-        self.fired += 1
-        return True
-
-
 _ERROR_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                  429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 
@@ -230,7 +199,7 @@ class FakeOpenStack:
     """One project on one fake cloud.
 
         fake = FakeOpenStack(Scenario.from_file(...)).start()
-        fake.url, fake.now, fake.step(), fake.add_fault(Fault("status", "/v2/images", 503))
+        fake.url, fake.now, fake.step(), fake.add_fault(Fault("error", "/v2/images", 503))
         fake.requests -> [(method, path, query, headers), ...]
         fake.stop()
     """
@@ -259,7 +228,7 @@ class FakeOpenStack:
         self.requests: List[Request] = []
         self.tokens_issued: List[str] = []
         self._valid_tokens: set = set()
-        self._faults: List[Fault] = []
+        self.faults = Faults(SERVES)
         self._lock = threading.Lock()
         self._tls = threading.local()     # the headers of the request a handler thread serves
         self._stopping = threading.Event()
@@ -337,25 +306,24 @@ class FakeOpenStack:
 
     # -- faults and tokens --
     def add_fault(self, fault: Fault) -> Fault:
-        with self._lock:
-            self._faults.append(fault)
+        self.faults.add(fault)
+        if fault.mode == "refused":
+            self.refuse()
         return fault
 
+    def set_fault(self, mode: str, path: Optional[str] = None, **params) -> Fault:
+        """Clear the faults on, then switch one on for every request or for paths starting with `path`."""
+        self.clear_faults()
+        return self.add_fault(Fault(mode, "^" + re.escape(path) if path else "", **params))
+
     def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        if any(f.mode == "refused" for f in self.faults.clear()):
+            self.accept()
 
     def expire_tokens(self) -> None:
         """Every issued token becomes invalid (401) as when Keystone's tokens expire."""
         with self._lock:
             self._valid_tokens.clear()
-
-    def _fault_for(self, path) -> Optional[Fault]:
-        with self._lock:
-            for f in self._faults:
-                if f.take(path):
-                    return f
-        return None
 
     def record(self, req: Request) -> None:
         with self._lock:
@@ -433,29 +401,33 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         fake.record((method, path, query, dict(self.headers.items())))
         fake._tls.headers = self.headers
-        fault = fake._fault_for(path)
-        kind = fault.kind if fault is not None else ""
+        fault = fake.faults.match(path)
+        kind = fault.mode if fault is not None else ""
         if kind == "hang":
             fake._stopping.wait()          # until stop(); then drop the connection unanswered
             self.close_connection = True
             return
-        if kind == "delay" and fake._stopping.wait(fault.delay):
+        if kind == "slow" and fake._stopping.wait(fault.delay):
             self.close_connection = True
             return
         if kind == "stall":
             self._stall()
             return
-        if kind == "malformed":
+        if kind == "malformed_json":
             self._send(200, {}, b'{"images": [{"id": "')
             return
         try:
-            if kind == "status":
+            if kind == "error":
                 raise _HttpError(fault.status, fault.message)
+            if kind == "rate_limited":
+                raise _HttpError(429, fault.message or "Rate limit exceeded")
             status, headers, doc = self._route(method, path, query, body, link=kind)
         except _HttpError as e:
             status, headers, doc = e.status, {}, _error_body(e.status, e.message, path)
-            if kind == "status":
+            if kind == "error":
                 headers = fault.headers
+            if kind == "rate_limited":
+                headers = {"Retry-After": str(fault.retry_after)}
         self._send(status, headers, json.dumps(doc).encode())
 
     def _stall(self):
@@ -715,13 +687,13 @@ def _page(ids, query, default_limit):
 def _next_query(query, page, limit, link):
     """The next page's query: the request's own filters, limit and marker.
 
-    link "loop" drops the marker (back to the first page); "overlap" marks
+    link "page_loop" drops the marker (back to the first page); "page_overlap" marks
     the page's first item, so the next page repeats items of this one.
     """
     q = {k: v for k, v in query.items() if k not in ("marker", "limit")}
     q["limit"] = str(limit)
-    if link != "loop" and page:
-        q["marker"] = page[0] if link == "overlap" else page[-1]
+    if link != "page_loop" and page:
+        q["marker"] = page[0] if link == "page_overlap" else page[-1]
     return urlencode(q)
 
 
@@ -813,7 +785,7 @@ def _glance_images(fake, query, link):
     page, limit, more = _page(ids, query, GLANCE_DEFAULT_LIMIT)
     doc = {"images": [_glance_image(i, objs[i], pid) for i in page],
            "first": "/v2/images", "schema": "/v2/schemas/images"}
-    if more or link == "loop":
+    if more or link == "page_loop":
         doc["next"] = "/v2/images?" + _next_query(query, page, limit, link)
     return 200, {}, doc
 
@@ -900,7 +872,7 @@ def _nova_servers(fake, query, base, link):
     ids = [i for i in order if _visible(fake, objs[i], query, "all_tenants")]
     page, limit, more = _page(ids, query, MAX_LIMIT)
     doc = {"servers": [_nova_server(i, objs[i], base) for i in page]}
-    if more or link == "loop":
+    if more or link == "page_loop":
         href = f"{INTERNAL_HOST}/v2.1/servers/detail?" + _next_query(query, page, limit, link)
         doc["servers_links"] = [{"rel": "next", "href": href}]
     return 200, {}, doc
@@ -981,7 +953,7 @@ def _cinder_snapshots(fake, query, base, link):
         ids = [i for i in ids if objs[i].get("status", "available") == query["status"]]
     page, limit, more = _page(ids, query, MAX_LIMIT)
     doc = {"snapshots": [_cinder_snapshot(i, objs[i]) for i in page]}
-    if more or link == "loop":
+    if more or link == "page_loop":
         pid = fake.scenario.project_id
         href = f"{INTERNAL_HOST}/v3/{pid}/snapshots/detail?" + _next_query(query, page, limit, link)
         doc["snapshots_links"] = [{"rel": "next", "href": href}]

@@ -14,9 +14,10 @@ PascalCase keys.
   answers "Status": "Offline" and no HostServerId, as the reference says it
   does; GET /agent/{id} has the real status.
 
-Faults are switched at run time with set_fault(mode, path=None, **params),
-with the vocabulary of tests/fakes/linode_api.py; see FAULTS. `path` is a
-prefix of the path after /v1.0/<tenant> ("/agent"), or "/v2.0" for Identity.
+Faults are switched at run time with set_fault(mode, path=None, **params)
+or add_fault(Fault(...)), in the vocabulary of tests/fakes/faults.py (the
+modes of SERVES). `path` is matched against the path after /v1.0/<tenant>
+("/agent"), or the full path for Identity ("/v2.0").
 Every request is recorded in .requests.
 """
 from __future__ import annotations
@@ -24,30 +25,22 @@ from __future__ import annotations
 import copy
 import json
 import re
-import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
+
+from .faults import Fault, LoopbackAPI
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
 REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
 USERNAME, API_KEY, TENANT = "jsmith", "fake-rackspace-api-key-9d2c41", "110011"
 
-FAULTS = {
-    "error": "answer HTTP `status` (default 500) with a Rackspace fault body",
-    "rate_limited": "answer 429 with Retry-After: `retry_after` (default 30) seconds",
-    "auth_rejected": "Identity answers 401 to every token request (revoked API key)",
-    "slow": "wait `delay` seconds, then answer normally",
-    "hang": "never answer, until the fault is cleared or the server stops",
-    "malformed_json": "answer 200 with a truncated JSON body",
-    "missing_data": "answer 200 with a JSON value that lacks the expected keys",
-    "refused": "close the listening socket, so connections are refused",
-}
+SERVES = ("error", "rate_limited", "auth_rejected", "slow", "hang", "malformed_json", "missing_data", "refused")
 
 
 def fixture(name: str):
@@ -78,32 +71,13 @@ def _fault_body(status: int, message: str) -> dict:
     return {name: {"code": status, "message": message}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server_version = "FakeRackspaceBackup/1.0"
-
-    def setup(self):
-        super().setup()
-        self.server.api._connections.add(self.connection)
-
-    def finish(self):
-        self.server.api._connections.discard(self.connection)
-        super().finish()
-
-    def do_GET(self):
-        self.server.api._handle(self)
-
-    do_POST = do_PUT = do_DELETE = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
-class FakeRackspaceBackup:
+class FakeRackspaceBackup(LoopbackAPI):
     """The account: agents, backup configurations, activity and reports, as plain documented dicts."""
+    SERVES = SERVES
+    NAME = "fake-rackspace-backup"
 
     def __init__(self, username: str = USERNAME, api_key: str = API_KEY, tenant: str = TENANT):
+        super().__init__()
         self.username, self.api_key, self.tenant = username, api_key, tenant
         self.agents: Dict[str, dict] = {}           # MachineAgentId -> "List agent details" body
         self.configurations: List[dict] = []        # "List all backup configurations for a user" items
@@ -112,12 +86,6 @@ class FakeRackspaceBackup:
         self.tokens: List[str] = []
         self.requests: List[Request] = []
         self._lock = threading.Lock()
-        self._fault: Optional[Tuple[str, Optional[str], dict]] = None
-        self._release = threading.Event()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._port = 0
-        self._connections = set()
 
     # ---- building the account from the documented examples ----------------------------
 
@@ -174,22 +142,6 @@ class FakeRackspaceBackup:
                 if a["BackupId"] == backup_id:
                     a.update(CurrentState=state, TimeOfActivity=dotnet_date(at))
 
-    # ---- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> "FakeRackspaceBackup":
-        self._listen(self._port)
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        self._close_listener()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
@@ -210,46 +162,6 @@ class FakeRackspaceBackup:
             lines.append(f"    region_name: {region}")
         return "\n".join(lines) + "\n"
 
-    def _listen(self, port):
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.api = self
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-rackspace-backup", daemon=True)
-        self._thread.start()
-
-    def _close_listener(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    # ---- faults ------------------------------------------------------------------------
-
-    def set_fault(self, mode: str, path: Optional[str] = None, **params) -> None:
-        if mode not in FAULTS:
-            raise ValueError(f"unknown fault {mode!r}; known: {', '.join(FAULTS)}")
-        self.clear_fault()
-        with self._lock:
-            self._fault = (mode, path, params)
-        if mode == "refused":
-            self._close_listener()
-            for conn in list(self._connections):
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def clear_fault(self) -> None:
-        with self._lock:
-            fault, self._fault = self._fault, None
-            self._release.set()
-            self._release = threading.Event()
-        if fault and fault[0] == "refused":
-            self._listen(self._port)
-
     def paths(self) -> List[str]:
         return [r.path for r in self.requests]
 
@@ -262,18 +174,12 @@ class FakeRackspaceBackup:
         route = _route_path(path, self.tenant)
         with self._lock:
             self.requests.append(Request(h.command, path, dict(h.headers.items())))
-            fault, release = self._fault, self._release
-        mode, params = None, {}
-        if fault and (fault[1] is None or (route or path).startswith(fault[1])):
-            mode, params = fault[0], fault[2]
-        if mode == "slow":
-            time.sleep(float(params.get("delay", 1.0)))
-        if mode == "hang":
-            release.wait(timeout=60)
+        fault = self.faults.match(route or path)
+        if self._wait_if_hanging(fault):
             return
         headers = {}
         try:
-            status, body = 200, self._respond(h, path, route, raw_body, mode, params)
+            status, body = 200, self._respond(h, path, route, raw_body, fault)
         except _Fault as e:
             status, body, headers = e.status, e.body, e.headers
         if isinstance(body, bytes):
@@ -291,14 +197,14 @@ class FakeRackspaceBackup:
         except OSError:
             pass
 
-    def _respond(self, h, path, route, raw_body, mode, params):
+    def _respond(self, h, path, route, raw_body, fault: Optional[Fault]):
+        mode = fault.mode if fault else None
         if mode == "error":
-            status = int(params.get("status", 500))
-            raise _Fault(status, _fault_body(status, "The server has either erred or is incapable of performing"
-                                                     " the requested operation."))
+            raise _Fault(fault.status, _fault_body(fault.status, fault.message or "The server has either erred or "
+                                                   "is incapable of performing the requested operation."),
+                         dict(fault.headers))
         if mode == "rate_limited":
-            raise _Fault(429, _fault_body(429, "Too many requests"),
-                         {"Retry-After": str(params.get("retry_after", 30))})
+            raise _Fault(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
         if mode == "malformed_json":
             return b'[{"MachineAgentId": 213564, "MachineName": '
         if mode == "missing_data":

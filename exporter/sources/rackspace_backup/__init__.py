@@ -1,9 +1,9 @@
 """Rackspace Cloud Backup, as a provider: what the exporter needs to know before importing any SDK.
 
 Everything here is plain data and functions of the standard library, so the
-config check, the CLI and (later) the provider registry can read it in host
-mode without keystoneauth1 or rackspaceauth installed. The source itself is
-in `source.py`, loaded through `exporter.sources.provider_module()`.
+provider registry (exporter.sources.registry) can read it in host mode
+without keystoneauth1 or rackspaceauth installed. The source itself is in
+`source.py`, imported when a cloud of this provider is polled.
 
 Authentication is the Rackspace cloud's own: one clouds.yaml entry with
 `auth_type: rackspace_apikey` (PyPI `rackspaceauth`), the same entry the
@@ -15,54 +15,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List
+from typing import List
+
+from .. import provider as p
 
 NAME = "rackspace_backup"
-SOURCE_MODULE = "rackspace_backup.source"    # under exporter.sources
-SOURCE_CLASS = "RackspaceBackupSource"
 EXTRA = "rackspace"                          # pip install 'imaging-exporter[rackspace]'
 SDK = "keystoneauth1 and rackspaceauth"
-DEFAULT_PROFILE = "rackspace_backup"
 CATALOG_TYPE = "rax:backup"
 AUTH_TYPES = ("rackspace_apikey", "rackspace_password", "rackspace_token")
-# The SDK's loggers that print request lines (with the token's owner) at debug, warnings at info.
-QUIET_LOGGERS = ("keystoneauth", "rackspaceauth", "openstack.config", "urllib3")
-
-
-@dataclass(frozen=True)
-class Option:
-    default: Any
-    parse: Callable[[Any], Any]   # raises ValueError with a message for the config error line
-    help: str
-
-
-def _string(v):
-    if not isinstance(v, str):
-        raise ValueError(f"must be a string, not {type(v).__name__}")
-    return v
 
 
 def _region(v):
-    v = _string(v)
+    v = p.string(v)
     if v and not re.fullmatch(r"[A-Za-z0-9_-]+", v):
         raise ValueError(f"{v!r} is not a region name (DFW, ORD, IAD, LON, HKG, SYD)")
     return v.upper()
 
 
 def _api_url(v):
-    v = _string(v)
-    if v and not re.match(r"^https?://", v):
-        raise ValueError(f"{v!r} must start with http:// or https://")
-    return v.rstrip("/")
-
-
-OPTIONS: Dict[str, Option] = {
-    "cloud": Option("", _string, "clouds.yaml entry (auth_type rackspace_apikey); empty: OS_CLOUD"),
-    "region": Option("", _region, "catalog region of the Cloud Backup endpoint; empty: the entry's region_name"),
-    "api_url": Option("", _api_url, "Cloud Backup endpoint with the tenant (https://dfw.backup.api."
-                                    "rackspacecloud.com/v1.0/123456), instead of the catalog's"),
-}
+    return p.http_url(v, required=False)
 
 
 def preflight(cfg) -> List[str]:
@@ -72,7 +44,7 @@ def preflight(cfg) -> List[str]:
     except ImportError:
         return [f"provider {NAME} needs {SDK}: pip install 'imaging-exporter[{EXTRA}]'"]
     loader = os_config.OpenStackConfig()
-    name = cfg.cloud or os.environ.get("OS_CLOUD") or ""
+    name = cfg.options["cloud"] or os.environ.get("OS_CLOUD") or ""
     entry = (getattr(loader, "cloud_config", None) or {}).get("clouds", {}).get(name) if name else None
     if isinstance(entry, dict) and entry.get("auth_type") not in AUTH_TYPES:
         # Before get_one(), which fails on the plugin's options with a less useful message.
@@ -98,3 +70,22 @@ def preflight(cfg) -> List[str]:
 def _wrong_auth_type(name, auth_type) -> str:
     return (f"clouds.yaml entry {name or '(OS_CLOUD)'}: auth_type is {auth_type or 'not set'!r}; "
             f"Cloud Backup needs one of {', '.join(AUTH_TYPES)} (pip install rackspaceauth)")
+
+
+PROVIDER = p.Provider(
+    name=NAME,
+    source=f"{__name__}.source:RackspaceBackupSource",
+    extra=EXTRA,
+    sdk=SDK,
+    profile="rackspace_backup",
+    options={
+        "cloud": p.Option("", p.string, "clouds.yaml entry (auth_type rackspace_apikey); empty: OS_CLOUD"),
+        "region": p.Option("", _region, "catalog region of the Cloud Backup endpoint; empty: the entry's "
+                                        "region_name"),
+        "api_url": p.Option("", _api_url, "Cloud Backup endpoint with the tenant (https://dfw.backup.api."
+                                          "rackspacecloud.com/v1.0/123456), instead of the catalog's"),
+    },
+    preflight=preflight,
+    # The SDK's loggers that print request lines (with the token's owner) at debug, warnings at info.
+    quiet_loggers=("keystoneauth", "rackspaceauth", "openstack.config", "urllib3"),
+)

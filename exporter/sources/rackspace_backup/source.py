@@ -28,15 +28,12 @@ from keystoneauth1 import exceptions as ksa_exc
 
 from ... import __version__
 from ...config import CloudConfig
-from ...errors import SourceError
 from ...models import (BackupAgent, BackupConfiguration, BackupFailures, CloudSnapshot, FinishedJob,
                        RunningJob, Server)
-from ...profiles import Profile, common
-# One exception wrapper and classifier for every keystoneauth-based source,
-# shared with the OpenStack source until the registry's common module holds it.
+from ...profiles import Profile
+from .. import api, keystone
 from ..http_deadline import DeadlineAdapter
-from ..openstack import _call
-from . import CATALOG_TYPE, NAME, preflight  # noqa: F401 - preflight is part of the provider's module
+from . import CATALOG_TYPE, NAME
 
 # CurrentState of a backup, from "Checking backup status" and "List backup details".
 RUNNING = frozenset({"creating", "queued", "preparing", "inprogress", "startrequested", "startscheduled",
@@ -56,6 +53,7 @@ class RackspaceBackupSource:
         self.cfg = cfg
         self.profile = profile
         self._clock = clock
+        self._classify = keystone.classifier(cfg.request_timeout, cfg.options["cloud"])
         self._session = None
         self._endpoint = ""
         self._reports: Dict[str, Tuple[float, float]] = {}   # backup id -> (start, end), reports read
@@ -65,9 +63,9 @@ class RackspaceBackupSource:
 
     def refresh(self) -> CloudSnapshot:
         now = self._clock()
-        session = _call("loading the cloud configuration", self._connect, self.cfg)
-        access = _call("authenticating", lambda: session.auth.get_access(session), self.cfg)
-        base = _call("finding the Cloud Backup endpoint", lambda: self._base_url(session), self.cfg)
+        session = api.call("loading the cloud configuration", self._connect, self._classify)
+        access = api.call("authenticating", lambda: session.auth.get_access(session), self._classify)
+        base = api.call("finding the Cloud Backup endpoint", lambda: self._base_url(session), self._classify)
 
         listed = self._get("listing agents", f"{base}/user/agents", list)
         agents = [self._get(f"reading agent {_id(a, 'MachineAgentId')}",
@@ -76,8 +74,8 @@ class RackspaceBackupSource:
         activity = self._get("listing activity", f"{base}/activity", list)
 
         since = now - self.cfg.lookback
-        snap = _call("reading the answers", lambda: self._snapshot(base, now, since, access, agents, configs,
-                                                                   activity), self.cfg)
+        with api.step("reading the answers", self._classify), api.reading():
+            snap = self._snapshot(base, now, since, access, agents, configs, activity)
         self._heartbeats = {a.agent_id: a.last_heartbeat for a in snap.backup_agents if a.last_heartbeat}
         return snap
 
@@ -91,7 +89,7 @@ class RackspaceBackupSource:
     def _connect(self):
         if self._session is None:
             from openstack import config as os_config
-            region = os_config.OpenStackConfig().get_one(cloud=self.cfg.cloud or None)
+            region = os_config.OpenStackConfig().get_one(cloud=self.cfg.options["cloud"] or None)
             session = region.get_session()
             session.timeout = float(self.cfg.request_timeout)
             # request_timeout bounds each whole response, as for the other clouds: an API
@@ -99,12 +97,12 @@ class RackspaceBackupSource:
             for scheme in ("https://", "http://"):
                 session.session.mount(scheme, DeadlineAdapter(deadline=self.cfg.request_timeout))
             session.app_name, session.app_version = "imaging-exporter", __version__
-            self._session, self._region = session, self.cfg.region or region.region_name or None
+            self._session, self._region = session, self.cfg.options["region"] or region.region_name or None
         return self._session
 
     def _base_url(self, session) -> str:
-        if self.cfg.api_url:
-            return self.cfg.api_url
+        if self.cfg.options["api_url"]:
+            return self.cfg.options["api_url"]
         url = session.get_endpoint(service_type=CATALOG_TYPE, interface="public", region_name=self._region)
         if not url:
             raise ksa_exc.EndpointNotFound(CATALOG_TYPE)
@@ -114,26 +112,29 @@ class RackspaceBackupSource:
         def run():
             resp = self._session.get(url, connect_retries=0, status_code_retries=0,
                                      headers={"Accept": "application/json"})
-            body = resp.json()
+            with api.reading():
+                body = resp.json()
             if not isinstance(body, shape):
-                raise ValueError(f"the answer is not a JSON {shape.__name__}")
+                raise api.Malformed(f"the answer is not a JSON {shape.__name__}")
             return body
-        return _call(what, run, self.cfg)
+        return api.call(what, run, self._classify)
 
     def _report(self, base: str, backup_id: str) -> Optional[Tuple[float, float]]:
         """(start, end) from the backup's report, read once; None when the API has no report."""
         if backup_id not in self._reports:
             def read():
                 try:
-                    return self._session.get(f"{base}/backup/report/{backup_id}", connect_retries=0,
-                                             status_code_retries=0, headers={"Accept": "application/json"}).json()
+                    resp = self._session.get(f"{base}/backup/report/{backup_id}", connect_retries=0,
+                                             status_code_retries=0, headers={"Accept": "application/json"})
                 except ksa_exc.NotFound:
                     return None
-            body = _call(f"reading the report of backup {backup_id}", read, self.cfg)
+                with api.reading():
+                    return resp.json()
+            body = api.call(f"reading the report of backup {backup_id}", read, self._classify)
             if body is None:
                 return None
             if not isinstance(body, dict):
-                raise ValueError("a backup report is not a JSON object")
+                raise api.Malformed("a backup report is not a JSON object")
             start, end = _date(body["StartTime"]), _date(body["CompletedTime"])     # null: not known
             if start is None or end is None:
                 return None
@@ -179,7 +180,7 @@ class RackspaceBackupSource:
                 running.append(RunningJob(job_id=job_id, kind="backup", server_id=server_id,
                                           server_name=str(a.get("SourceMachineName") or ""),
                                           phase=str(a.get("CurrentState")), started=at))
-            elif (state in SUCCEEDED or state in FAILED) and at >= since - common().job_stuck_after:
+            elif (state in SUCCEEDED or state in FAILED) and at >= since - self.profile.job_stuck_after:
                 # TimeOfActivity is the last change of state; a backup that ran longer than
                 # the stuck threshold is not worth a report request.
                 span = self._report(base, job_id) if state in SUCCEEDED or state == "failed" else None

@@ -7,7 +7,7 @@ the Linode API). So they are read again only when they can have changed:
 
 - never read yet (a new instance, or the Backup Service just switched on);
 - disks: an event of a disk-changing action on the instance since they were read
-  (linode_records.DISK_ACTIONS; the events listing is read every refresh anyway);
+  (records.DISK_ACTIONS; the events listing is read every refresh anyway);
 - backups: the instance listing's backups.last_successful moved, a backup was
   in progress when last read, or a backup event since they were read;
 - a sweep: each refresh re-reads the least recently read ones, as many as
@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..models import Disk, Server
-from .linode_records import (BACKUP_ACTIONS, BACKUP_IN_PROGRESS, DISK_ACTIONS, EVENT_OUTCOME, Backup,
+from ...models import Disk, Server
+from .records import (BACKUP_ACTIONS, BACKUP_IN_PROGRESS, DISK_ACTIONS, EVENT_OUTCOME, Backup,
                              LinodeEvent)
 
 NEW, CHANGED, SWEEP = "new", "changed", "sweep"

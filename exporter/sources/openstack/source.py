@@ -11,7 +11,7 @@ the project (no call per image or per server):
 
 plus the Keystone token POST and version discovery, which the SDK caches,
 and GET /servers/{id}/os-instance-actions for a job whose image vanished
-(at most cfg.action_lookups a refresh; exporter.sources.openstack_vanished).
+(at most the action_lookups option a refresh; vanished.py).
 
 Volume snapshots are an optional part: a Cinder that is missing, offers no
 usable version or fails is reported by imaging_source_part_up and a log
@@ -23,31 +23,27 @@ paginated here. The SDK's Resource objects cost about 4 ms each to build (10k
 images and 5k servers would take a minute of CPU per refresh), and owning the
 pagination lets a refresh stop a next chain that loops.
 
-Errors become SourceError with a fixed reason; messages are built here from
-safe parts only, never from the SDK's text, which can carry URLs and bodies.
+Errors become SourceError through exporter.sources.api, classified by
+exporter.sources.keystone: messages from safe parts only, never the SDK's text.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Callable, List, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from keystoneauth1 import exceptions as ksa_exc
 import openstack
 from openstack import exceptions as sdk_exc
-import requests
-import urllib3
 
-from .. import __version__
-from ..config import CloudConfig
-from ..errors import SourceError
-from ..models import CloudSnapshot, FinishedJob, Image, Server
-from ..profiles import Profile
-from . import openstack_jobs as jobs, openstack_vanished as vanished, quota as quota_mod
-from .http_deadline import DeadlineAdapter, ResponseTooLarge
+from ... import __version__
+from ...config import CloudConfig
+from ...errors import SourceError
+from ...models import CloudSnapshot, FinishedJob, Image, Server
+from ...profiles import Profile
+from .. import api, keystone, quota as quota_mod
+from ..http_deadline import DeadlineAdapter
+from . import jobs, vanished
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +57,6 @@ ACTIONS_MICROVERSION = "2.58"
 T = TypeVar("T")
 
 
-def preflight(cfg: CloudConfig) -> List[str]:
-    """Problems --check-config can see without calling the API: the clouds.yaml entry."""
-    from openstack import config as os_config
-    from openstack.config import loader
-    config = os_config.OpenStackConfig()
-    try:
-        config.get_one(cloud=cfg.cloud or None)
-    except Exception as e:  # noqa: BLE001 - openstacksdk raises several kinds; the message names the entry
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "rackspace_" in first and "could not be found" in first:
-            first += "; Rackspace's API-key auth needs pip install 'imaging-exporter[rackspace]'"
-        if config.config_filename:
-            return [f"clouds.yaml: {first} (read {config.config_filename})"]
-        # Where openstacksdk looks, so the operator can put the file in one of them.
-        searched = [os.environ["OS_CLIENT_CONFIG_FILE"]] if os.environ.get("OS_CLIENT_CONFIG_FILE") else []
-        searched = dict.fromkeys(searched + list(loader.CONFIG_FILES))
-        return [f"clouds.yaml: {first} (no clouds.yaml found; searched {', '.join(searched)})"]
-    return []
-
-
 class OpenStackSource:
     provider = "openstack"
 
@@ -88,6 +64,8 @@ class OpenStackSource:
                  *, page_size: int = PAGE_SIZE, max_pages: int = MAX_PAGES):
         self.cfg = cfg
         self.profile = profile
+        self._all_projects = cfg.options["all_projects"]
+        self._classify = keystone.classifier(cfg.request_timeout, cfg.options["cloud"])
         self._clock = clock
         self._page_size = page_size
         self._max_pages = max_pages
@@ -99,10 +77,10 @@ class OpenStackSource:
 
     def refresh(self) -> CloudSnapshot:
         now = self._clock()
-        conn = _call("loading the cloud configuration", self._connection, self.cfg)
-        access = _call("authenticating", lambda: conn.session.auth.get_access(conn.session), self.cfg)
+        conn = api.call("loading the cloud configuration", self._connection, self._classify)
+        access = api.call("authenticating", lambda: conn.session.auth.get_access(conn.session), self._classify)
         project_id = access.project_id
-        everyone = {"all_tenants": "1"} if self.cfg.all_projects else {}
+        everyone = {"all_tenants": "1"} if self._all_projects else {}
 
         images = self._images(conn, project_id)
         servers = self._list("listing servers", jobs.server_record, conn, "compute", "/servers/detail", "servers",
@@ -110,13 +88,13 @@ class OpenStackSource:
         volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
-        usage = None if self.cfg.all_projects else _call(
-            "reading image usage", lambda: _image_usage(conn.image), self.cfg)
+        usage = None if self._all_projects else api.call(
+            "reading image usage", lambda: _image_usage(conn.image), self._classify)
 
         horizon = now - self.cfg.lookback
         who = jobs.Attribution(servers, volume_snapshots)
         images = [who.image(i) for i in images]
-        if self.cfg.all_projects:
+        if self._all_projects:
             images = jobs.own_images(images, project_id, who.servers)
         snaps = volume_snapshots or []
         running = jobs.image_running(images, who.servers) + jobs.volume_snapshot_running(snaps, who)
@@ -128,7 +106,7 @@ class OpenStackSource:
             listed |= {j.job_id for j in unread}
             tracked += unread
         memory = vanished.advance(self._vanished, listed, tracked, now, self.cfg.lookback,
-                                  self.cfg.action_lookups, lambda job: self._action_of(conn, job))
+                                  self.cfg.options["action_lookups"], lambda job: self._action_of(conn, job))
         if who.unattributed:
             log.info("cloud %s: %d jobs or images credited to no server: %s", self.cfg.name,
                      len(who.unattributed), ", ".join(f"{k} ({v})" for k, v in sorted(who.unattributed.items())[:10]))
@@ -160,7 +138,7 @@ class OpenStackSource:
     def _connection(self):
         if self._conn is None:
             self._conn = openstack.connect(
-                cloud=self.cfg.cloud or None, api_timeout=self.cfg.request_timeout,
+                cloud=self.cfg.options["cloud"] or None, api_timeout=self.cfg.request_timeout,
                 app_name="imaging-exporter", app_version=__version__)
             # request_timeout for each whole response too, not only each read (a dripping API).
             for scheme in ("https://", "http://"):
@@ -172,11 +150,11 @@ class OpenStackSource:
         def run():
             proxy = getattr(conn, service)      # may authenticate and read the catalog
             return self._paginate(what, build, proxy, path, key, params)
-        return _call(what, run, self.cfg)
+        return api.call(what, run, self._classify)
 
     def _images(self, conn, project_id: str) -> List[jobs.OsImage]:
         """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
-        owner = {} if self.cfg.all_projects else {"owner": project_id}
+        owner = {} if self._all_projects else {"owner": project_id}
         shown = self._list("listing images", jobs.image_record, conn, "image", "/images", "images", owner)
         hidden = self._list("listing hidden images", jobs.image_record, conn, "image", "/images", "images",
                             {**owner, "os_hidden": "true"})
@@ -200,7 +178,7 @@ class OpenStackSource:
             return None
 
     def _action_of(self, conn, job: FinishedJob) -> Optional[FinishedJob]:
-        """A vanished job as its server's instance actions tell it (exporter.sources.openstack_vanished).
+        """A vanished job as its server's instance actions tell it (vanished.py).
 
         With Nova 2.58 or later the list is cut by changes-since and says when
         the action ended; before that the whole list is read and the message
@@ -213,8 +191,8 @@ class OpenStackSource:
         else:
             query, microversion = None, None
         try:
-            body = _call("reading instance actions", lambda: _get_json(
-                conn.compute, path, query, microversion=microversion), self.cfg)
+            body = api.call("reading instance actions", lambda: _get_json(
+                conn.compute, path, query, microversion=microversion), self._classify)
         except SourceError as e:
             if e.reason in ("http_4xx", "auth"):    # the server is gone, or policy forbids: cannot tell
                 return None
@@ -223,8 +201,9 @@ class OpenStackSource:
         if not isinstance(actions, list):
             return None
         try:
-            return vanished.classify(actions, job)
-        except (KeyError, TypeError, ValueError):
+            with api.reading():
+                return vanished.classify(actions, job)
+        except api.Malformed:
             return None
 
     def _paginate(self, what: str, build: Callable[[dict], T], proxy, path: str, key: str,
@@ -279,7 +258,8 @@ def _get_json(proxy, path: str, query: Optional[dict] = None, microversion: Opti
     extra = {"microversion": microversion} if microversion else {}
     resp = proxy.get(path, params=query, raise_exc=False, connect_retries=0, status_code_retries=0, **extra)
     sdk_exc.raise_from_response(resp)
-    return resp.json()
+    with api.reading():
+        return resp.json()
 
 
 def _supports(proxy, microversion: str) -> bool:
@@ -319,112 +299,3 @@ def _image_usage(image_proxy) -> Optional[dict]:
     if not isinstance(usage, dict):
         raise SourceError("malformed", "reading image usage: the answer has no usage mapping")
     return usage or None
-
-
-# ---- errors ------------------------------------------------------------------
-
-def _call(what: str, fn: Callable[[], T], cfg: CloudConfig) -> T:
-    """Run one step of a refresh; turn whatever it raises into a SourceError."""
-    try:
-        return fn()
-    except SourceError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure must become a SourceError
-        reason, detail = _classify(exc, cfg)
-        after = _retry_after(exc)
-        if after is not None:
-            detail += f" (Retry-After {after:g} s)"
-        raise SourceError(reason, f"{what}: {detail}", retry_after=after) from None
-
-
-def _classify(exc: Exception, cfg: CloudConfig) -> Tuple[str, str]:
-    """(reason, safe detail). Never str(exc): SDK messages can carry URLs, bodies and headers.
-
-    keystoneauth wraps the real cause (a refused connection becomes a
-    DiscoveryFailure, a body that stalls a ConnectFailure), so the whole
-    chain is searched: timeouts first, then connection and HTTP errors.
-    """
-    chain = _chain(exc)
-    too_large = [e for e in chain if isinstance(e, ResponseTooLarge)]
-    if too_large:
-        return "malformed", str(too_large[0])
-    if any(_is_timeout(e) for e in chain):
-        return "timeout", f"no answer within {cfg.request_timeout:g}s"
-    if any(isinstance(e, ksa_exc.SSLError) for e in chain):
-        return "connection", "TLS handshake failed"
-    if any(isinstance(e, ksa_exc.ConnectionError) for e in chain):
-        return "connection", "cannot connect to the API (refused, reset or unresolvable)"
-    for e in chain:
-        status = _http_status(e)
-        if status:
-            return _status_reason(status), f"HTTP {status} from {_request_line(e)}"
-    for e in chain:
-        if isinstance(e, (ksa_exc.EndpointNotFound, sdk_exc.EndpointNotFound, sdk_exc.ServiceDisabledException)):
-            return "other", "the service catalog has no endpoint for this service"
-        if isinstance(e, sdk_exc.ConfigException):
-            return "other", f"cannot load cloud {cfg.cloud or '(OS_CLOUD)'} from clouds.yaml or the environment"
-        if isinstance(e, json.JSONDecodeError):
-            return "malformed", "the answer is not valid JSON"
-        if isinstance(e, ksa_exc.DiscoveryFailure):
-            return "malformed", "version discovery found no usable API version"
-        if isinstance(e, (sdk_exc.NotSupported, sdk_exc.ServiceDiscoveryException)):
-            # openstacksdk logs why discovery failed and raises this without the cause.
-            return "other", "version discovery failed (no answer, an error or no supported version)"
-        if isinstance(e, (KeyError, TypeError, AttributeError, ValueError)):
-            return "malformed", f"unexpected answer shape ({type(e).__name__})"
-    return "other", type(exc).__name__
-
-
-def _chain(exc: Optional[BaseException]) -> List[BaseException]:
-    """exc, then what it was raised from or while handling, innermost last."""
-    out: List[BaseException] = []
-    while exc is not None and exc not in out and len(out) < 20:
-        out.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return out
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    # Not urllib3's TimeoutError: NewConnectionError (connection refused) derives from it.
-    return isinstance(exc, (ksa_exc.ConnectTimeout, requests.exceptions.Timeout,
-                            urllib3.exceptions.ReadTimeoutError, TimeoutError))
-
-
-def _retry_after(exc: BaseException) -> Optional[float]:
-    """Seconds a 429 or 503 asked us to wait (Retry-After in seconds), for the poller's backoff."""
-    for e in _chain(exc):
-        response = getattr(e, "response", None)
-        if isinstance(e, (sdk_exc.HttpException, ksa_exc.HttpError)) and response is not None:
-            try:
-                return float(response.headers.get("Retry-After"))
-            except (TypeError, ValueError):
-                return None     # absent, or an HTTP date: the poller's own backoff applies
-    return None
-
-
-def _http_status(exc) -> Optional[int]:
-    if isinstance(exc, sdk_exc.HttpException):
-        return exc.status_code
-    if isinstance(exc, ksa_exc.HttpError):
-        return exc.http_status
-    return None
-
-
-def _status_reason(status: int) -> str:
-    if status in (401, 403):
-        return "auth"
-    if status == 429:
-        return "rate_limited"
-    if 400 <= status < 500:
-        return "http_4xx"
-    if status >= 500:
-        return "http_5xx"
-    return "other"
-
-
-def _request_line(exc) -> str:
-    """"GET /image/v2/images": method and path only, no query, host or credentials."""
-    method = getattr(exc, "method", None) or "request"
-    url = getattr(exc, "url", None) or ""
-    path = urlsplit(url).path if url else ""
-    return f"{method} {path}".strip()

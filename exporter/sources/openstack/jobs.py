@@ -1,6 +1,6 @@
 """OpenStack: API items as plain records, and the jobs derived from them.
 
-Pure functions, no I/O: exporter.sources.openstack reads the APIs and hands
+Pure functions, no I/O: source.py reads the APIs and hands
 the items here.
 
 Attribution of a job to a server:
@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
 
-from ..errors import SourceError
-from ..models import FinishedJob, RunningJob
+from ...errors import SourceError
+from .. import api
+from ...models import FinishedJob, RunningJob
 
 T = TypeVar("T")
 
@@ -134,10 +135,8 @@ def timestamp(value: str) -> float:
 
 
 def records(what: str, build: Callable[[dict], T], items: List[dict]) -> List[T]:
-    try:
+    with api.reading():
         return [build(item) for item in items]
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise SourceError("malformed", f"{what}: unexpected item shape ({type(e).__name__})") from None
 
 
 def usage_entry(usage: Optional[dict], name: str, unit: int) -> Tuple[Optional[int], Optional[int]]:

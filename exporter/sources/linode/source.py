@@ -6,12 +6,12 @@ A refresh, all GET through linode_api4 with 500 items a page (the API's maximum)
     GET /linode/instances                names, Backup Service on or off, backups.last_successful
     GET /account/events                  X-Filter: imaging, disk and backup actions since the lookback
     GET /account                         once: the account's euuid, the `project` label
-    GET /linode/instances/{id}/disks     only when due (exporter.sources.linode_details)
+    GET /linode/instances/{id}/disks     only when due (details.py)
     GET /linode/instances/{id}/backups   only when due, for instances with the Backup Service on
 
 Per-instance details are kept between refreshes and read again only when
 they can have changed, plus a sweep that re-reads every instance's within
-cfg.details_refresh_interval; a steady refresh costs the list pages, the
+the details_refresh_interval option; a steady refresh costs the list pages, the
 instances that changed and the sweep's share. Reads stop early when the
 API's X-RateLimit-Remaining runs low or it answers 429: the instances not
 reached keep their last data, counted by imaging_source_details_pending_servers.
@@ -23,8 +23,8 @@ the refresh.
 An image's server_id comes from its disk_imagize event, so it is known for
 images made inside the event window (lookback + the 24 h stuck threshold).
 
-Errors become SourceError with a fixed reason; messages are built here from
-safe parts (method, path, status, the API's error reasons) and scrubbed of
+Errors become SourceError through exporter.sources.api: messages from safe
+parts (method, path, status, the API's documented error reasons), scrubbed of
 the token, never copied from the SDK or requests.
 """
 from __future__ import annotations
@@ -35,21 +35,21 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional
 
 import requests
 from linode_api4 import Image as LinodeImage, LinodeClient
 from linode_api4.errors import ApiError, UnexpectedResponseError
 
-from .. import __version__
-from .. import profiles as profiles_mod
-from ..config import CloudConfig
-from ..errors import SourceError
-from ..models import CloudSnapshot, Server
-from ..profiles import Profile
-from . import linode_records as rec, quota as quota_mod
-from .http_deadline import DeadlineAdapter, ResponseTooLarge
-from .linode_details import DetailCache, Read
+from ... import __version__
+from ...config import CloudConfig
+from ...errors import SourceError
+from ...models import CloudSnapshot, Server
+from ...profiles import Profile
+from .. import api, quota as quota_mod
+from ..http_deadline import DeadlineAdapter
+from . import records as rec
+from .details import DetailCache, Read
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,6 @@ class _BoundedAdapter(DeadlineAdapter):
     def send(self, request, **kwargs):
         kwargs["timeout"] = (self._timeout, self._timeout)      # (connect, read)
         return super().send(request, **kwargs)
-
-
-def preflight(cfg: CloudConfig) -> List[str]:
-    """Problems --check-config can see without calling the API."""
-    if not os.environ.get(cfg.token_env, "").strip():
-        return [f"environment variable {cfg.token_env} (token_env) is not set or empty"]
-    return []
 
 
 class RateLimits:
@@ -136,6 +129,7 @@ class LinodeSource:
         self._client: Optional[LinodeClient] = None
         self._token = ""
         self._limits = RateLimits()
+        self._classify = _classifier(cfg.request_timeout)
         self._details = DetailCache()
         self._project: Optional[str] = None     # the account's euuid, read once
         self.last_reads = 0                     # per-instance reads of the last refresh (for benchmarks)
@@ -147,7 +141,7 @@ class LinodeSource:
         since = now - self._cfg.lookback
         # A job that finished inside the lookback may have started before it;
         # one that ran longer than the stuck threshold is not worth more requests.
-        events_since = since - profiles_mod.common().job_stuck_after
+        events_since = since - self._profile.job_stuck_after
 
         with self._api("listing private images"):
             # "== False" builds the X-Filter {"is_public": false}; "is False" would not.
@@ -179,13 +173,13 @@ class LinodeSource:
 
     def _connect(self) -> LinodeClient:
         if self._client is None:
-            name = self._cfg.token_env
+            name = self._cfg.options["token_env"]
             token = os.environ.get(name)
             if token is None:
                 raise SourceError("auth", f"environment variable {name} is not set")
             if not token.strip():
                 raise SourceError("auth", f"environment variable {name} is empty")
-            client = LinodeClient(token.strip(), base_url=self._cfg.api_url.rstrip("/"), page_size=PAGE_SIZE,
+            client = LinodeClient(token.strip(), base_url=self._cfg.options["api_url"].rstrip("/"), page_size=PAGE_SIZE,
                                   retry=False, user_agent=f"imaging-exporter/{__version__}")
             adapter = _BoundedAdapter(self._cfg.request_timeout)
             client.session.mount("http://", adapter)
@@ -219,7 +213,7 @@ class LinodeSource:
         keeps its last data.
         """
         by_id = {str(i.id): i for i in instances}
-        plan = self._details.plan(servers, events, self._cfg.refresh_interval, self._cfg.details_refresh_interval)
+        plan = self._details.plan(servers, events, self._cfg.refresh_interval, self._cfg.options["details_refresh_interval"])
         budget, waited = self._cfg.refresh_interval * PACE_SHARE, 0.0
         left = set()
         reads = 0
@@ -263,86 +257,45 @@ class LinodeSource:
 
     @contextlib.contextmanager
     def _api(self, what: str) -> Iterator[None]:
-        """Turn what the SDK, requests and bad data raise into SourceError."""
-        try:
+        """One API step: what the SDK, requests and the answer's data raise becomes a SourceError."""
+        with api.step(what, self._classify, self._token), api.reading():
             yield
-        except SourceError:
-            raise
-        except Exception as exc:
-            classified = _classify(exc, self._cfg.request_timeout)
-            if classified is None:
-                raise                   # a bug, not the API: keep its traceback
-            reason, detail = classified
-            raise SourceError(reason, _scrub(f"{what}: {detail}", self._token),
-                              retry_after=_retry_after(exc)) from None   # the SDK's exception holds the token
 
 
 # ---- errors -------------------------------------------------------------------
 
-def _classify(exc: Exception, timeout: float) -> Optional[Tuple[str, str]]:
-    """(reason, detail) for an exception from one API step; None when it is not the API's doing."""
-    if isinstance(exc, requests.Timeout):
-        return "timeout", f"{_request_line(exc.request)}: no answer within {timeout:g} s"
-    if isinstance(exc, ResponseTooLarge):
-        return "malformed", f"{_request_line(exc.request)}: {exc}"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection", f"{_request_line(exc.request)}: {_os_reason(exc)}"
-    if isinstance(exc, ApiError):
-        return _status_reason(exc.status), _api_error_detail(exc)
-    if isinstance(exc, UnexpectedResponseError):
-        return "malformed", "the answer lacks the fields the API documents"
-    if isinstance(exc, rec.Pagination):
-        return "pagination", str(exc)
-    if isinstance(exc, requests.exceptions.JSONDecodeError):
-        return "malformed", "the answer is not valid JSON"
-    if isinstance(exc, requests.RequestException):      # e.g. a body cut off mid-transfer
-        return "connection", f"{_request_line(exc.request)}: {type(exc).__name__}"
-    if isinstance(exc, (ValueError, KeyError, TypeError)):
-        return "malformed", f"unexpected data ({type(exc).__name__}: {str(exc)[:200]})"
-    return None
-
-
-def _scrub(message: str, token: str) -> str:
-    """Belt and braces: no message carries the token, even if an API error echoed it."""
-    return message.replace(token, "<token>") if token else message
-
-
-def _status_reason(status: int) -> str:
-    if status in (401, 403):
-        return "auth"
-    if status == 429:
-        return "rate_limited"
-    return "http_5xx" if status >= 500 else "http_4xx"
+def _classifier(timeout: float) -> api.Classifier:
+    def classify(exc: BaseException) -> Optional[api.Failure]:
+        """The API's failures; None for anything else (exporter.sources.api's rule)."""
+        if isinstance(exc, requests.Timeout):
+            return api.Failure("timeout", f"{_request_line(exc.request)}: no answer within {timeout:g} s")
+        if isinstance(exc, requests.ConnectionError):
+            return api.Failure("connection", f"{_request_line(exc.request)}: {_os_reason(exc)}")
+        if isinstance(exc, ApiError):
+            response = exc.response
+            return api.Failure(api.status_reason(exc.status), _api_error_detail(exc),
+                               retry_after=api.retry_after(response.headers) if response is not None else None)
+        if isinstance(exc, UnexpectedResponseError):
+            return api.Failure("malformed", "the answer lacks the fields the API documents")
+        if isinstance(exc, rec.Pagination):
+            return api.Failure("pagination", str(exc))
+        if isinstance(exc, requests.RequestException):      # e.g. a body cut off mid-transfer
+            return api.Failure("connection", f"{_request_line(exc.request)}: {type(exc).__name__}")
+        return None
+    return classify
 
 
 def _api_error_detail(exc: ApiError) -> str:
+    """ "GET /v4/images?page_size=500: HTTP 401 Invalid Token": the API's documented error reasons."""
     response = exc.response
-    line = _request_line(response.request if response is not None else None)
-    detail = f"{line}: HTTP {exc.status}"
+    detail = f"{_request_line(response.request if response is not None else None)}: HTTP {exc.status}"
     if exc.errors:
         detail += " " + "; ".join(str(r)[:200] for r in exc.errors)
-    after = _retry_after(exc)
-    if after is not None:
-        detail += f" (Retry-After {after:g} s)"
     return detail
 
 
-def _retry_after(exc: Exception) -> Optional[float]:
-    """Seconds the API asked us to wait (429 Retry-After), for the poller's backoff."""
-    response = getattr(exc, "response", None)
-    if not isinstance(exc, ApiError) or response is None:
-        return None
-    try:
-        return float(response.headers.get("Retry-After"))
-    except (TypeError, ValueError):
-        return None
-
-
 def _request_line(request) -> str:
-    """ "GET /v4/images?page=2&page_size=500": the method and path, never headers."""
-    if request is None:
-        return "request"
-    return f"{request.method} {request.path_url}"
+    return api.request_line(getattr(request, "method", None), getattr(request, "url", None))
 
 
 def _os_reason(exc: Exception) -> str:

@@ -1,7 +1,7 @@
 """Linode: the SDK's objects as plain records, and the jobs derived from them.
 
 No I/O here except what linode_api4 does when a listing is iterated
-(further pages); exporter.sources.linode decides what to read.
+(further pages); source.py decides what to read.
 
 Sizes: the API's "MB" are mebibytes (a "Linode 1024" plan's 20 GB disk is
 20480 MB), so bytes = MB * 2**20. An image's "size" is one copy, the
@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from linode_api4 import Event, and_, or_
 
-from ..models import Disk, FinishedJob, Image, RunningJob, Server
+from ...models import Disk, FinishedJob, Image, RunningJob, Server
 
 PAGE_SIZE = 500                   # the API's largest page_size
 MAX_ITEMS = 100 * PAGE_SIZE       # a listing longer than 100 pages is runaway pagination

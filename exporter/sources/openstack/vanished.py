@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from ..models import FinishedJob, RunningJob
-from .openstack_jobs import timestamp
+from ...models import FinishedJob, RunningJob
+from .jobs import timestamp
 
 log = logging.getLogger(__name__)
 

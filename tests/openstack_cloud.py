@@ -1,0 +1,80 @@
+"""An OpenStack test cloud: a started fake plus a clouds.yaml entry "fake" pointing at it.
+
+Shared by the OpenStack source tests (tests/test_openstack_*.py) through the
+make_cloud and cloud fixtures, imported from here.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from exporter import profiles
+from exporter.config import cloud_config
+from exporter.sources.openstack.source import OpenStackSource
+from fakes.openstack_api import FakeOpenStack, Scenario
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
+START = 1714564800.0          # 2024-05-01T12:00:00Z, the scenario's time zero
+M, H = 60.0, 3600.0
+MIB, GIB = 2**20, 2**30
+TIMEOUT = 1.0                 # request_timeout for every source in these tests
+PROJECT_ID = "6a3c0e0b8f6b4c53a1d7c2f4e5b6a7c8"
+
+
+def project_scenario() -> Scenario:
+    return Scenario.from_file(os.path.join(FIXTURES, "project.yaml"))
+
+
+class Cloud:
+    """A started fake plus a clouds.yaml entry "fake" that points at it."""
+
+    def __init__(self, fake: FakeOpenStack, tmp_path, monkeypatch, password=None):
+        self.fake = fake.start()
+        self.sources = []
+        auth = {"auth_url": fake.url + "/identity/v3", "username": fake.user,
+                "password": password or fake.password, "project_name": fake.scenario.project_name,
+                "user_domain_name": "Default", "project_domain_name": "Default"}
+        path = tmp_path / "clouds.yaml"
+        path.write_text(yaml.safe_dump({"clouds": {"fake": {
+            "auth_type": "password", "auth": auth, "region_name": "RegionOne",
+            "identity_api_version": 3}}}))
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+        for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
+            monkeypatch.delenv(var, raising=False)
+
+    def source(self, profile="openstack", page_size=None, max_pages=None, **cfg) -> OpenStackSource:
+        cfg = cloud_config("openstack", "lab", **{"cloud": "fake", "request_timeout": TIMEOUT, **cfg})
+        kwargs = {k: v for k, v in (("page_size", page_size), ("max_pages", max_pages)) if v}
+        src = OpenStackSource(cfg, profiles.get(profile), clock=self.fake.clock, **kwargs)
+        self.sources.append(src)
+        return src
+
+    def secrets(self):
+        return [self.fake.password] + list(self.fake.tokens_issued)
+
+    def close(self):
+        for s in self.sources:
+            s.close()
+        self.fake.stop()
+
+
+@pytest.fixture
+def make_cloud(tmp_path, monkeypatch):
+    clouds = []
+
+    def make(scenario=None, password=None, **fake_kwargs):
+        """password: what clouds.yaml says, when it should differ from the fake's."""
+        c = Cloud(FakeOpenStack(scenario or project_scenario(), **fake_kwargs), tmp_path, monkeypatch,
+                  password=password)
+        clouds.append(c)
+        return c
+    yield make
+    for c in clouds:
+        c.close()
+
+
+@pytest.fixture
+def cloud(make_cloud):
+    return make_cloud()
