@@ -124,29 +124,12 @@ def _preflight(config, collectors):
 
 
 def _write_textfile(path, body):
-    """Temporary file in the same directory, then rename: a reader sees the old or the new file.
-
-    The temporary name does not end in .prom, which node_exporter's textfile collector skips;
-    the file is world-readable (0644) like node_exporter's own examples, as node_exporter
-    usually runs as another user.
-    """
-    import os
-    import tempfile
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Atomically (exporter.state.write_atomic): node_exporter sees the old file or the new one,
+    never a half-written one; the temporary name does not end in .prom, which the textfile
+    collector skips. World-readable (0644), as node_exporter usually runs as another user; the
+    directory must exist (a typo in --output is an error, not a new directory)."""
+    from .state import write_atomic
+    write_atomic(path, body, mode=0o644, make_dirs=False)
 
 
 def _once(exporter, output):

@@ -63,15 +63,20 @@ def _temp_prefix(path: str) -> str:
     return f".{os.path.basename(path)}.tmp-"
 
 
-def write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes, mode: Optional[int] = None, make_dirs: bool = True) -> None:
+    """Temporary file beside ``path`` (a name ending in neither .json nor .prom), fsync, rename,
+    fsync of the directory: a reader, or a kill -9, sees the old file or the new one."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    if make_dirs:
+        os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
