@@ -51,12 +51,29 @@ def port_is_free(port):
             return False
 
 
+def port_owner(port):
+    """What listens on the port, for the failure message."""
+    import psutil
+    try:
+        for c in psutil.net_connections(kind="tcp"):
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
+                p = psutil.Process(c.pid)
+                return f"pid {c.pid} ({' '.join(p.cmdline())[:200]})"
+    except (psutil.Error, OSError):
+        pass
+    return "an unknown process"
+
+
 @pytest.fixture(scope="module")
 def fresh_copy(tmp_path_factory):
     """A copy of the repository's files, as a fresh clone has them, with the README's
     first command run in it (the exporter it starts is stopped at the end)."""
+    deadline = time.monotonic() + 30          # an exporter another test is stopping may still hold it
+    while not port_is_free(DEFAULT_PORT) and time.monotonic() < deadline:
+        time.sleep(0.5)
     if not port_is_free(DEFAULT_PORT):
-        pytest.fail(f"port {DEFAULT_PORT} is in use: the README's first command serves there; stop what uses it")
+        pytest.fail(f"port {DEFAULT_PORT} is in use by {port_owner(DEFAULT_PORT)}: the README's first command "
+                    "serves there; stop what uses it")
     root = tmp_path_factory.mktemp("fresh-clone")
     for rel in repository_files():
         os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
