@@ -140,6 +140,13 @@ def job_rules(x: Ctx):
     ]
 
 
+def _longer_than_daily(s: str) -> str:
+    """Servers whose backup schedule (Rackspace Cloud Backup) runs less often than daily are judged
+    by their own schedule (ImagingBackupOverdue), not by the daily threshold."""
+    return ("unless on (cloud, project, server_id)\n"
+            "(min by (cloud, project, server_id) (imaging_backup_schedule_interval_seconds%s) > 24 * 3600)\n" % s)
+
+
 def backup_rules(x: Ctx):
     c = x.c
     s = x.sel()
@@ -152,7 +159,7 @@ def backup_rules(x: Ctx):
 time() - imaging_job_last_success_timestamp_seconds%(sb)s > %(age)s
 and ignoring (kind)
 imaging_backups_enabled%(s)s == 1
-""" % dict(s=s, sb=sb, age=number(seconds(age))),
+%(weekly)s""" % dict(s=s, sb=sb, age=number(seconds(age)), weekly=_longer_than_daily(s)),
             "warning",
             "A server with backups enabled has had no successful backup for more than %s." % words(age),
             "The last successful backup of server {{ $labels.server_id }} in " + WHERE_CLOUD + " finished"
@@ -167,7 +174,7 @@ and
 imaging_backups_enabled%(s)s offset %(age)s == 1
 unless ignoring (kind)
 imaging_job_last_success_timestamp_seconds%(sb)s
-""" % dict(s=s, sb=sb, age=age),
+%(weekly)s""" % dict(s=s, sb=sb, age=age, weekly=_longer_than_daily(s)),
             "warning",
             "A server with backups enabled has no successful backup on record.",
             "Server {{ $labels.server_id }} in " + WHERE_CLOUD + " has had backups enabled for more than %s,"

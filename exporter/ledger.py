@@ -25,7 +25,7 @@ from .render import floatToGoString     # the library's function, without import
 from .models import FinishedJob, RunningJob
 from .state import State
 
-# Imaging "can take several hours" (source 000) and is stuck after 24 h.
+# Imaging "can take several hours" (Rackspace, "Cloud Server Image Limitations") and is stuck after 24 h.
 BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0)
 
 
