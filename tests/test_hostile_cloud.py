@@ -26,6 +26,19 @@ from fakes.linode_api import FakeLinodeAPI
 # ---- a dripping API (case 9) ---------------------------------------------------
 
 
+
+def _read_head(conn) -> bool:
+    """Read a request head off the connection; False when the client went away first."""
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
 class DrippingServer:
     """Answers every request with a 200 whose body comes one byte every 0.2 s."""
 
@@ -49,13 +62,8 @@ class DrippingServer:
 
     def _drip(self, conn):
         with conn, contextlib.suppress(OSError):
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            if not _read_head(conn):
+                return
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
             for _ in range(300):                       # at most 60 s, and stop() ends it
                 if self.stop.wait(0.2):
@@ -220,13 +228,8 @@ class HugeServer(DrippingServer):
 
     def _drip(self, conn):
         with conn, contextlib.suppress(OSError):
-            conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data and len(data) < 65536:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
+            if not _read_head(conn):
+                return
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
             block = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
             for _ in range(100):

@@ -453,6 +453,22 @@ def test_emfile_backs_off_with_one_log_line_and_keeps_serving(tmp_path, many_fds
     assert "Traceback" not in text
 
 
+def _drip_head(s):
+    """Send a request head one header line every 0.1 s (at most 4 s): (closed by the server, seconds)."""
+    started = time.monotonic()
+    for i in range(40):
+        try:
+            s.sendall(b"X-Drip-%d: x\r\n" % i)
+            s.settimeout(0.1)
+            if s.recv(1) == b"":
+                return True, time.monotonic() - started
+        except socket.timeout:
+            continue
+        except OSError:
+            return True, time.monotonic() - started
+    return False, time.monotonic() - started
+
+
 def test_a_head_that_never_ends_is_cut_at_the_deadline(monkeypatch):
     from exporter import web
     monkeypatch.setattr(web, "HEAD_TIMEOUT", 1.0)
@@ -467,20 +483,7 @@ def test_a_head_that_never_ends_is_cut_at_the_deadline(monkeypatch):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\n")
-            started, closed = time.monotonic(), False
-            for i in range(40):                      # a header line every 0.1 s, for at most 4 s
-                try:
-                    s.sendall(b"X-Drip-%d: x\r\n" % i)
-                    s.settimeout(0.1)
-                    if s.recv(1) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    continue
-                except OSError:
-                    closed = True
-                    break
-            took = time.monotonic() - started
+            closed, took = _drip_head(s)
         assert closed and 0.9 < took < 2.5, (closed, took)
         assert _scrape(port)[0] == 200
     finally:
@@ -509,20 +512,7 @@ def test_a_kept_alive_connection_whose_next_head_never_ends_is_cut_at_the_deadli
                 answer += s.recv(4096)
             time.sleep(1.5)                          # idle, kept alive: no deadline due for 120 s
             s.sendall(b"GET / HTTP/1.1\r\n")
-            started, closed = time.monotonic(), False
-            for i in range(40):
-                try:
-                    s.sendall(b"X-Drip-%d: x\r\n" % i)
-                    s.settimeout(0.1)
-                    if s.recv(1) == b"":
-                        closed = True
-                        break
-                except socket.timeout:
-                    continue
-                except OSError:
-                    closed = True
-                    break
-            took = time.monotonic() - started
+            closed, took = _drip_head(s)
         assert closed and 0.9 < took < 2.5, (closed, took)
         assert _scrape(port)[0] == 200
     finally:
