@@ -25,8 +25,6 @@ from fakes.linode_api import FakeLinodeAPI
 
 # ---- a dripping API (case 9) ---------------------------------------------------
 
-
-
 def _read_head(conn) -> bool:
     """Read a request head off the connection; False when the client went away first."""
     conn.settimeout(5)
