@@ -9,6 +9,7 @@ from .collectors.exporter import ExporterCollector, HostPart
 from .config import Config
 from .exposition import Exposition
 from .sources import registry
+from .sources.high_water import HighWaterSource
 from .sources.host import HostSource, detect_server_id, platform_source
 from .state import State, default_path
 
@@ -36,7 +37,8 @@ class Exporter:
             limits += tuple(l for l in profile.limits if l.measure == "image_count"
                             and l.name not in hc.disabled_limits)
             server_id = hc.server_id or detect_server_id(hc.root_path or "/")
-            host = HostPart(host_source or platform_source(hc), self.state, limits, hc.profile, server_id)
+            source = HighWaterSource(host_source or platform_source(hc), self.state)
+            host = HostPart(source, limits, hc.profile, server_id)
         self.cloud_cache = None
         for cc in config.clouds:
             if not collectors.get(cc.provider, True):

@@ -57,6 +57,9 @@ class HostSnapshot:
     # Windows: whether the server is an Active Directory domain controller
     # (its image cannot be restored). None: not Windows, or unknown.
     domain_controller: Optional[bool] = None
+    # (device, mountpoint, highest used bytes ever seen), recorded by the read
+    # (exporter.sources.high_water); empty when the reader keeps no state.
+    high_water: Tuple[Tuple[str, str, int], ...] = ()
 
 
 # ---- cloud mode ------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_hung_mount_shows_as_device_error_metric(tmp_path):
     root, share = nfs_root(tmp_path)
     src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=hanging_stat(share, release))
     try:
-        fams = {f.name: f for f in host_families(src.read(), (), State(None), "generic", "")}
+        fams = {f.name: f for f in host_families(src.read(), (), "generic", "")}
     finally:
         release.set()
     errs = [(s.labels["mountpoint"], s.labels["error"], s.value) for s in fams["imaging_filesystem_device_error"].samples]

@@ -264,9 +264,8 @@ def test_the_windows_reader_is_chosen_on_windows_and_the_state_file_is_under_pro
 def test_linux_snapshots_have_no_domain_controller_series():
     from exporter.collectors.host import host_families
     from exporter.models import Filesystem, HostSnapshot
-    from exporter.state import State
     snap = HostSnapshot(filesystems=(Filesystem("/dev/vda1", "/", "ext4", "system", 10, 5, 5, 100, 50),))
-    names = {f.name for f in host_families(snap, (), State(None), "generic", "")}
+    names = {f.name for f in host_families(snap, (), "generic", "")}
     assert "imaging_host_domain_controller" not in names and "imaging_filesystem_inodes" in names
 
 

@@ -7,7 +7,6 @@ from exporter.collectors.host import host_families
 from exporter.config import HostConfig
 from exporter.models import BlockDevice, Filesystem, HostSnapshot
 from exporter.profiles import Limit
-from exporter.state import State
 from conftest import parse_metrics, samples
 
 GB = 10**9
@@ -87,14 +86,14 @@ def test_filesystem_without_inode_counts_is_skipped():
     assert [r.limit for r in rows] == ["volume_size"]
 
 
-def test_host_metrics_for_a_profile(tmp_path):
+def test_host_metrics_for_a_profile():
     s = snap(fs(used=240 * GB, inodes_used=3_200_000), fs("/data", used=7 * GB, role="data", device="/dev/vdb"))
     registry = CollectorRegistry()
 
     class C:
         def collect(self):
             return host_families(s, profiles.get("rackspace-firstgen-linux").host_limits(),
-                                 State(str(tmp_path / "s.json")), "rackspace-firstgen-linux", "srv-1")
+                                 "rackspace-firstgen-linux", "srv-1")
     registry.register(C())
     m = parse_metrics(generate_latest(registry).decode())
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "volume_size")}): 250 * GB}

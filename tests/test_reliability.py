@@ -19,6 +19,7 @@ from exporter.collectors.exporter import ExporterCollector, HostPart
 from exporter.config import HostConfig, cloud_config
 from exporter.exposition import CloudCache, Exposition
 from exporter.poller import Poller
+from exporter.sources.high_water import HighWaterSource
 from exporter.sources.host import HostSource
 from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
@@ -132,8 +133,7 @@ def test_hung_mount_under_concurrent_scrapes(tmp_path):
         if path == share:
             release.wait(30)
         return os.statvfs(path)
-    host = HostPart(HostSource(HostConfig(mount_timeout=0.5, root_path=root), stat_fn=stat), State(None), (), "generic",
-                    "")
+    host = HostPart(HostSource(HostConfig(mount_timeout=0.5, root_path=root), stat_fn=stat), (), "generic", "")
     collector = ExporterCollector("test", host=host)
     durations, errors = [], []
 
@@ -167,7 +167,8 @@ def test_host_with_1000_mounts(tmp_path):
         (root / "mnt" / f"vol{i}").mkdir(parents=True)
         lines.append(f"/dev/vdb{i} /mnt/vol{i} ext4 rw,relatime 0 0")
     (root / "proc" / "1" / "mounts").write_text("\n".join(lines) + "\n")
-    host = HostPart(HostSource(HostConfig(root_path=str(root))), State(str(tmp_path / "s.json")), (), "generic", "")
+    host = HostPart(HighWaterSource(HostSource(HostConfig(root_path=str(root))), State(str(tmp_path / "s.json"))), (),
+                    "generic", "")
     collector = ExporterCollector("test", host=host)
     for _ in range(3):
         m = scrape(collector)

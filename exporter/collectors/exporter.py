@@ -44,8 +44,8 @@ ALL_SPECS = host_mod.SPECS + cloud_mod.SPECS + SPECS
 class HostPart:
     """Host mode: reads the filesystems at scrape time."""
 
-    def __init__(self, source, state, limits, profile, server_id):
-        self.source, self.state, self.limits = source, state, limits
+    def __init__(self, source, limits, profile, server_id):
+        self.source, self.limits = source, limits
         self.profile, self.server_id = profile, server_id
         self.up = False
         self.last_success = 0.0
@@ -61,7 +61,7 @@ class HostPart:
             for name, why in sorted(not_applicable.items()):
                 log.info("limit %s of profile %s: %s; it is left out", name, self.profile, why)
             self.not_applicable = not_applicable
-        fams = host_mod.host_families(snap, self.limits, self.state, self.profile, self.server_id)
+        fams = host_mod.host_families(snap, self.limits, self.profile, self.server_id)
         self.up, self.last_success, self.last_duration = True, time.time(), time.monotonic() - started
         return fams
 

@@ -45,10 +45,9 @@ SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERRO
          UNCOVERED, DATABASES, DOMAIN_CONTROLLER, HOST_INFO)
 
 
-def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: str):
-    """Families (collectors.spec) for one host snapshot. ``state`` keeps the high-water marks."""
+def host_families(snap: HostSnapshot, limits, profile: str, server_id: str):
+    """Families (collectors.spec) for one host snapshot."""
     fams = Families(SPECS)
-    high_water = {}
     for fs in snap.filesystems:
         labels = (fs.device, fs.mountpoint, fs.fstype, fs.role)
         fams.add(FS_SIZE, labels, fs.size_bytes)
@@ -58,11 +57,12 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
         if fs.inodes is not None:             # NTFS has no inode counts: no series, not 0
             fams.add(FS_INODES, labels, fs.inodes)
             fams.add(FS_INODES_USED, labels, fs.inodes_used)
-        hw = state.high_water(fs.device, fs.mountpoint, fs.used_bytes)
-        high_water[(fs.device, fs.mountpoint)] = hw
-        fams.add(HIGH_WATER, (fs.device, fs.mountpoint), hw)
         if fs.role == "data":
             fams.add(UNCOVERED, (fs.mountpoint, "data_filesystem"), fs.used_bytes)
+    high_water = {}
+    for device, mountpoint, peak in snap.high_water:
+        high_water[(device, mountpoint)] = peak
+        fams.add(HIGH_WATER, (device, mountpoint), peak)
     for err in snap.errors:
         fams.add(FS_ERROR, (err.device, err.mountpoint, err.fstype, err.error), 1)
     for disk in snap.disks:
