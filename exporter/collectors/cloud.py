@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
+from ..render import floatToGoString     # the library's function, without importing the library (--once)
 from .spec import Families, gauge, histogram
 
 C = ("cloud", "project")
@@ -148,7 +149,7 @@ def _add_snapshot(fams: Families, snap, ledger):
         if duration is not None:
             fams.add(LAST_DURATION, c + (server_id, kind), duration)
     for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
-        fams.add_histogram(DURATION, c + (kind,), buckets, total)
+        fams.add_histogram(DURATION, c + (kind,), [(floatToGoString(le), n) for le, n in buckets], total)
 
     for s in snap.servers:
         if s.boot_from_volume is not None:
