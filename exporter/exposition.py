@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
-from .collectors import cloud as cloud_mod
+from .collectors.cloud import CloudCollector
 from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
 
 log = logging.getLogger(__name__)
@@ -29,20 +29,6 @@ _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
 # A plain body is re-rendered after refreshes only while plain scrapes keep
 # coming: one curl must not make the exporter hold 23 MiB more for good.
 PLAIN_KEEP_SECONDS = 600.0
-
-
-class CloudCollector:           # a prometheus_client collector (describe, collect)
-    def __init__(self, pollers):
-        self.pollers = pollers
-
-    def describe(self):
-        return [spec.family() for spec in cloud_mod.SPECS]
-
-    def families(self):
-        return cloud_mod.cloud_families(self.pollers)
-
-    def collect(self):
-        return iter(self.families())
 
 
 class CloudCache:

@@ -85,6 +85,22 @@ SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BY
          BACKUP_PATH, BACKUP_FAILURES)
 
 
+class CloudCollector:           # a prometheus_client collector (describe, collect)
+    """The cloud families of the pollers' last good snapshots (exporter.exposition caches them)."""
+
+    def __init__(self, pollers):
+        self.pollers = pollers
+
+    def describe(self):
+        return [spec.family() for spec in SPECS]
+
+    def families(self):
+        return cloud_families(self.pollers)
+
+    def collect(self):
+        return iter(self.families())
+
+
 def cloud_families(pollers: Iterable):
     fams = Families(SPECS)
     for p in pollers:

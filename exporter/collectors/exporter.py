@@ -97,7 +97,7 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
 
     def describe(self):
         # The families without samples: registration needs only the names.
-        # Cloud families are exporter.exposition.CloudCollector's.
+        # Cloud families are collectors.cloud.CloudCollector's (rendered per refresh).
         own = [spec.family() for spec in host_mod.SPECS + SPECS]
         return own + (list(self.process) if self.process else [])
 
