@@ -227,7 +227,7 @@ class Harness:
         self.cache = CloudCache([self.poller])
         self.render_cpu = 0.0
         self.poller.on_refresh = self._render
-        self.exposition = Exposition(ExporterCollector(__version__, pollers=[self.poller], cloud_cache=self.cache),
+        self.exposition = Exposition(ExporterCollector(__version__, pollers=[self.poller], cloud_render=self.cache.stats),
                                      self.cache)
         # A scrape before the first refresh, gzipped as Prometheus asks: from now on its
         # format is rendered (and only its gzip kept) after each refresh.
@@ -244,7 +244,7 @@ class Harness:
             raise SystemExit(f"refresh failed: {self.poller.health.last_error}")
         wall, cpu = self.source.last
         return {"wall": wall, "cpu": cpu, "requests": self.fake.requests() - before,
-                "render_ms": self.cache.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
+                "render_ms": self.cache.stats.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
 
     def scrapes(self, renders: int) -> dict:
         """Scrape latencies; the first plain scrape (it renders the plain body, kept from then on) untimed."""

@@ -50,7 +50,8 @@ class Exporter:
                 self.cloud_cache = CloudCache(self.pollers)
             self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
                                        state=self.state, on_refresh=self.cloud_cache.refresh))
-        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
+        render_stats = self.cloud_cache.stats if self.cloud_cache else None
+        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_render=render_stats,
                                            process_metrics=process_metrics)
         self.exposition = Exposition(self.collector, self.cloud_cache)
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
 from .collectors.cloud import CloudCollector
+from .models import RenderStats
 from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,7 @@ class CloudCache:
         self._cache: Dict[str, Tuple[Optional[Tuple[bytes, ...]], bytes]] = {}
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
-        self.last_duration = 0.0
-        self.ok = True
+        self.stats = RenderStats()             # for the health collector
 
     def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
         text = family_chunks([self.collector.families()], fmt.kind)
@@ -88,9 +88,9 @@ class CloudCache:
                         self._cache[content_type] = rendered
             except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
                 log.error("rendering the cloud metrics failed; serving the previous rendering")
-                self.ok = False
+                self.stats.ok = False
                 raise
-            self.last_duration, self.ok = time.perf_counter() - started, True
+            self.stats.last_duration, self.stats.ok = time.perf_counter() - started, True
 
     def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:
         """The cloud part's chunks in this format, gzipped or plain."""

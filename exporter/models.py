@@ -62,6 +62,16 @@ class HostSnapshot:
     high_water: Tuple[Tuple[str, str, int], ...] = ()
 
 
+# ---- the exporter's own work -------------------------------------------------
+
+@dataclass
+class RenderStats:
+    """How the last rendering of the cloud metrics went: updated by the cache that renders
+    them (exporter.exposition), read by the health collector, which never sees the cache."""
+    last_duration: float = 0.0     # seconds
+    ok: bool = True
+
+
 # ---- cloud mode ------------------------------------------------------------
 
 @dataclass(frozen=True)

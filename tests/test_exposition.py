@@ -39,7 +39,7 @@ def build(tmp_path, *snapshots, process=False):
     cache = CloudCache([poller])
     poller.on_refresh = cache.refresh
     # Without process_* unless asked: their CPU and memory move between two renders.
-    return poller, Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache,
+    return poller, Exposition(ExporterCollector("test", pollers=[poller], cloud_render=cache.stats,
                                                 process_metrics=process), cache)
 
 
@@ -134,7 +134,7 @@ def test_plain_body_is_dropped_when_plain_scrapes_stop(tmp_path):
                     state=State(str(tmp_path / "s.json")), clock=lambda: 1000.0)
     cache = CloudCache([poller], clock=lambda: now[0])
     poller.on_refresh = cache.refresh
-    exp = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+    exp = Exposition(ExporterCollector("test", pollers=[poller], cloud_render=cache.stats), cache)
     poller.refresh_once()
     content_type = dict(exp.render(OPENMETRICS, "gzip")[0])["Content-Type"]
     exp.raw(OPENMETRICS)                                  # one plain scrape (curl) at t=0

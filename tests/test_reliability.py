@@ -49,7 +49,7 @@ def run_fault_sequence(poller, fake_set, fake_clear, faults, seed, cloud, fake_r
     # The exporter's own serving path: health per scrape, cloud metrics cached per refresh.
     cache = CloudCache([poller])
     poller.on_refresh = cache.refresh
-    exposition = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+    exposition = Exposition(ExporterCollector("test", pollers=[poller], cloud_render=cache.stats), cache)
     good_images = None
     seen_faults = set()
     tracemalloc.start()

@@ -83,11 +83,11 @@ class LibraryFamilies:
 
 
 class ExporterCollector:        # a prometheus_client collector (describe, collect)
-    def __init__(self, version, host=None, pollers=(), cloud_cache=None, process_metrics=True):
+    def __init__(self, version, host=None, pollers=(), cloud_render=None, process_metrics=True):
         self.version = version
         self.host = host
         self.pollers = list(pollers)
-        self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
+        self.cloud_render = cloud_render   # models.RenderStats: cloud metrics are rendered per refresh, not here
         # The exporter's own CPU, memory and open files, as every Prometheus exporter
         # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
         self.process = None
@@ -116,9 +116,9 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
                 ok = 0
             health.add(SCRAPE_DURATION, ("host",), time.perf_counter() - started)
             health.add(SCRAPE_SUCCESS, ("host",), ok)
-        if self.cloud_cache is not None:
-            health.add(SCRAPE_DURATION, ("cloud",), self.cloud_cache.last_duration)
-            health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_cache.ok else 0)
+        if self.cloud_render is not None:
+            health.add(SCRAPE_DURATION, ("cloud",), self.cloud_render.last_duration)
+            health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_render.ok else 0)
         if self.host:
             h = self.host
             health.add(SOURCE_UP, ("host", ""), 1 if h.up else 0)
