@@ -31,11 +31,7 @@ class Exporter:
         host = None
         if collectors.get("host", True):
             hc = config.host
-            profile = profiles.get(hc.profile)
-            limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits, hc.disabled_limits)
-            # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
-            limits += tuple(l for l in profile.limits if l.measure == "image_count"
-                            and l.name not in hc.disabled_limits)
+            limits = limits_mod.limits_in_force(profiles.get(hc.profile), hc)
             server_id = hc.server_id or detect_server_id(hc.root_path or "/")
             source = HighWaterSource(host_source or platform_source(hc), self.state)
             host = HostPart(source, limits, hc.profile, server_id)

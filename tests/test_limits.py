@@ -72,12 +72,27 @@ def test_generic_and_openstack_have_no_host_limits():
 def test_config_limit_with_mountpoint_regex_and_override():
     custom = (Limit("volume_size", "used_bytes", 100 * GB, "config"),
               Limit("srv", "used_bytes", 50 * GB, "config", mountpoints="^/srv"))
-    in_force = limits.host_limits_in_force(profiles.get("rackspace-firstgen-linux").host_limits(), custom)
+    in_force = limits.limits_in_force(profiles.get("rackspace-firstgen-linux"), HostConfig(limits=custom))
     assert sorted((l.name, l.value) for l in in_force) == [("inode_usage", 3_000_000), ("srv", 50 * GB),
                                                            ("volume_size", 100 * GB)]
     rows = by_limit(limits.evaluate(in_force, snap(fs(used=90 * GB), fs("/srv", used=60 * GB, role="data")), {}))
     assert rows[("volume_size", "/")].headroom == 10 * GB
     assert rows[("srv", "/srv")].headroom == -10 * GB
+
+
+def test_limits_in_force_are_the_profile_s_host_and_image_count_limits_less_those_turned_off():
+    linode = profiles.get("linode")
+    assert [(l.name, l.value) for l in limits.limits_in_force(linode, HostConfig())] == \
+        [("custom_image_size", 6 * GB), ("images_per_account", 25)]
+    smaller = Limit("custom_image_size", "used_bytes", 5 * GB, "config")
+    assert [(l.name, l.value, l.source) for l in limits.limits_in_force(linode, HostConfig(limits=(smaller,)))] == \
+        [("custom_image_size", 5 * GB, "config"), ("images_per_account", 25, linode.cloud_limit("image_count").source)]
+    off = HostConfig(disabled_limits=("custom_image_size", "images_per_account"))
+    assert limits.limits_in_force(linode, off) == ()
+    firstgen = profiles.get("rackspace-firstgen-linux")
+    assert [l.name for l in limits.limits_in_force(firstgen, HostConfig(disabled_limits=("inode_usage",)))] == \
+        ["volume_size"]
+    assert limits.limits_in_force(profiles.get("generic"), HostConfig()) == ()
 
 
 def test_filesystem_without_inode_counts_is_skipped():
