@@ -79,7 +79,7 @@ def per_call(fn, n) -> float:
 def host(requests: int, top: int) -> None:
     from prometheus_client.exposition import generate_latest
 
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.collectors import host as host_mod
     from exporter.config import load as load_config
     from exporter.render import TEXT, render
@@ -90,7 +90,7 @@ def host(requests: int, top: int) -> None:
     cfg = os.path.join(tmp, "config.yaml")
     with open(cfg, "w") as f:
         f.write(f"state_file: {tmp}/state.json\nhost:\n  profile: rackspace-firstgen-linux\n")
-    exporter = Exporter(load_config(cfg), {"host": True})
+    exporter = assemble(load_config(cfg), {"host": True})
     server = make_server("127.0.0.1:0", exporter.wsgi_app("/metrics"))
     body_len = len(exporter.exposition.raw())
 
@@ -110,7 +110,7 @@ def host(requests: int, top: int) -> None:
             pass
         b.close()
 
-    part = exporter.collector.host
+    part = exporter.exposition.collector.host
     reader = part.source.source          # the platform's reader, under the high-water recorder
     snap = part.source.read()
     fams = host_mod.host_families(snap, part.limits, part.profile, part.server_id)

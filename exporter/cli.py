@@ -242,10 +242,10 @@ def _main(argv=None, on_serving=None):
               f"{', web config ' + args.web_config_file if args.web_config_file else ''})")
         return 0
 
-    from .app import Exporter
+    from .app import assemble
     try:
         # --once writes a textfile for node_exporter, which exports its own process_* (they would clash).
-        exporter = Exporter(config, collectors, process_metrics=not (args.disable_exporter_metrics or args.once))
+        exporter = assemble(config, collectors, process_metrics=not (args.disable_exporter_metrics or args.once))
     except ConfigError as e:
         for line in e.problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)

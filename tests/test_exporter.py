@@ -75,13 +75,13 @@ def test_landing_page_links_to_metrics(exporter_process):
 
 
 def test_collector_failure_is_a_metric_not_a_500(tmp_path):
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.config import Config
 
     class BrokenHost:
         def read(self):
             raise RuntimeError("sysfs vanished")
-    exp = Exporter(Config(state_file=str(tmp_path / "s.json")), {"host": True}, host_source=BrokenHost())
+    exp = assemble(Config(state_file=str(tmp_path / "s.json")), {"host": True}, host_source=BrokenHost())
     m = parse_metrics(exp.exposition.raw().decode())
     assert list(samples(m, "imaging_scrape_collector_success", collector="host").values()) == [0]
     assert list(samples(m, "imaging_source_up", source="host").values()) == [0]

@@ -124,9 +124,9 @@ def test_host_metrics_for_a_profile():
 
 
 def test_linode_host_mode_shows_the_account_image_limit(tmp_path):
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.config import Config
-    exp = Exporter(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
+    exp = assemble(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
     m = parse_metrics(exp.exposition.raw().decode())
     assert samples(m, "imaging_limit_images") == {frozenset({("limit", "images_per_account")}): 25}
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "custom_image_size")}): 6 * GB}

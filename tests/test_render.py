@@ -6,7 +6,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.spec import Families, MetricSpec, counter, gauge, histogram
-from exporter.exposition import Exposition
 from exporter.render import EOF, FORMATS, OPENMETRICS, TEXT, negotiate, render
 from test_exposition import build, snapshot
 from exporter.models import FinishedJob
@@ -126,8 +125,8 @@ def test_whole_body_equals_prometheus_client_rendering_everything(tmp_path, acce
 
 
 def test_host_only_openmetrics_ends_with_one_eof():
-    from exporter.collectors.exporter import ExporterCollector
-    exp = Exposition(ExporterCollector("test"), None)
+    from exporter.app import build_exposition
+    exp = build_exposition()
     body = exp.raw("application/openmetrics-text;version=1.0.0")
     assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
 
