@@ -239,7 +239,7 @@ class Harness:
     def refresh(self) -> dict:
         before = self.fake.requests()
         if not self.poller.refresh_once():
-            raise SystemExit(f"refresh failed: {self.poller.health.last_error}")
+            raise SystemExit(f"refresh failed: {self.poller.health.errors} (the reason is logged above)")
         wall, cpu = self.source.last
         return {"wall": wall, "cpu": cpu, "requests": self.fake.requests() - before,
                 "render_ms": self.cache.stats.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
