@@ -135,11 +135,11 @@ def _write_textfile(path, body):
 def _once(exporter, output):
     """One scrape plus its timestamp, to stdout or atomically to ``output``."""
     from .collectors.exporter import TEXTFILE_TIMESTAMP
-    from .collectors.spec import Families
+    from .collectors.spec import FamilySet
     from .render import TEXT, render
     import time
     exporter.refresh_all()
-    stamp = Families((TEXTFILE_TIMESTAMP,))
+    stamp = FamilySet((TEXTFILE_TIMESTAMP,))
     stamp.add(TEXTFILE_TIMESTAMP, (), time.time())
     body = exporter.exposition.raw() + render([stamp], TEXT)
     log.debug("one scrape: %d bytes%s", len(body), f", to {output}" if output else "")

@@ -126,7 +126,7 @@ MAX_NAMES = 64       # name[] parameters honoured in one scrape
 
 
 class _Only:
-    """The families of one Families object that a name[] scrape asked for."""
+    """The families of one FamilySet that a name[] scrape asked for."""
 
     def __init__(self, families, names):
         self.families, self.names = families, names
@@ -189,10 +189,10 @@ class Exposition:
             # A filtered scrape (rare, for debugging): the same renderer over the
             # families asked for, at most MAX_NAMES of them.
             names = frozenset(params["name[]"][:MAX_NAMES])
-            parts = list(self.collector.parts()) + ([self.cloud.collector.families()] if self.cloud else [])
+            parts = list(self.collector.family_sets()) + ([self.cloud.collector.families()] if self.cloud else [])
             body = render([_Only(p, names) for p in parts], fmt.kind)
             return headers, [packed(body + (EOF.encode() if fmt.kind == OPENMETRICS else b""))]
-        dynamic = render(self.collector.parts(), fmt.kind)
+        dynamic = render(self.collector.family_sets(), fmt.kind)
         if fmt.kind == OPENMETRICS and self.cloud is None:
             dynamic += EOF.encode()
         if self.cloud is None:

@@ -11,8 +11,8 @@ import time
 
 from ..errors import SourceError
 from .. import limits as limits_mod
-from . import cloud as cloud_mod, host as host_mod
-from .spec import Families, counter, gauge
+from . import host as host_mod
+from .spec import FamilySet, counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,14 @@ SCRAPE_DURATION = gauge("imaging_scrape_duration_seconds",
                         "collector")
 SCRAPE_SUCCESS = gauge("imaging_scrape_collector_success", "1 when the collector's last run succeeded.",
                        "collector")
-S = ("source", "cloud")
-SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *S)
+SOURCE_LABELS = ("source", "cloud")
+SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *SOURCE_LABELS)
 SOURCE_LAST_SUCCESS = gauge("imaging_source_last_success_timestamp_seconds",
-                            "When the source last refreshed successfully.", *S)
-SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.", *S)
-SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.", *S)
+                            "When the source last refreshed successfully.", *SOURCE_LABELS)
+SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.", *SOURCE_LABELS)
+SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.", *SOURCE_LABELS)
 SOURCE_ERRORS = counter("imaging_source_refresh_errors_total", "Failed refreshes of the source, by reason.",
-                        *S, "reason")
+                        *SOURCE_LABELS, "reason")
 
 # Only in --once output: a textfile that stops being rewritten must alert, and node_exporter
 # gives the file the time it reads it, not the time it was written.
@@ -38,10 +38,9 @@ TEXTFILE_TIMESTAMP = gauge("imaging_textfile_timestamp_seconds",
 
 SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUCCESS, SOURCE_DURATION,
          SOURCE_INTERVAL, SOURCE_ERRORS, TEXTFILE_TIMESTAMP)
-ALL_SPECS = host_mod.SPECS + cloud_mod.SPECS + SPECS
 
 
-class HostPart:
+class HostCollector:
     """Host mode: reads the filesystems at scrape time."""
 
     def __init__(self, source, limits, profile, server_id):
@@ -68,7 +67,7 @@ class HostPart:
 
 class LibraryFamilies:
     """Families of one of prometheus_client's own collectors (process_*), rendered by the
-    library: the same interface as spec.Families, with no spec (exporter.render)."""
+    library: the same interface as spec.FamilySet, with no spec (exporter.render)."""
 
     def __init__(self, collector):
         self.collector = collector
@@ -101,15 +100,15 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
         own = [spec.family() for spec in host_mod.SPECS + SPECS]
         return own + (list(self.process) if self.process else [])
 
-    def parts(self):
-        """This scrape's Families (collectors.spec): host, then health."""
-        parts = []
-        health = Families(SPECS)
+    def family_sets(self):
+        """This scrape's family sets (collectors.spec.FamilySet): host, then health, then process_*."""
+        sets = []
+        health = FamilySet(SPECS)
         health.add(BUILD_INFO, (self.version,), 1)
         if self.host:
             started = time.perf_counter()
             try:
-                parts.append(self.host.families())
+                sets.append(self.host.families())
                 ok = 1
             except Exception:  # noqa: BLE001 - a failing host read must not fail the scrape
                 log.exception("collector host failed")
@@ -134,11 +133,11 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
             health.add(SOURCE_INTERVAL, s, p.interval)
             for reason in SourceError.REASONS:
                 health.add(SOURCE_ERRORS, s + (reason,), hl.errors.get(reason, 0))
-        parts.append(health)
+        sets.append(health)
         if self.process:
-            parts.append(self.process)
-        return parts
+            sets.append(self.process)
+        return sets
 
     def collect(self):
-        for part in self.parts():
-            yield from part
+        for family_set in self.family_sets():
+            yield from family_set

@@ -4,16 +4,16 @@ from __future__ import annotations
 from .. import limits as limits_mod
 from ..models import HostSnapshot
 from ..sources.databases import DATABASE_ENGINES
-from .spec import Families, gauge
+from .spec import FamilySet, gauge
 
-FS = ("device", "mountpoint", "fstype", "role")
+FILESYSTEM_LABELS = ("device", "mountpoint", "fstype", "role")
 
-FS_SIZE = gauge("imaging_filesystem_size_bytes", "Filesystem size in bytes.", *FS)
-FS_FREE = gauge("imaging_filesystem_free_bytes", "Filesystem free space in bytes.", *FS)
-FS_AVAIL = gauge("imaging_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", *FS)
-FS_USED = gauge("imaging_filesystem_used_bytes", "Filesystem used space in bytes (size minus free).", *FS)
-FS_INODES = gauge("imaging_filesystem_inodes", "Filesystem total inodes.", *FS)
-FS_INODES_USED = gauge("imaging_filesystem_inodes_used", "Filesystem used inodes.", *FS)
+FS_SIZE = gauge("imaging_filesystem_size_bytes", "Filesystem size in bytes.", *FILESYSTEM_LABELS)
+FS_FREE = gauge("imaging_filesystem_free_bytes", "Filesystem free space in bytes.", *FILESYSTEM_LABELS)
+FS_AVAIL = gauge("imaging_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", *FILESYSTEM_LABELS)
+FS_USED = gauge("imaging_filesystem_used_bytes", "Filesystem used space in bytes (size minus free).", *FILESYSTEM_LABELS)
+FS_INODES = gauge("imaging_filesystem_inodes", "Filesystem total inodes.", *FILESYSTEM_LABELS)
+FS_INODES_USED = gauge("imaging_filesystem_inodes_used", "Filesystem used inodes.", *FILESYSTEM_LABELS)
 FS_ERROR = gauge("imaging_filesystem_device_error",
                  "1 when the filesystem could not be read (error: errno name, timeout or stuck).",
                  "device", "mountpoint", "fstype", "error")
@@ -46,8 +46,8 @@ SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERRO
 
 
 def host_families(snap: HostSnapshot, limits, profile: str, server_id: str):
-    """Families (collectors.spec) for one host snapshot."""
-    fams = Families(SPECS)
+    """The families (a collectors.spec.FamilySet) of one host snapshot."""
+    fams = FamilySet(SPECS)
     for fs in snap.filesystems:
         labels = (fs.device, fs.mountpoint, fs.fstype, fs.role)
         fams.add(FS_SIZE, labels, fs.size_bytes)
