@@ -5,7 +5,8 @@ import logging
 from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from . import __version__, limits as limits_mod, profiles
-from .collectors.exporter import ExporterCollector, HostCollector
+from .collectors.exporter import ExporterCollector
+from .collectors.host import HostCollector
 from .config import Config
 from .exposition import Exposition
 from .sources import registry

@@ -27,7 +27,8 @@ QUOTA_IMAGES_USED = gauge("imaging_quota_images_used",
 QUOTA_BYTES_USED = gauge("imaging_quota_bytes_used",
                          "Bytes the cloud itself counts against imaging_quota_bytes (Glance's own usage).",
                          *CLOUD_LABELS, "source")
-MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.", *CLOUD_LABELS, "source")
+MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.",
+                  *CLOUD_LABELS, "source")
 JOB_STARTED = gauge("imaging_job_started_timestamp_seconds",
                     "Start time of a running imaging, backup or volume snapshot job: the first start seen for its"
                     " job id, kept across restarts and re-queues.",
@@ -41,10 +42,12 @@ CONSECUTIVE_FAILURES = gauge("imaging_job_consecutive_failures",
 LAST_SUCCESS = gauge("imaging_job_last_success_timestamp_seconds", "When the server's last successful job finished.",
                      *CLOUD_LABELS, "server_id", "kind")
 LAST_FAILURE = gauge("imaging_job_last_failure_timestamp_seconds",
-                     "When the server's last failed job inside the lookback window ended.", *CLOUD_LABELS, "server_id", "kind")
+                     "When the server's last failed job inside the lookback window ended.",
+                     *CLOUD_LABELS, "server_id", "kind")
 LAST_DURATION = gauge("imaging_job_last_duration_seconds", "How long the server's last successful job took.",
                       *CLOUD_LABELS, "server_id", "kind")
-DURATION = histogram("imaging_job_duration_seconds", "Durations of completed jobs, each observed once.", *CLOUD_LABELS, "kind")
+DURATION = histogram("imaging_job_duration_seconds", "Durations of completed jobs, each observed once.",
+                     *CLOUD_LABELS, "kind")
 BOOT_FROM_VOLUME = gauge("imaging_server_boot_from_volume",
                          "1 when the server boots from a block-storage volume, which its images do not contain.",
                          *CLOUD_LABELS, "server_id", "server_name")

@@ -1,4 +1,4 @@
-"""The per-scrape collector: host mode, timed, and the exporter's own health.
+"""The per-scrape collector: host mode (collectors.host.HostCollector), timed, and the exporter's own health.
 
 A host read that raises yields imaging_scrape_collector_success 0 and no
 host metrics; the scrape still answers 200 with the health and cloud
@@ -10,7 +10,6 @@ import logging
 import time
 
 from ..errors import SourceError
-from .. import limits as limits_mod
 from . import host as host_mod
 from .spec import FamilySet, counter, gauge
 
@@ -26,8 +25,10 @@ SOURCE_LABELS = ("source", "cloud")
 SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *SOURCE_LABELS)
 SOURCE_LAST_SUCCESS = gauge("imaging_source_last_success_timestamp_seconds",
                             "When the source last refreshed successfully.", *SOURCE_LABELS)
-SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.", *SOURCE_LABELS)
-SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.", *SOURCE_LABELS)
+SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.",
+                        *SOURCE_LABELS)
+SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.",
+                        *SOURCE_LABELS)
 SOURCE_ERRORS = counter("imaging_source_refresh_errors_total", "Failed refreshes of the source, by reason.",
                         *SOURCE_LABELS, "reason")
 
@@ -38,31 +39,6 @@ TEXTFILE_TIMESTAMP = gauge("imaging_textfile_timestamp_seconds",
 
 SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUCCESS, SOURCE_DURATION,
          SOURCE_INTERVAL, SOURCE_ERRORS, TEXTFILE_TIMESTAMP)
-
-
-class HostCollector:
-    """Host mode: reads the filesystems at scrape time."""
-
-    def __init__(self, source, limits, profile, server_id):
-        self.source, self.limits = source, limits
-        self.profile, self.server_id = profile, server_id
-        self.up = False
-        self.last_success = 0.0
-        self.last_duration = 0.0
-        self.not_applicable = {}
-
-    def families(self):
-        started = time.monotonic()
-        self.up = False
-        snap = self.source.read()
-        not_applicable = limits_mod.not_applicable(self.limits, snap)
-        if not_applicable != self.not_applicable:
-            for name, why in sorted(not_applicable.items()):
-                log.info("limit %s of profile %s: %s; it is left out", name, self.profile, why)
-            self.not_applicable = not_applicable
-        fams = host_mod.host_families(snap, self.limits, self.profile, self.server_id)
-        self.up, self.last_success, self.last_duration = True, time.time(), time.monotonic() - started
-        return fams
 
 
 class LibraryFamilies:
