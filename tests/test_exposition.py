@@ -146,3 +146,19 @@ def test_plain_body_is_dropped_when_plain_scrapes_stop(tmp_path):
     assert b'status="active"} 5.0' in b"".join(cache.get(fmt, want_gzip=False)), "a later plain scrape renders it again"
     poller.refresh_once()
     assert b'status="active"} 6.0' in b"".join(cache._cache[content_type][0])
+
+
+def test_the_cloud_render_s_duration_and_success_reach_the_health_metrics(tmp_path):
+    unrenderable = CloudSnapshot(cloud="c1", project="p1", taken_at=1000.0,
+                                 images=(Image("i0", "img-0", "active", 10**9, None),))   # no creation time
+    poller, exp = build(tmp_path, snapshot(3), unrenderable)
+    exp.raw()                                             # a scrape: its format is rendered after each refresh
+    assert poller.refresh_once()
+    m = parse_metrics(exp.raw().decode())
+    assert list(samples(m, "imaging_scrape_collector_success", collector="cloud").values()) == [1]
+    assert list(samples(m, "imaging_scrape_duration_seconds", collector="cloud").values()) == \
+        [exp.cloud.stats.last_duration] and exp.cloud.stats.last_duration > 0
+    assert not poller.refresh_once(), "data that cannot be rendered is not served"
+    m = parse_metrics(exp.raw().decode())
+    assert list(samples(m, "imaging_scrape_collector_success", collector="cloud").values()) == [0]
+    assert list(samples(m, "imaging_images", status="active").values()) == [3], "the previous rendering stays"
