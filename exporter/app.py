@@ -1,4 +1,4 @@
-"""Assembles the exporter from a config: sources, pollers, state, registry, WSGI app."""
+"""assemble(): the exporter from a config (state file, host collector, cloud pollers, /metrics) and its WSGI app."""
 from __future__ import annotations
 
 import logging
