@@ -54,7 +54,7 @@ from common import ROOT, pct, table
 
 sys.path.insert(0, ROOT)
 
-from exporter import __version__, profiles
+from exporter import profiles
 from exporter.config import CloudConfig, cloud_config
 
 MIB = 2**20
@@ -211,11 +211,10 @@ class Timed:
 
 
 class Harness:
-    """Poller -> CloudCache rendered per refresh -> Exposition joined per scrape, as exporter.app wires them."""
+    """Poller -> CloudCache rendered per refresh -> Exposition joined per scrape, wired by exporter.app."""
 
     def __init__(self, fake: Fake, accept=None):
-        from exporter.collectors.exporter import ExporterCollector
-        from exporter.exposition import CloudCache, Exposition
+        from exporter.app import build_exposition
         from exporter.poller import Poller
         from exporter.state import State
 
@@ -224,11 +223,10 @@ class Harness:
         cfg = fake.cfg
         self.poller = Poller(self.source, cfg.name, cfg.refresh_interval, cfg.lookback,
                              state=State(None))
-        self.cache = CloudCache([self.poller])
+        self.exposition = build_exposition([self.poller])
+        self.cache = self.exposition.cloud
         self.render_cpu = 0.0
-        self.poller.on_refresh = self._render
-        self.exposition = Exposition(ExporterCollector(__version__, pollers=[self.poller], cloud_cache=self.cache),
-                                     self.cache)
+        self.poller.on_refresh = self._render     # the cache's refresh, with its CPU time taken
         # A scrape before the first refresh, gzipped as Prometheus asks: from now on its
         # format is rendered (and only its gzip kept) after each refresh.
         self.exposition.render(accept, "gzip")
@@ -241,10 +239,10 @@ class Harness:
     def refresh(self) -> dict:
         before = self.fake.requests()
         if not self.poller.refresh_once():
-            raise SystemExit(f"refresh failed: {self.poller.health.last_error}")
+            raise SystemExit(f"refresh failed: {self.poller.health.errors} (the reason is logged above)")
         wall, cpu = self.source.last
         return {"wall": wall, "cpu": cpu, "requests": self.fake.requests() - before,
-                "render_ms": self.cache.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
+                "render_ms": self.cache.stats.last_duration * 1e3, "render_cpu_ms": self.render_cpu * 1e3}
 
     def scrapes(self, renders: int) -> dict:
         """Scrape latencies; the first plain scrape (it renders the plain body, kept from then on) untimed."""

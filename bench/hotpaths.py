@@ -79,7 +79,7 @@ def per_call(fn, n) -> float:
 def host(requests: int, top: int) -> None:
     from prometheus_client.exposition import generate_latest
 
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.collectors import host as host_mod
     from exporter.config import load as load_config
     from exporter.render import TEXT, render
@@ -90,7 +90,7 @@ def host(requests: int, top: int) -> None:
     cfg = os.path.join(tmp, "config.yaml")
     with open(cfg, "w") as f:
         f.write(f"state_file: {tmp}/state.json\nhost:\n  profile: rackspace-firstgen-linux\n")
-    exporter = Exporter(load_config(cfg), {"host": True})
+    exporter = assemble(load_config(cfg), {"host": True})
     server = make_server("127.0.0.1:0", exporter.wsgi_app("/metrics"))
     body_len = len(exporter.exposition.raw())
 
@@ -110,13 +110,14 @@ def host(requests: int, top: int) -> None:
             pass
         b.close()
 
-    part = exporter.collector.host
+    part = exporter.exposition.collector.host
+    reader = part.source.source          # the platform's reader, under the high-water recorder
     snap = part.source.read()
-    fams = host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id)
+    fams = host_mod.host_families(snap, part.limits, part.profile, part.server_id)
 
     fixed = _registry_of(fams)
     samples = sum(len(f.samples) for f in fams)
-    mounts = [m for _, m, _ in _mounts(part.source)]
+    mounts = [m for _, m, _ in _mounts(reader)]
     n = requests
     rows = [
         ["whole request path (loopback TCP pair, exporter.web + WSGI + render)", per_call(lambda: one(server), n)],
@@ -124,11 +125,11 @@ def host(requests: int, top: int) -> None:
         ["  Exposition.render (collect + format, host and health)", per_call(exporter.exposition.render, n)],
         ["    HostSource.read (mount table, statvfs, sysfs and /proc caches)", per_call(part.source.read, n)],
         ["      statvfs of the mounts, each on a thread of its own, with the deadline", per_call(
-            lambda: part.source.statter.stat_all(mounts), n)],
+            lambda: reader.statter.stat_all(mounts), n)],
         ["      for comparison: re-reading and parsing the mount table (kept until the kernel reports a change)",
-         per_call(lambda: read_mounts(part.source.cfg.root_path or "/"), n)],
+         per_call(lambda: read_mounts(reader.cfg.root_path or "/"), n)],
         ["    host_families (the snapshot into rows)", per_call(
-            lambda: host_mod.host_families(snap, part.limits, exporter.state, part.profile, part.server_id), n)],
+            lambda: host_mod.host_families(snap, part.limits, part.profile, part.server_id), n)],
         [f"    exporter.render of the host families ({samples} samples)", per_call(
             lambda: render([fams], TEXT), n)],
         ["    for comparison: prometheus_client's generate_latest of the same families",

@@ -1,16 +1,21 @@
-"""Assembles the exporter from a config: sources, pollers, state, registry, WSGI app."""
+"""assemble(): the exporter from a config (state file, host collector, cloud pollers, /metrics) and its WSGI app."""
 from __future__ import annotations
 
 import logging
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from . import __version__, limits as limits_mod, profiles
-from .collectors.exporter import ExporterCollector, HostPart
+from .collectors.exporter import ExporterCollector
+from .collectors.host import HostCollector
 from .config import Config
 from .exposition import Exposition
 from .sources import registry
-from .sources.host import HostSource, detect_server_id, platform_source
+from .sources.high_water import HighWaterSource
+from .sources.host import detect_server_id, platform_source
 from .state import State, default_path
+
+if TYPE_CHECKING:
+    from .poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -22,35 +27,12 @@ def _cloud_source(cfg):
 
 
 class Exporter:
-    def __init__(self, config: Config, collectors: dict, host_source: Optional[HostSource] = None,
-                 process_metrics: bool = True):
-        self.config = config
-        self.state = State(config.state_file or default_path())
-        self.pollers: List[Poller] = []
-        host = None
-        if collectors.get("host", True):
-            hc = config.host
-            profile = profiles.get(hc.profile)
-            limits = limits_mod.host_limits_in_force(profile.host_limits(), hc.limits, hc.disabled_limits)
-            # The account's image-count limit is shown too (imaging_limit_images), for dashboards.
-            limits += tuple(l for l in profile.limits if l.measure == "image_count"
-                            and l.name not in hc.disabled_limits)
-            server_id = hc.server_id or detect_server_id(hc.root_path or "/")
-            host = HostPart(host_source or platform_source(hc), self.state, limits, hc.profile, server_id)
-        self.cloud_cache = None
-        for cc in config.clouds:
-            if not collectors.get(cc.provider, True):
-                continue
-            # Imported here: host mode (and --once from cron) never pays for them.
-            from .exposition import CloudCache
-            from .poller import Poller
-            if self.cloud_cache is None:
-                self.cloud_cache = CloudCache(self.pollers)
-            self.pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback,
-                                       state=self.state, on_refresh=self.cloud_cache.refresh))
-        self.collector = ExporterCollector(__version__, host=host, pollers=self.pollers, cloud_cache=self.cloud_cache,
-                                           process_metrics=process_metrics)
-        self.exposition = Exposition(self.collector, self.cloud_cache)
+    """The assembled exporter (see assemble()): the state file, the cloud pollers and /metrics."""
+
+    def __init__(self, state: State, pollers: List[Poller], exposition: Exposition):
+        self.state = state
+        self.pollers = pollers
+        self.exposition = exposition
 
     def start(self):
         for p in self.pollers:
@@ -89,6 +71,49 @@ class Exporter:
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"404 page not found\n"]
         return app
+
+
+def assemble(config: Config, collectors: Optional[dict] = None, host_source=None,
+             process_metrics: bool = True) -> Exporter:
+    """The whole exporter from a config: the state file, host mode (``host_source`` replaces
+    the platform's reader), a poller per enabled cloud, and the /metrics exposition.
+    ``collectors`` maps "host" and provider names to on/off (all on by default)."""
+    collectors = collectors or {}
+    state = State(config.state_file or default_path())
+    host = host_collector(config.host, state, host_source) if collectors.get("host", True) else None
+    pollers = []
+    for cc in config.clouds:
+        if collectors.get(cc.provider, True):
+            from .poller import Poller      # imported here: host mode (and --once from cron) never pays for it
+            pollers.append(Poller(_cloud_source(cc), cc.name, cc.refresh_interval, cc.lookback, state=state))
+    return Exporter(state, pollers, build_exposition(pollers, host, process_metrics))
+
+
+def host_collector(host_config, state: State, host_source=None) -> HostCollector:
+    """Host mode: the platform's reader (or ``host_source``), recording high-water marks in
+    ``state``, against the limits in force."""
+    hc = host_config
+    limits = limits_mod.limits_in_force(profiles.get(hc.profile), hc)
+    server_id = hc.server_id or detect_server_id(hc.root_path or "/")
+    source = HighWaterSource(host_source or platform_source(hc), state)
+    return HostCollector(source, limits, hc.profile, server_id)
+
+
+def build_exposition(pollers: Sequence = (), host: Optional[HostCollector] = None,
+                     process_metrics: bool = True) -> Exposition:
+    """/metrics of a host collector and cloud pollers: host and health rendered per scrape,
+    cloud metrics cached and re-rendered after each good refresh of any poller."""
+    pollers = list(pollers)
+    cloud_cache = None
+    if pollers:
+        from .exposition import CloudCache
+        cloud_cache = CloudCache(pollers)
+        for p in pollers:
+            p.on_refresh = cloud_cache.refresh
+    collector = ExporterCollector(__version__, host=host, pollers=pollers,
+                                  cloud_render=cloud_cache.stats if cloud_cache else None,
+                                  process_metrics=process_metrics)
+    return Exposition(collector, cloud_cache)
 
 
 def _landing_page(telemetry_path: str) -> bytes:

@@ -135,11 +135,11 @@ def _write_textfile(path, body):
 def _once(exporter, output):
     """One scrape plus its timestamp, to stdout or atomically to ``output``."""
     from .collectors.exporter import TEXTFILE_TIMESTAMP
-    from .collectors.spec import Families
+    from .collectors.spec import FamilySet
     from .render import TEXT, render
     import time
     exporter.refresh_all()
-    stamp = Families((TEXTFILE_TIMESTAMP,))
+    stamp = FamilySet((TEXTFILE_TIMESTAMP,))
     stamp.add(TEXTFILE_TIMESTAMP, (), time.time())
     body = exporter.exposition.raw() + render([stamp], TEXT)
     log.debug("one scrape: %d bytes%s", len(body), f", to {output}" if output else "")
@@ -242,10 +242,10 @@ def _main(argv=None, on_serving=None):
               f"{', web config ' + args.web_config_file if args.web_config_file else ''})")
         return 0
 
-    from .app import Exporter
+    from .app import assemble
     try:
         # --once writes a textfile for node_exporter, which exports its own process_* (they would clash).
-        exporter = Exporter(config, collectors, process_metrics=not (args.disable_exporter_metrics or args.once))
+        exporter = assemble(config, collectors, process_metrics=not (args.disable_exporter_metrics or args.once))
     except ConfigError as e:
         for line in e.problems:
             print(f"imaging-exporter: {line}", file=sys.stderr)

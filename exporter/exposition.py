@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Tuple
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
-from .collectors import cloud as cloud_mod
+from .collectors.cloud import CloudCollector
+from .models import RenderStats
 from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
 
 log = logging.getLogger(__name__)
@@ -29,20 +30,6 @@ _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
 # A plain body is re-rendered after refreshes only while plain scrapes keep
 # coming: one curl must not make the exporter hold 23 MiB more for good.
 PLAIN_KEEP_SECONDS = 600.0
-
-
-class CloudCollector:           # a prometheus_client collector (describe, collect)
-    def __init__(self, pollers):
-        self.pollers = pollers
-
-    def describe(self):
-        return [spec.family() for spec in cloud_mod.SPECS]
-
-    def families(self):
-        return cloud_mod.cloud_families(self.pollers)
-
-    def collect(self):
-        return iter(self.families())
 
 
 class CloudCache:
@@ -67,8 +54,7 @@ class CloudCache:
         self._cache: Dict[str, Tuple[Optional[Tuple[bytes, ...]], bytes]] = {}
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
-        self.last_duration = 0.0
-        self.ok = True
+        self.stats = RenderStats()             # for the health collector
 
     def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
         text = family_chunks([self.collector.families()], fmt.kind)
@@ -102,9 +88,9 @@ class CloudCache:
                         self._cache[content_type] = rendered
             except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
                 log.error("rendering the cloud metrics failed; serving the previous rendering")
-                self.ok = False
+                self.stats.ok = False
                 raise
-            self.last_duration, self.ok = time.perf_counter() - started, True
+            self.stats.last_duration, self.stats.ok = time.perf_counter() - started, True
 
     def get(self, fmt: Format, want_gzip: bool) -> Tuple[bytes, ...]:
         """The cloud part's chunks in this format, gzipped or plain."""
@@ -140,7 +126,7 @@ MAX_NAMES = 64       # name[] parameters honoured in one scrape
 
 
 class _Only:
-    """The families of one Families object that a name[] scrape asked for."""
+    """The families of one FamilySet that a name[] scrape asked for."""
 
     def __init__(self, families, names):
         self.families, self.names = families, names
@@ -203,10 +189,10 @@ class Exposition:
             # A filtered scrape (rare, for debugging): the same renderer over the
             # families asked for, at most MAX_NAMES of them.
             names = frozenset(params["name[]"][:MAX_NAMES])
-            parts = list(self.collector.parts()) + ([self.cloud.collector.families()] if self.cloud else [])
+            parts = list(self.collector.family_sets()) + ([self.cloud.collector.families()] if self.cloud else [])
             body = render([_Only(p, names) for p in parts], fmt.kind)
             return headers, [packed(body + (EOF.encode() if fmt.kind == OPENMETRICS else b""))]
-        dynamic = render(self.collector.parts(), fmt.kind)
+        dynamic = render(self.collector.family_sets(), fmt.kind)
         if fmt.kind == OPENMETRICS and self.cloud is None:
             dynamic += EOF.encode()
         if self.cloud is None:

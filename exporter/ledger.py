@@ -20,8 +20,6 @@ from __future__ import annotations
 import bisect
 from typing import Dict, Iterable, Tuple
 
-from .render import floatToGoString     # the library's function, without importing the library (--once)
-
 from .models import FinishedJob, RunningJob
 from .state import State
 
@@ -139,15 +137,15 @@ class JobLedger:
         return out
 
     def histogram(self) -> Dict[str, Tuple[list, int, float]]:
-        """{kind: ([(le, cumulative), ...], count, sum)} for HistogramMetricFamily."""
+        """{kind: ([(upper bound, cumulative count), ...], count, sum)}; the last bound is +inf."""
         out = {}
         with self.state.lock:
             for kind, h in self._section()["histogram"].items():
                 cum, rows = 0, []
                 for le, n in zip(BUCKETS, h["buckets"]):
                     cum += n
-                    rows.append((floatToGoString(le), cum))
-                rows.append(("+Inf", h["count"]))
+                    rows.append((le, cum))
+                rows.append((float("inf"), h["count"]))
                 out[kind] = (rows, h["count"], h["sum"])
         return out
 

@@ -92,13 +92,16 @@ def not_applicable(limits: Iterable[Limit], snap: HostSnapshot) -> Dict[str, str
     return out
 
 
-def host_limits_in_force(profile_limits: Iterable[Limit], config_limits: Iterable[Limit],
-                         disabled: Iterable[str] = ()) -> Tuple[Limit, ...]:
-    """Profile limits, with a config limit of the same name replacing the profile's, and
-    without the profile limits the config turned off (``enabled: false``)."""
-    config_limits = tuple(config_limits)
-    dropped = {l.name for l in config_limits} | set(disabled)
-    return tuple(l for l in profile_limits if l.name not in dropped) + config_limits
+def limits_in_force(profile, host_config) -> Tuple[Limit, ...]:
+    """The limits host mode shows: the profile's host limits, a config limit of the same
+    name replacing the profile's, without those the config turned off (``enabled: false``),
+    then the config's own; and the profile's image-count limits, shown as
+    imaging_limit_images for the dashboards (the account's count is cloud mode's)."""
+    config_limits = tuple(host_config.limits)
+    disabled = set(host_config.disabled_limits)
+    dropped = {l.name for l in config_limits} | disabled
+    host = tuple(l for l in profile.host_limits() if l.name not in dropped) + config_limits
+    return host + tuple(l for l in profile.limits if l.measure == "image_count" and l.name not in disabled)
 
 
 def unmatched(limits: Iterable[Limit], snap: HostSnapshot) -> List[Limit]:

@@ -57,6 +57,19 @@ class HostSnapshot:
     # Windows: whether the server is an Active Directory domain controller
     # (its image cannot be restored). None: not Windows, or unknown.
     domain_controller: Optional[bool] = None
+    # (device, mountpoint, highest used bytes ever seen), recorded by the read
+    # (exporter.sources.high_water); empty when the reader keeps no state.
+    high_water: Tuple[Tuple[str, str, int], ...] = ()
+
+
+# ---- the exporter's own work -------------------------------------------------
+
+@dataclass
+class RenderStats:
+    """How the last rendering of the cloud metrics went: updated by the cache that renders
+    them (exporter.exposition), read by the health collector, which never sees the cache."""
+    last_duration: float = 0.0     # seconds
+    ok: bool = True
 
 
 # ---- cloud mode ------------------------------------------------------------

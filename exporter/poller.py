@@ -99,7 +99,6 @@ class Health:
     up: bool = False
     last_success: float = 0.0
     last_duration: float = 0.0
-    last_error: str = ""
     errors: Dict[str, int] = field(default_factory=dict)   # reason -> count since start
 
 
@@ -170,7 +169,7 @@ class Poller:
         self._failures_in_row += 1
         h = self.health
         self.health = Health(up=False, last_success=h.last_success, last_duration=time.monotonic() - started,
-                             last_error=message, errors=dict(self._errors))
+                             errors=dict(self._errors))
         kept = "keeping the last good data" if h.last_success else "no data yet"
         log.warning("cloud %s: refresh failed (%s): %s; %s", self.name, reason, message, kept)
         return False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import yaml
@@ -55,7 +55,6 @@ class Common:
     job_stuck_after: float
     repeated_failures: int
     retry_after: float
-    sources: Dict[str, str] = field(default_factory=dict)
 
 
 def parse_limit_value(measure, value):
@@ -81,7 +80,7 @@ def _load(path=PROFILES_FILE):
     c = data["common"]
     common = Common(job_stuck_after=parse_duration(c["job_stuck_after"]),
                     repeated_failures=int(c["repeated_failures"]),
-                    retry_after=parse_duration(c["retry_after"]), sources=sources)
+                    retry_after=parse_duration(c["retry_after"]))
     profiles = {}
     for name, p in data["profiles"].items():
         unknown = {l["measure"] for l in p.get("limits") or ()} - set(MEASURES)

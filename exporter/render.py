@@ -203,7 +203,7 @@ _BATCH = 2048        # lines per chunk: a 50k-series family is never one string
 def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
     """The text of each non-empty family in chunks of at most _BATCH lines, without EOF.
 
-    ``families`` are collectors.spec.Families; a family that holds
+    ``families`` are collectors.spec.FamilySet objects; a family that holds
     prometheus_client objects (the histogram) is rendered by the library.
     """
     for fams in families:

@@ -118,7 +118,7 @@ class State:
         self._data = {"version": VERSION, "high_water": {}, "jobs": {}}
         self._dirty = False
         self._last_write = float("-inf")
-        self.problem = ""          # last load/save problem, for logs and metrics
+        self._write_problem = ""   # the last write error logged, so that it is logged once
         self._wake = threading.Event()
         self._writer: Optional[threading.Thread] = None
         if path:
@@ -158,10 +158,8 @@ class State:
         self._data = data
         if problems:
             aside = self._copy_aside()
-            self.problem = (f"state file {self.path} is corrupt in part: dropped {len(problems)} bad entries "
-                            f"({problems[0]}"
-                            f"{'; ...' if len(problems) > 1 else ''}); the original is kept as {aside}")
-            log.error("%s", self.problem)
+            log.error("state file %s is corrupt in part: dropped %d bad entries (%s%s); the original is kept as %s",
+                      self.path, len(problems), problems[0], "; ..." if len(problems) > 1 else "", aside)
             self._dirty = True
             self.flush()
 
@@ -184,8 +182,7 @@ class State:
         except OSError as e:
             raise ConfigError(f"state file {self.path} is unusable ({why}) and cannot be moved aside "
                               f"({e.strerror}); it is left untouched") from None
-        self.problem = f"state file {self.path} is corrupt or unusable ({why}); moved to {aside}, starting afresh"
-        log.error("%s", self.problem)
+        log.error("state file %s is corrupt or unusable (%s); moved to %s, starting afresh", self.path, why, aside)
 
     def flush(self, force: bool = True) -> None:
         """Write the file if anything changed (at most every few seconds unless forced).
@@ -206,15 +203,14 @@ class State:
             try:
                 write_atomic(self.path, payload)
                 self._last_write = now
-                if self.problem.startswith("cannot write"):
-                    self.problem = ""
+                self._write_problem = ""
             except (OSError, ValueError) as e:
                 with self._lock:
                     self._dirty = True
                 msg = f"cannot write state file {self.path}: {getattr(e, 'strerror', None) or e}"
-                if msg != self.problem:
+                if msg != self._write_problem:
                     log.error("%s; high-water marks will not survive a restart", msg)
-                self.problem = msg
+                self._write_problem = msg
 
     def _write_soon(self):
         """Wake the writer thread (started on first use): a new peak is saved at once,

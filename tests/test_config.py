@@ -188,14 +188,14 @@ def test_check_config_reports_missing_credentials(tmp_path):
 
 
 def test_a_profile_limit_can_be_turned_off_per_host(tmp_path):
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from conftest import parse_metrics, samples
     cfg = config.parse({"host": {"profile": "linode", "limits": [
         {"name": "custom_image_size", "enabled": False},
         {"name": "app", "measure": "used_bytes", "value": "1TB", "enabled": True}]},
         "state_file": str(tmp_path / "s.json")})
     assert cfg.host.disabled_limits == ("custom_image_size",)
-    m = parse_metrics(Exporter(cfg, {"host": True}).exposition.raw().decode())
+    m = parse_metrics(assemble(cfg, {"host": True}).exposition.raw().decode())
     limits = {dict(k)["limit"] for k in samples(m, "imaging_limit_bytes")}
     assert limits == {"app"}, limits
     assert not samples(m, "imaging_headroom_bytes", limit="custom_image_size")

@@ -75,17 +75,35 @@ def test_landing_page_links_to_metrics(exporter_process):
 
 
 def test_collector_failure_is_a_metric_not_a_500(tmp_path):
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.config import Config
 
     class BrokenHost:
         def read(self):
             raise RuntimeError("sysfs vanished")
-    exp = Exporter(Config(state_file=str(tmp_path / "s.json")), {"host": True}, host_source=BrokenHost())
+    exp = assemble(Config(state_file=str(tmp_path / "s.json")), {"host": True}, host_source=BrokenHost())
     m = parse_metrics(exp.exposition.raw().decode())
     assert list(samples(m, "imaging_scrape_collector_success", collector="host").values()) == [0]
     assert list(samples(m, "imaging_source_up", source="host").values()) == [0]
     assert samples(m, "imaging_build_info") and not samples(m, "imaging_filesystem_size_bytes")
+
+
+def test_assemble_builds_only_the_collectors_turned_on(tmp_path, monkeypatch):
+    from exporter.app import assemble
+    from exporter.config import Config, HostConfig, cloud_config
+    monkeypatch.setenv("LINODE_TOKEN", "not-used")
+    cfg = Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json"),
+                 clouds=(cloud_config("linode", "acct", api_url="http://127.0.0.1:9/v4"),))
+    everything = assemble(cfg)
+    assert [(p.provider, p.name) for p in everything.pollers] == [("linode", "acct")]
+    assert everything.exposition.cloud is not None and everything.pollers[0].on_refresh is not None
+    m = parse_metrics(everything.exposition.raw().decode())
+    assert samples(m, "imaging_limit_images") and samples(m, "imaging_source_up", source="linode")
+    host_only = assemble(cfg, {"host": True, "linode": False})
+    assert host_only.pollers == [] and host_only.exposition.cloud is None
+    m = parse_metrics(assemble(cfg, {"host": False}).exposition.raw().decode())
+    assert not samples(m, "imaging_limit_images") and not samples(m, "imaging_source_up", source="host")
+    assert samples(m, "imaging_source_up", source="linode")
 
 
 def test_once_prints_one_scrape():

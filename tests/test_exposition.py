@@ -4,10 +4,11 @@ import gzip
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.collectors.exporter import ExporterCollector
-from exporter.exposition import CloudCache, Exposition
+from exporter.app import build_exposition
+from exporter.exposition import CloudCache
 from exporter.models import CloudSnapshot, FinishedJob, Image, Quota, QuotaValue
 from exporter.poller import Poller
+from exporter.render import negotiate
 from exporter.state import State
 from conftest import parse_metrics, samples
 
@@ -36,11 +37,8 @@ def build(tmp_path, *snapshots, process=False):
     """process: with process_* too (readings that move between two renders, so off unless a test wants them)."""
     poller = Poller(ScriptedSource(*snapshots), "c1", 60, 3600, state=State(str(tmp_path / "s.json")),
                     clock=lambda: 1000.0)
-    cache = CloudCache([poller])
-    poller.on_refresh = cache.refresh
     # Without process_* unless asked: their CPU and memory move between two renders.
-    return poller, Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache,
-                                                process_metrics=process), cache)
+    return poller, build_exposition([poller], process_metrics=process)
 
 
 def test_cached_cloud_part_follows_each_refresh(tmp_path):
@@ -132,18 +130,35 @@ def test_plain_body_is_dropped_when_plain_scrapes_stop(tmp_path):
     now = [0.0]
     poller = Poller(ScriptedSource(*[snapshot(k) for k in (3, 4, 5, 6)]), "c1", 60, 3600,
                     state=State(str(tmp_path / "s.json")), clock=lambda: 1000.0)
-    cache = CloudCache([poller], clock=lambda: now[0])
+    cache = CloudCache([poller], clock=lambda: now[0])    # the cache alone, on a clock of the test's
     poller.on_refresh = cache.refresh
-    exp = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+    fmt = negotiate(OPENMETRICS)
+    content_type = fmt.content_type
     poller.refresh_once()
-    content_type = dict(exp.render(OPENMETRICS, "gzip")[0])["Content-Type"]
-    exp.raw(OPENMETRICS)                                  # one plain scrape (curl) at t=0
+    cache.get(fmt, want_gzip=True)                        # Prometheus
+    cache.get(fmt, want_gzip=False)                       # one plain scrape (curl) at t=0
     now[0] = 300.0
     poller.refresh_once()
     assert cache._cache[content_type][0] is not None, "kept while plain scrapes may still come"
     now[0] = 700.0
     poller.refresh_once()
     assert cache._cache[content_type][0] is None, "no plain scrape for 700 s: only gzip is rendered"
-    assert b'status="active"} 5.0' in exp.raw(OPENMETRICS), "a later plain scrape renders it again"
+    assert b'status="active"} 5.0' in b"".join(cache.get(fmt, want_gzip=False)), "a later plain scrape renders it again"
     poller.refresh_once()
     assert b'status="active"} 6.0' in b"".join(cache._cache[content_type][0])
+
+
+def test_the_cloud_render_s_duration_and_success_reach_the_health_metrics(tmp_path):
+    unrenderable = CloudSnapshot(cloud="c1", project="p1", taken_at=1000.0,
+                                 images=(Image("i0", "img-0", "active", 10**9, None),))   # no creation time
+    poller, exp = build(tmp_path, snapshot(3), unrenderable)
+    exp.raw()                                             # a scrape: its format is rendered after each refresh
+    assert poller.refresh_once()
+    m = parse_metrics(exp.raw().decode())
+    assert list(samples(m, "imaging_scrape_collector_success", collector="cloud").values()) == [1]
+    assert list(samples(m, "imaging_scrape_duration_seconds", collector="cloud").values()) == \
+        [exp.cloud.stats.last_duration] and exp.cloud.stats.last_duration > 0
+    assert not poller.refresh_once(), "data that cannot be rendered is not served"
+    m = parse_metrics(exp.raw().decode())
+    assert list(samples(m, "imaging_scrape_collector_success", collector="cloud").values()) == [0]
+    assert list(samples(m, "imaging_images", status="active").values()) == [3], "the previous rendering stays"

@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from exporter import limits, profiles
-from exporter.app import Exporter
+from exporter.app import assemble
 from exporter.config import Config, HostConfig
 from exporter.sources.host import platform_source
 from exporter.sources.host_windows import WindowsHostSource
@@ -115,7 +115,7 @@ class WindowsPsutil:
 def exporter(tmp_path, api, profile="rackspace-firstgen-windows", **host):
     cfg = HostConfig(profile=profile, server_id="srv-win-1", **host)
     source = WindowsHostSource(cfg, api=api, environ={"SystemDrive": "C:"})
-    return Exporter(Config(host=cfg, state_file=str(tmp_path / "state.json")), {"host": True}, host_source=source)
+    return assemble(Config(host=cfg, state_file=str(tmp_path / "state.json")), {"host": True}, host_source=source)
 
 
 def scrape(exp):
@@ -171,7 +171,7 @@ def test_ntfs_has_no_inode_series_and_inode_limits_are_not_applicable(tmp_path, 
     assert one(m, "imaging_uncovered_bytes", mountpoint="E:\\", reason="data_filesystem") == 70 * GB
     assert "limit inode_usage of profile rackspace-firstgen-linux: not applicable: NTFS has no inode counts" \
         in caplog.text
-    snap = exp.collector.host.source.read()
+    snap = exp.exposition.collector.host.source.read()
     assert limits.not_applicable(profiles.get("rackspace-firstgen-linux").host_limits(), snap) == \
         {"inode_usage": "not applicable: NTFS has no inode counts"}
     exp.stop()
@@ -264,9 +264,8 @@ def test_the_windows_reader_is_chosen_on_windows_and_the_state_file_is_under_pro
 def test_linux_snapshots_have_no_domain_controller_series():
     from exporter.collectors.host import host_families
     from exporter.models import Filesystem, HostSnapshot
-    from exporter.state import State
     snap = HostSnapshot(filesystems=(Filesystem("/dev/vda1", "/", "ext4", "system", 10, 5, 5, 100, 50),))
-    names = {f.name for f in host_families(snap, (), State(None), "generic", "")}
+    names = {f.name for f in host_families(snap, (), "generic", "")}
     assert "imaging_host_domain_controller" not in names and "imaging_filesystem_inodes" in names
 
 

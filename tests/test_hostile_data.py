@@ -46,7 +46,7 @@ def _write(path, text):
     return str(path)
 
 
-def test_wrong_types_drop_only_the_bad_entries_and_keep_a_copy(tmp_path):
+def test_wrong_types_drop_only_the_bad_entries_and_keep_a_copy(tmp_path, caplog):
     original = json.dumps({"version": 1, "high_water": {HW_KEY: 10 ** 15, "bad": "x"},
                            "jobs": {"lin": {"failed": [], "counted": {"a/1": 1.0},
                                             "first_seen": {"job-1": 1700000000.0},
@@ -55,7 +55,7 @@ def test_wrong_types_drop_only_the_bad_entries_and_keep_a_copy(tmp_path):
                                     "other": []}})
     path = _write(tmp_path / "state.json", original)
     state = State(path)
-    assert "dropped" in state.problem and "original is kept" in state.problem
+    assert "dropped" in caplog.text and "bad entries" in caplog.text and "original is kept" in caplog.text
     ledger = JobLedger(state, "lin")
     assert ledger.failures(time.time()) == {} and ledger.histogram() == {}
     assert state.high_water("/dev/vdx", "/data", 5) == 10 ** 15, "the high-water mark survives"
@@ -79,11 +79,11 @@ def test_wrong_types_drop_only_the_bad_entries_and_keep_a_copy(tmp_path):
     '{"version":2}', "[]", "", "\xff\xfe{", '{"version":1,"high_water":{"a":',
 ], ids=["inf", "nan", "deep-list", "deep-mapping", "400-digits", "1e400", "version", "list", "empty",
         "not-utf8", "truncated"])
-def test_unusable_state_file_is_moved_aside_never_a_crash(tmp_path, text):
+def test_unusable_state_file_is_moved_aside_never_a_crash(tmp_path, text, caplog):
     path = tmp_path / "state.json"
     path.write_bytes(text.encode("utf-8", "surrogateescape") if text != "\xff\xfe{" else b"\xff\xfe{")
     state = State(str(path))
-    assert state.problem
+    assert "is corrupt" in caplog.text, "the problem is logged"
     assert list(tmp_path.glob("state.json.corrupt-*")), "kept aside, never silently dropped"
     # Whatever happened, the state works and its file is valid afterwards.
     state.high_water("/dev/a", "/", 7)

@@ -25,8 +25,8 @@ def test_each_job_is_observed_once_and_survives_a_restart(tmp_path):
     rows, count, total = ledger.histogram()["image"]
     assert count == 2 and total == 1200 + 30 * H
     cumulative = dict(rows)
-    assert cumulative["1800.0"] == 1 and cumulative["86400.0"] == 1 and cumulative["172800.0"] == 2
-    assert cumulative["+Inf"] == 2 and len(rows) == len(BUCKETS) + 1
+    assert cumulative[1800.0] == 1 and cumulative[86400.0] == 1 and cumulative[172800.0] == 2
+    assert cumulative[float("inf")] == 2 and len(rows) == len(BUCKETS) + 1
     assert ledger.last_success() == {("s1", "image"): (1200, 1200), ("s2", "image"): (30 * H, 30 * H)}
     assert ledger.failures(now=32 * H) == {("s1", "image"): (1, 2000)}
 

@@ -7,7 +7,6 @@ from exporter.collectors.host import host_families
 from exporter.config import HostConfig
 from exporter.models import BlockDevice, Filesystem, HostSnapshot
 from exporter.profiles import Limit
-from exporter.state import State
 from conftest import parse_metrics, samples
 
 GB = 10**9
@@ -73,12 +72,27 @@ def test_generic_and_openstack_have_no_host_limits():
 def test_config_limit_with_mountpoint_regex_and_override():
     custom = (Limit("volume_size", "used_bytes", 100 * GB, "config"),
               Limit("srv", "used_bytes", 50 * GB, "config", mountpoints="^/srv"))
-    in_force = limits.host_limits_in_force(profiles.get("rackspace-firstgen-linux").host_limits(), custom)
+    in_force = limits.limits_in_force(profiles.get("rackspace-firstgen-linux"), HostConfig(limits=custom))
     assert sorted((l.name, l.value) for l in in_force) == [("inode_usage", 3_000_000), ("srv", 50 * GB),
                                                            ("volume_size", 100 * GB)]
     rows = by_limit(limits.evaluate(in_force, snap(fs(used=90 * GB), fs("/srv", used=60 * GB, role="data")), {}))
     assert rows[("volume_size", "/")].headroom == 10 * GB
     assert rows[("srv", "/srv")].headroom == -10 * GB
+
+
+def test_limits_in_force_are_the_profile_s_host_and_image_count_limits_less_those_turned_off():
+    linode = profiles.get("linode")
+    assert [(l.name, l.value) for l in limits.limits_in_force(linode, HostConfig())] == \
+        [("custom_image_size", 6 * GB), ("images_per_account", 25)]
+    smaller = Limit("custom_image_size", "used_bytes", 5 * GB, "config")
+    assert [(l.name, l.value, l.source) for l in limits.limits_in_force(linode, HostConfig(limits=(smaller,)))] == \
+        [("custom_image_size", 5 * GB, "config"), ("images_per_account", 25, linode.cloud_limit("image_count").source)]
+    off = HostConfig(disabled_limits=("custom_image_size", "images_per_account"))
+    assert limits.limits_in_force(linode, off) == ()
+    firstgen = profiles.get("rackspace-firstgen-linux")
+    assert [l.name for l in limits.limits_in_force(firstgen, HostConfig(disabled_limits=("inode_usage",)))] == \
+        ["volume_size"]
+    assert limits.limits_in_force(profiles.get("generic"), HostConfig()) == ()
 
 
 def test_filesystem_without_inode_counts_is_skipped():
@@ -87,14 +101,14 @@ def test_filesystem_without_inode_counts_is_skipped():
     assert [r.limit for r in rows] == ["volume_size"]
 
 
-def test_host_metrics_for_a_profile(tmp_path):
+def test_host_metrics_for_a_profile():
     s = snap(fs(used=240 * GB, inodes_used=3_200_000), fs("/data", used=7 * GB, role="data", device="/dev/vdb"))
     registry = CollectorRegistry()
 
     class C:
         def collect(self):
             return host_families(s, profiles.get("rackspace-firstgen-linux").host_limits(),
-                                 State(str(tmp_path / "s.json")), "rackspace-firstgen-linux", "srv-1")
+                                 "rackspace-firstgen-linux", "srv-1")
     registry.register(C())
     m = parse_metrics(generate_latest(registry).decode())
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "volume_size")}): 250 * GB}
@@ -110,9 +124,9 @@ def test_host_metrics_for_a_profile(tmp_path):
 
 
 def test_linode_host_mode_shows_the_account_image_limit(tmp_path):
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.config import Config
-    exp = Exporter(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
+    exp = assemble(Config(host=HostConfig(profile="linode"), state_file=str(tmp_path / "s.json")), {"host": True})
     m = parse_metrics(exp.exposition.raw().decode())
     assert samples(m, "imaging_limit_images") == {frozenset({("limit", "images_per_account")}): 25}
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "custom_image_size")}): 6 * GB}

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import ROOT, parse_metrics, samples
 from exporter import cli
-from exporter.app import Exporter
+from exporter.app import assemble
 from exporter.config import parse
 from exporter.errors import ConfigError
 from exporter.sources import registry
@@ -85,7 +85,7 @@ def test_the_cli_has_its_collector_flag_and_preflight(tmp_path, tinycloud, capsy
 
 def test_the_exporter_polls_it_like_any_provider(tmp_path, tinycloud):
     with FakeTinyCloud(IMAGES) as api:
-        exporter = Exporter(config(tmp_path, url=api.url, request_timeout="2s"), {"host": False})
+        exporter = assemble(config(tmp_path, url=api.url, request_timeout="2s"), {"host": False})
         try:
             exporter.refresh_all()
             metrics = parse_metrics(exporter.exposition.raw().decode())
@@ -126,13 +126,13 @@ def test_a_missing_sdk_is_one_error_naming_the_extra():
 def test_host_mode_and_the_registry_import_no_sdk(tmp_path):
     code = ("import sys\n"
             "from exporter import cli, logs\n"
-            "from exporter.app import Exporter\n"
+            "from exporter.app import assemble\n"
             "from exporter.config import Config\n"
             "from exporter.sources import registry\n"
             "logs.setup()\n"
             "cli.build_parser()\n"
             "[registry.get(n).options for n in registry.names()]\n"
-            "Exporter(Config(state_file=sys.argv[1]), {'host': True}).exposition.raw()\n"
+            "assemble(Config(state_file=sys.argv[1]), {'host': True}).exposition.raw()\n"
             "print(sorted(m for m in ('openstack', 'linode_api4', 'keystoneauth1', 'rackspaceauth', 'requests')"
             " if m in sys.modules))\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "state.json")], cwd=ROOT, capture_output=True,

@@ -15,9 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import profiles
-from exporter.collectors.exporter import ExporterCollector, HostPart
-from exporter.config import HostConfig, cloud_config
-from exporter.exposition import CloudCache, Exposition
+from exporter.app import assemble, build_exposition
+from exporter.config import Config, HostConfig, cloud_config
 from exporter.poller import Poller
 from exporter.sources.host import HostSource
 from exporter.sources.linode.source import LinodeSource
@@ -46,9 +45,7 @@ def run_fault_sequence(poller, fake_set, fake_clear, faults, seed, cloud, fake_r
     plan = [f for f in faults] + [None] * (CYCLES - len(faults))
     rng.shuffle(plan)
     # The exporter's own serving path: health per scrape, cloud metrics cached per refresh.
-    cache = CloudCache([poller])
-    poller.on_refresh = cache.refresh
-    exposition = Exposition(ExporterCollector("test", pollers=[poller], cloud_cache=cache), cache)
+    exposition = build_exposition([poller])
     good_images = None
     seen_faults = set()
     tracemalloc.start()
@@ -132,9 +129,9 @@ def test_hung_mount_under_concurrent_scrapes(tmp_path):
         if path == share:
             release.wait(30)
         return os.statvfs(path)
-    host = HostPart(HostSource(HostConfig(mount_timeout=0.5, root_path=root), stat_fn=stat), State(None), (), "generic",
-                    "")
-    collector = ExporterCollector("test", host=host)
+    host = HostConfig(mount_timeout=0.5, root_path=root)
+    collector = assemble(Config(host=host, state_file=str(tmp_path / "s.json")), {"host": True},
+                         host_source=HostSource(host, stat_fn=stat)).exposition.collector
     durations, errors = [], []
 
     def scraper():
@@ -167,8 +164,8 @@ def test_host_with_1000_mounts(tmp_path):
         (root / "mnt" / f"vol{i}").mkdir(parents=True)
         lines.append(f"/dev/vdb{i} /mnt/vol{i} ext4 rw,relatime 0 0")
     (root / "proc" / "1" / "mounts").write_text("\n".join(lines) + "\n")
-    host = HostPart(HostSource(HostConfig(root_path=str(root))), State(str(tmp_path / "s.json")), (), "generic", "")
-    collector = ExporterCollector("test", host=host)
+    config = Config(host=HostConfig(root_path=str(root)), state_file=str(tmp_path / "s.json"))
+    collector = assemble(config, {"host": True}).exposition.collector
     for _ in range(3):
         m = scrape(collector)
         assert len(samples(m, "imaging_filesystem_size_bytes")) == 1000

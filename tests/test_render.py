@@ -5,8 +5,7 @@ import math
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.collectors.spec import Families, MetricSpec, counter, gauge, histogram
-from exporter.exposition import Exposition
+from exporter.collectors.spec import FamilySet, MetricSpec, counter, gauge, histogram
 from exporter.render import EOF, FORMATS, OPENMETRICS, TEXT, negotiate, render
 from test_exposition import build, snapshot
 from exporter.models import FinishedJob
@@ -43,7 +42,7 @@ LABELS = ['with "quotes"', "back\\slash", "new\nline", "ünïcødé ✓", "", 42
 
 
 def tricky_families():
-    fams = Families(SPECS)
+    fams = FamilySet(SPECS)
     for i, value in enumerate(VALUES):
         fams.add(UNSORTED, (LABELS[i % len(LABELS)], f"a{i}", LABELS[(i + 3) % len(LABELS)]), value)
     for reason in ("timeout", "http_5xx"):
@@ -126,15 +125,15 @@ def test_whole_body_equals_prometheus_client_rendering_everything(tmp_path, acce
 
 
 def test_host_only_openmetrics_ends_with_one_eof():
-    from exporter.collectors.exporter import ExporterCollector
-    exp = Exposition(ExporterCollector("test"), None)
+    from exporter.app import build_exposition
+    exp = build_exposition()
     body = exp.raw("application/openmetrics-text;version=1.0.0")
     assert body.endswith(b"# EOF\n") and body.count(b"# EOF") == 1
 
 
 def test_a_large_family_is_written_in_chunks_with_the_same_bytes():
     from exporter.render import _BATCH, family_chunks
-    fams = Families((UNSORTED, PLAIN))
+    fams = FamilySet((UNSORTED, PLAIN))
     for i in range(2 * _BATCH + 7):
         fams.add(UNSORTED, (f"z{i}", f"a{i}", "m"), i * 1.5)
     fams.add(PLAIN, (), 1)

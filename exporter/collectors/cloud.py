@@ -8,74 +8,78 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-from .spec import Families, gauge, histogram
+from ..render import floatToGoString     # the library's function, without importing the library (--once)
+from .spec import FamilySet, gauge, histogram
 
-C = ("cloud", "project")
-IMG = C + ("image_id", "image_name", "server_id", "status")
+CLOUD_LABELS = ("cloud", "project")
+IMAGE_LABELS = CLOUD_LABELS + ("image_id", "image_name", "server_id", "status")
 JOB_KINDS = ("image", "backup", "volume_snapshot")
 
-IMAGES = gauge("imaging_images", "The account's own images, by status.", *C, "status")
-IMAGES_BYTES = gauge("imaging_images_bytes", "Total bytes of the account's own images.", *C)
-IMAGE_SIZE = gauge("imaging_image_size_bytes", "Size of one image in bytes.", *IMG)
-IMAGE_CREATED = gauge("imaging_image_created_timestamp_seconds", "When the image was created.", *IMG)
-QUOTA_IMAGES = gauge("imaging_quota_images", "How many images the account may hold.", *C, "source")
-QUOTA_BYTES = gauge("imaging_quota_bytes", "How many bytes of images the account may hold.", *C, "source")
+IMAGES = gauge("imaging_images", "The account's own images, by status.", *CLOUD_LABELS, "status")
+IMAGES_BYTES = gauge("imaging_images_bytes", "Total bytes of the account's own images.", *CLOUD_LABELS)
+IMAGE_SIZE = gauge("imaging_image_size_bytes", "Size of one image in bytes.", *IMAGE_LABELS)
+IMAGE_CREATED = gauge("imaging_image_created_timestamp_seconds", "When the image was created.", *IMAGE_LABELS)
+QUOTA_IMAGES = gauge("imaging_quota_images", "How many images the account may hold.", *CLOUD_LABELS, "source")
+QUOTA_BYTES = gauge("imaging_quota_bytes", "How many bytes of images the account may hold.", *CLOUD_LABELS, "source")
 QUOTA_IMAGES_USED = gauge("imaging_quota_images_used",
                           "Images the cloud itself counts against imaging_quota_images (Glance's own usage).",
-                          *C, "source")
+                          *CLOUD_LABELS, "source")
 QUOTA_BYTES_USED = gauge("imaging_quota_bytes_used",
                          "Bytes the cloud itself counts against imaging_quota_bytes (Glance's own usage).",
-                         *C, "source")
-MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.", *C, "source")
+                         *CLOUD_LABELS, "source")
+MAX_IMAGE = gauge("imaging_image_max_size_bytes", "Largest image the cloud will take, in bytes.",
+                  *CLOUD_LABELS, "source")
 JOB_STARTED = gauge("imaging_job_started_timestamp_seconds",
                     "Start time of a running imaging, backup or volume snapshot job: the first start seen for its"
                     " job id, kept across restarts and re-queues.",
-                    *C, "server_id", "server_name", "kind", "job_id", "phase")
-JOBS_RUNNING = gauge("imaging_jobs_running", "Jobs running now.", *C, "kind")
+                    *CLOUD_LABELS, "server_id", "server_name", "kind", "job_id", "phase")
+JOBS_RUNNING = gauge("imaging_jobs_running", "Jobs running now.", *CLOUD_LABELS, "kind")
 JOB_FAILURES = gauge("imaging_job_failures", "Failed jobs of a server inside the lookback window.",
-                     *C, "server_id", "kind")
+                     *CLOUD_LABELS, "server_id", "kind")
 CONSECUTIVE_FAILURES = gauge("imaging_job_consecutive_failures",
                              "Failed jobs of a server in a row, reset to 0 by a later successful job of that kind.",
-                             *C, "server_id", "kind")
+                             *CLOUD_LABELS, "server_id", "kind")
 LAST_SUCCESS = gauge("imaging_job_last_success_timestamp_seconds", "When the server's last successful job finished.",
-                     *C, "server_id", "kind")
+                     *CLOUD_LABELS, "server_id", "kind")
 LAST_FAILURE = gauge("imaging_job_last_failure_timestamp_seconds",
-                     "When the server's last failed job inside the lookback window ended.", *C, "server_id", "kind")
+                     "When the server's last failed job inside the lookback window ended.",
+                     *CLOUD_LABELS, "server_id", "kind")
 LAST_DURATION = gauge("imaging_job_last_duration_seconds", "How long the server's last successful job took.",
-                      *C, "server_id", "kind")
-DURATION = histogram("imaging_job_duration_seconds", "Durations of completed jobs, each observed once.", *C, "kind")
+                      *CLOUD_LABELS, "server_id", "kind")
+DURATION = histogram("imaging_job_duration_seconds", "Durations of completed jobs, each observed once.",
+                     *CLOUD_LABELS, "kind")
 BOOT_FROM_VOLUME = gauge("imaging_server_boot_from_volume",
                          "1 when the server boots from a block-storage volume, which its images do not contain.",
-                         *C, "server_id", "server_name")
+                         *CLOUD_LABELS, "server_id", "server_name")
 BACKUPS_ENABLED = gauge("imaging_backups_enabled", "1 when the provider's backup service is on for the server.",
-                        *C, "server_id")
-DISK = C + ("server_id", "server_name", "disk_id", "disk_label")
+                        *CLOUD_LABELS, "server_id")
+DISK_LABELS = CLOUD_LABELS + ("server_id", "server_name", "disk_id", "disk_label")
 # Information only: image size limits apply to the data on a disk (host mode
 # measures it), not to the disk's allocated size.
 CLOUD_DISK_SIZE = gauge("imaging_cloud_disk_size_bytes",
-                        "Allocated size of a server's disk as the cloud reports it (not its used bytes).", *DISK)
+                        "Allocated size of a server's disk as the cloud reports it (not its used bytes).", *DISK_LABELS)
 PART_UP = gauge("imaging_source_part_up",
                 "1 when an optional part of the cloud's last good refresh was read, 0 when it was skipped.",
-                *C, "part")
+                *CLOUD_LABELS, "part")
 DETAILS_PENDING = gauge("imaging_source_details_pending_servers",
                         "Servers whose disks or backups were due for a re-read that the last refresh left for "
-                        "later (out of request budget); they keep their last data.", *C)
+                        "later (out of request budget); they keep their last data.", *CLOUD_LABELS)
 
-AGENT = C + ("server_id", "agent_id")
-BACKUP_AGENT_ONLINE = gauge("imaging_backup_agent_online", "1 when the server's backup agent is online.", *AGENT)
+AGENT_LABELS = CLOUD_LABELS + ("server_id", "agent_id")
+BACKUP_AGENT_ONLINE = gauge("imaging_backup_agent_online", "1 when the server's backup agent is online.", *AGENT_LABELS)
 BACKUP_AGENT_HEARTBEAT = gauge("imaging_backup_agent_heartbeat_timestamp_seconds",
-                               "Last refresh at which the API reported the backup agent online.", *AGENT)
+                               "Last refresh at which the API reported the backup agent online.", *AGENT_LABELS)
 BACKUP_CONFIGURATION = gauge("imaging_backup_configuration_info",
                              "1 for each enabled backup configuration of a server.",
-                             *AGENT, "configuration_id", "configuration_name", "frequency")
+                             *AGENT_LABELS, "configuration_id", "configuration_name", "frequency")
 BACKUP_INTERVAL = gauge("imaging_backup_schedule_interval_seconds",
                         "Seconds between the scheduled runs of an enabled backup configuration.",
-                        *C, "server_id", "configuration_id")
+                        *CLOUD_LABELS, "server_id", "configuration_id")
 BACKUP_PATH = gauge("imaging_backup_covered_path_info", "1 for each path an enabled backup configuration includes.",
-                    *C, "server_id", "configuration_id", "path", "item_type")
+                    *CLOUD_LABELS, "server_id", "configuration_id", "path", "item_type")
 BACKUP_FAILURES = gauge("imaging_backup_failures",
                         "Backups of a server inside the lookback window that did not succeed, by the API's reason.",
-                        *C, "server_id", "reason")
+                        *CLOUD_LABELS, "server_id", "reason")
 
 SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BYTES, QUOTA_IMAGES_USED,
          QUOTA_BYTES_USED, MAX_IMAGE, JOB_STARTED, JOBS_RUNNING, JOB_FAILURES, CONSECUTIVE_FAILURES, LAST_FAILURE,
@@ -84,8 +88,24 @@ SPECS = (IMAGES, IMAGES_BYTES, IMAGE_SIZE, IMAGE_CREATED, QUOTA_IMAGES, QUOTA_BY
          BACKUP_PATH, BACKUP_FAILURES)
 
 
+class CloudCollector:           # a prometheus_client collector (describe, collect)
+    """The cloud families of the pollers' last good snapshots (exporter.exposition caches them)."""
+
+    def __init__(self, pollers):
+        self.pollers = pollers
+
+    def describe(self):
+        return [spec.family() for spec in SPECS]
+
+    def families(self):
+        return cloud_families(self.pollers)
+
+    def collect(self):
+        return iter(self.families())
+
+
 def cloud_families(pollers: Iterable):
-    fams = Families(SPECS)
+    fams = FamilySet(SPECS)
     for p in pollers:
         snap = p.snapshot
         if snap is None:
@@ -94,7 +114,7 @@ def cloud_families(pollers: Iterable):
     return fams
 
 
-def _add_snapshot(fams: Families, snap, ledger):
+def _add_snapshot(fams: FamilySet, snap, ledger):
     c = (snap.cloud, snap.project)
     by_status = Counter(img.status for img in snap.images)
     for status, n in sorted(by_status.items()):
@@ -148,7 +168,7 @@ def _add_snapshot(fams: Families, snap, ledger):
         if duration is not None:
             fams.add(LAST_DURATION, c + (server_id, kind), duration)
     for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
-        fams.add_histogram(DURATION, c + (kind,), buckets, total)
+        fams.add_histogram(DURATION, c + (kind,), [(floatToGoString(le), n) for le, n in buckets], total)
 
     for s in snap.servers:
         if s.boot_from_volume is not None:
@@ -162,7 +182,7 @@ def _add_snapshot(fams: Families, snap, ledger):
         fams.add(CLOUD_DISK_SIZE, c + (d.server_id, d.server_name, d.disk_id, d.label), d.size_bytes)
 
 
-def _add_backup_service(fams: Families, snap, c):
+def _add_backup_service(fams: FamilySet, snap, c):
     """Agents, enabled configurations and failures of a backup service (Rackspace Cloud Backup)."""
     for a in snap.backup_agents:
         fams.add(BACKUP_AGENT_ONLINE, c + (a.server_id, a.agent_id), 1 if a.online else 0)

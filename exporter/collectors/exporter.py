@@ -1,4 +1,4 @@
-"""The per-scrape collector: host mode, timed, and the exporter's own health.
+"""The per-scrape collector: host mode (collectors.host.HostCollector), timed, and the exporter's own health.
 
 A host read that raises yields imaging_scrape_collector_success 0 and no
 host metrics; the scrape still answers 200 with the health and cloud
@@ -10,9 +10,8 @@ import logging
 import time
 
 from ..errors import SourceError
-from .. import limits as limits_mod
-from . import cloud as cloud_mod, host as host_mod
-from .spec import Families, counter, gauge
+from . import host as host_mod
+from .spec import FamilySet, counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +21,16 @@ SCRAPE_DURATION = gauge("imaging_scrape_duration_seconds",
                         "collector")
 SCRAPE_SUCCESS = gauge("imaging_scrape_collector_success", "1 when the collector's last run succeeded.",
                        "collector")
-S = ("source", "cloud")
-SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *S)
+SOURCE_LABELS = ("source", "cloud")
+SOURCE_UP = gauge("imaging_source_up", "1 when the source's last refresh or read succeeded.", *SOURCE_LABELS)
 SOURCE_LAST_SUCCESS = gauge("imaging_source_last_success_timestamp_seconds",
-                            "When the source last refreshed successfully.", *S)
-SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.", *S)
-SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.", *S)
+                            "When the source last refreshed successfully.", *SOURCE_LABELS)
+SOURCE_DURATION = gauge("imaging_source_refresh_duration_seconds", "How long the source's last refresh took.",
+                        *SOURCE_LABELS)
+SOURCE_INTERVAL = gauge("imaging_source_refresh_interval_seconds", "The source's configured refresh interval.",
+                        *SOURCE_LABELS)
 SOURCE_ERRORS = counter("imaging_source_refresh_errors_total", "Failed refreshes of the source, by reason.",
-                        *S, "reason")
+                        *SOURCE_LABELS, "reason")
 
 # Only in --once output: a textfile that stops being rewritten must alert, and node_exporter
 # gives the file the time it reads it, not the time it was written.
@@ -38,37 +39,11 @@ TEXTFILE_TIMESTAMP = gauge("imaging_textfile_timestamp_seconds",
 
 SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUCCESS, SOURCE_DURATION,
          SOURCE_INTERVAL, SOURCE_ERRORS, TEXTFILE_TIMESTAMP)
-ALL_SPECS = host_mod.SPECS + cloud_mod.SPECS + SPECS
-
-
-class HostPart:
-    """Host mode: reads the filesystems at scrape time."""
-
-    def __init__(self, source, state, limits, profile, server_id):
-        self.source, self.state, self.limits = source, state, limits
-        self.profile, self.server_id = profile, server_id
-        self.up = False
-        self.last_success = 0.0
-        self.last_duration = 0.0
-        self.not_applicable = {}
-
-    def families(self):
-        started = time.monotonic()
-        self.up = False
-        snap = self.source.read()
-        not_applicable = limits_mod.not_applicable(self.limits, snap)
-        if not_applicable != self.not_applicable:
-            for name, why in sorted(not_applicable.items()):
-                log.info("limit %s of profile %s: %s; it is left out", name, self.profile, why)
-            self.not_applicable = not_applicable
-        fams = host_mod.host_families(snap, self.limits, self.state, self.profile, self.server_id)
-        self.up, self.last_success, self.last_duration = True, time.time(), time.monotonic() - started
-        return fams
 
 
 class LibraryFamilies:
     """Families of one of prometheus_client's own collectors (process_*), rendered by the
-    library: the same interface as spec.Families, with no spec (exporter.render)."""
+    library: the same interface as spec.FamilySet, with no spec (exporter.render)."""
 
     def __init__(self, collector):
         self.collector = collector
@@ -83,11 +58,11 @@ class LibraryFamilies:
 
 
 class ExporterCollector:        # a prometheus_client collector (describe, collect)
-    def __init__(self, version, host=None, pollers=(), cloud_cache=None, process_metrics=True):
+    def __init__(self, version, host=None, pollers=(), cloud_render=None, process_metrics=True):
         self.version = version
         self.host = host
         self.pollers = list(pollers)
-        self.cloud_cache = cloud_cache     # cloud metrics are rendered per refresh, not here
+        self.cloud_render = cloud_render   # models.RenderStats: cloud metrics are rendered per refresh, not here
         # The exporter's own CPU, memory and open files, as every Prometheus exporter
         # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
         self.process = None
@@ -97,28 +72,28 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
 
     def describe(self):
         # The families without samples: registration needs only the names.
-        # Cloud families are exporter.exposition.CloudCollector's.
+        # Cloud families are collectors.cloud.CloudCollector's (rendered per refresh).
         own = [spec.family() for spec in host_mod.SPECS + SPECS]
         return own + (list(self.process) if self.process else [])
 
-    def parts(self):
-        """This scrape's Families (collectors.spec): host, then health."""
-        parts = []
-        health = Families(SPECS)
+    def family_sets(self):
+        """This scrape's family sets (collectors.spec.FamilySet): host, then health, then process_*."""
+        sets = []
+        health = FamilySet(SPECS)
         health.add(BUILD_INFO, (self.version,), 1)
         if self.host:
             started = time.perf_counter()
             try:
-                parts.append(self.host.families())
+                sets.append(self.host.families())
                 ok = 1
             except Exception:  # noqa: BLE001 - a failing host read must not fail the scrape
                 log.exception("collector host failed")
                 ok = 0
             health.add(SCRAPE_DURATION, ("host",), time.perf_counter() - started)
             health.add(SCRAPE_SUCCESS, ("host",), ok)
-        if self.cloud_cache is not None:
-            health.add(SCRAPE_DURATION, ("cloud",), self.cloud_cache.last_duration)
-            health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_cache.ok else 0)
+        if self.cloud_render is not None:
+            health.add(SCRAPE_DURATION, ("cloud",), self.cloud_render.last_duration)
+            health.add(SCRAPE_SUCCESS, ("cloud",), 1 if self.cloud_render.ok else 0)
         if self.host:
             h = self.host
             health.add(SOURCE_UP, ("host", ""), 1 if h.up else 0)
@@ -134,11 +109,11 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
             health.add(SOURCE_INTERVAL, s, p.interval)
             for reason in SourceError.REASONS:
                 health.add(SOURCE_ERRORS, s + (reason,), hl.errors.get(reason, 0))
-        parts.append(health)
+        sets.append(health)
         if self.process:
-            parts.append(self.process)
-        return parts
+            sets.append(self.process)
+        return sets
 
     def collect(self):
-        for part in self.parts():
-            yield from part
+        for family_set in self.family_sets():
+            yield from family_set

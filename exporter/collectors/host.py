@@ -1,19 +1,26 @@
 """Host collector: filesystems, disks, limits and headroom of this server."""
 from __future__ import annotations
 
+import logging
+import time
+
 from .. import limits as limits_mod
 from ..models import HostSnapshot
 from ..sources.databases import DATABASE_ENGINES
-from .spec import Families, gauge
+from .spec import FamilySet, gauge
 
-FS = ("device", "mountpoint", "fstype", "role")
+log = logging.getLogger(__name__)
 
-FS_SIZE = gauge("imaging_filesystem_size_bytes", "Filesystem size in bytes.", *FS)
-FS_FREE = gauge("imaging_filesystem_free_bytes", "Filesystem free space in bytes.", *FS)
-FS_AVAIL = gauge("imaging_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", *FS)
-FS_USED = gauge("imaging_filesystem_used_bytes", "Filesystem used space in bytes (size minus free).", *FS)
-FS_INODES = gauge("imaging_filesystem_inodes", "Filesystem total inodes.", *FS)
-FS_INODES_USED = gauge("imaging_filesystem_inodes_used", "Filesystem used inodes.", *FS)
+FILESYSTEM_LABELS = ("device", "mountpoint", "fstype", "role")
+
+FS_SIZE = gauge("imaging_filesystem_size_bytes", "Filesystem size in bytes.", *FILESYSTEM_LABELS)
+FS_FREE = gauge("imaging_filesystem_free_bytes", "Filesystem free space in bytes.", *FILESYSTEM_LABELS)
+FS_AVAIL = gauge("imaging_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.",
+                 *FILESYSTEM_LABELS)
+FS_USED = gauge("imaging_filesystem_used_bytes", "Filesystem used space in bytes (size minus free).",
+                *FILESYSTEM_LABELS)
+FS_INODES = gauge("imaging_filesystem_inodes", "Filesystem total inodes.", *FILESYSTEM_LABELS)
+FS_INODES_USED = gauge("imaging_filesystem_inodes_used", "Filesystem used inodes.", *FILESYSTEM_LABELS)
 FS_ERROR = gauge("imaging_filesystem_device_error",
                  "1 when the filesystem could not be read (error: errno name, timeout or stuck).",
                  "device", "mountpoint", "fstype", "error")
@@ -45,10 +52,9 @@ SPECS = (FS_SIZE, FS_FREE, FS_AVAIL, FS_USED, FS_INODES, FS_INODES_USED, FS_ERRO
          UNCOVERED, DATABASES, DOMAIN_CONTROLLER, HOST_INFO)
 
 
-def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: str):
-    """Families (collectors.spec) for one host snapshot. ``state`` keeps the high-water marks."""
-    fams = Families(SPECS)
-    high_water = {}
+def host_families(snap: HostSnapshot, limits, profile: str, server_id: str):
+    """The families (a collectors.spec.FamilySet) of one host snapshot."""
+    fams = FamilySet(SPECS)
     for fs in snap.filesystems:
         labels = (fs.device, fs.mountpoint, fs.fstype, fs.role)
         fams.add(FS_SIZE, labels, fs.size_bytes)
@@ -58,11 +64,12 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
         if fs.inodes is not None:             # NTFS has no inode counts: no series, not 0
             fams.add(FS_INODES, labels, fs.inodes)
             fams.add(FS_INODES_USED, labels, fs.inodes_used)
-        hw = state.high_water(fs.device, fs.mountpoint, fs.used_bytes)
-        high_water[(fs.device, fs.mountpoint)] = hw
-        fams.add(HIGH_WATER, (fs.device, fs.mountpoint), hw)
         if fs.role == "data":
             fams.add(UNCOVERED, (fs.mountpoint, "data_filesystem"), fs.used_bytes)
+    high_water = {}
+    for device, mountpoint, peak in snap.high_water:
+        high_water[(device, mountpoint)] = peak
+        fams.add(HIGH_WATER, (device, mountpoint), peak)
     for err in snap.errors:
         fams.add(FS_ERROR, (err.device, err.mountpoint, err.fstype, err.error), 1)
     for disk in snap.disks:
@@ -85,3 +92,29 @@ def host_families(snap: HostSnapshot, limits, state, profile: str, server_id: st
         fams.add(DOMAIN_CONTROLLER, (), 1 if snap.domain_controller else 0)
     fams.add(HOST_INFO, (profile, server_id, snap.hostname), 1)
     return fams
+
+
+class HostCollector:
+    """Host mode: reads the host at scrape time (a sources.high_water.HighWaterSource in the app)
+    and turns the snapshot into families; up, last success and duration are for the health collector."""
+
+    def __init__(self, source, limits, profile, server_id):
+        self.source, self.limits = source, limits
+        self.profile, self.server_id = profile, server_id
+        self.up = False
+        self.last_success = 0.0
+        self.last_duration = 0.0
+        self.not_applicable = {}
+
+    def families(self):
+        started = time.monotonic()
+        self.up = False
+        snap = self.source.read()
+        not_applicable = limits_mod.not_applicable(self.limits, snap)
+        if not_applicable != self.not_applicable:
+            for name, why in sorted(not_applicable.items()):
+                log.info("limit %s of profile %s: %s; it is left out", name, self.profile, why)
+            self.not_applicable = not_applicable
+        fams = host_families(snap, self.limits, self.profile, self.server_id)
+        self.up, self.last_success, self.last_duration = True, time.time(), time.monotonic() - started
+        return fams

@@ -53,7 +53,7 @@ def histogram(name, help_, *labels):
     return MetricSpec(name, "histogram", help_, tuple(labels))
 
 
-class Families:
+class FamilySet:
     """The series of each family, in spec order, kept as rows.
 
     exporter.render writes the rows straight to text (the hot path); iterating

@@ -4,8 +4,9 @@ Windows has no statvfs, /proc or sysfs. psutil's cross-platform calls give
 what an image limit needs: the volumes (``disk_partitions``), their sizes
 (``disk_usage``, GetDiskFreeSpaceExW), the processes, and the NTDS service
 (``win_service_get``). Source 000 on Windows servers: the virtual disk
-"cannot shrink once it has expanded" (so the collectors keep a high-water
-mark of used bytes), and an image of a domain controller cannot be restored.
+"cannot shrink once it has expanded" (so each read records a high-water
+mark of used bytes: sources/high_water.py), and an image of a domain
+controller cannot be restored.
 
 Everything psutil is reached through ``api`` (the psutil module by default),
 so the reader runs under test on any platform with psutil's recorded shapes.
