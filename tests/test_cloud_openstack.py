@@ -116,7 +116,7 @@ def refreshes_later(exp, n=2, cloud="lab"):
 
 def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_path):
     exp = start(exporter_process, tmp_path, {"lab": project})
-    S = project.scenario.start                      # step 0, moved to the real time
+    scenario_start = project.scenario.start   # step 0, moved to the real time
     m = exp.scrape()
 
     assert by(m, "imaging_images", "status", cloud="lab", project="demo") == {
@@ -130,9 +130,9 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
     assert by(m, "imaging_source_part_up", "part", cloud="lab") == {"volume_snapshots": 1}
     assert samples(m, "imaging_image_max_size_bytes", cloud="lab") == {}   # no API, config or profile value
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-web", "web-1", "image", "img-web-today", "image_snapshot"): S,      # Nova's task state
-        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): S,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-web", "web-1", "image", "img-web-today", "image_snapshot"): scenario_start,      # Nova's task state
+        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): scenario_start,
     }
     # The start times are real times: legacy-1's image has been saving for 25 hours now.
     stuck = jobs(m)[("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving")]
@@ -141,11 +141,11 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
     assert by(m, "imaging_job_failures", "server_id", "kind", cloud="lab") == {
         ("srv-app", "image"): 2, ("srv-db", "volume_snapshot"): 1}
     assert by(m, "imaging_job_last_failure_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-app", "image"): S - 1 * H - 45 * M, ("srv-db", "volume_snapshot"): S - 55 * M}
+        ("srv-app", "image"): scenario_start - 1 * H - 45 * M, ("srv-db", "volume_snapshot"): scenario_start - 55 * M}
     assert by(m, "imaging_server_boot_from_volume", "server_id", "server_name", cloud="lab") == {
         ("srv-db", "db-1"): 1, ("srv-web", "web-1"): 0, ("srv-app", "app-1"): 0, ("srv-legacy", "legacy-1"): 0}
     assert by(m, "imaging_job_last_success_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-web", "image"): S - 23.5 * H}
+        ("srv-web", "image"): scenario_start - 23.5 * H}
     assert value(m, "imaging_job_last_duration_seconds", cloud="lab", server_id="srv-web", kind="image") == 30 * M
     count, total, buckets = histogram(m, "image")
     assert (count, total) == (1, 30 * M)              # web-1's image of yesterday
@@ -155,15 +155,15 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
 
     # +5m: web-1's image is uploading; app-1's weekly backup is queued (Nova: image_backup).
     project.step()
-    S = project.scenario.start
+    scenario_start = project.scenario.start
     wait_until(lambda: ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup") in jobs(exp.scrape()),
                timeout=10, what="step 1")
     m = exp.scrape()
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-web", "web-1", "image", "img-web-today", "image_uploading"): S,
-        ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup"): S + 5 * M,
-        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): S,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-web", "web-1", "image", "img-web-today", "image_uploading"): scenario_start,
+        ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup"): scenario_start + 5 * M,
+        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): scenario_start,
     }
     assert by(m, "imaging_jobs_running", "kind", cloud="lab") == {"image": 2, "backup": 1, "volume_snapshot": 1}
     assert sum(samples(m, "imaging_images", cloud="lab").values()) == 9          # of 10
@@ -171,17 +171,17 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
 
     # +20m: web-1's image is active (4 GiB, 20 minutes), the volume snapshot is done.
     project.step()
-    S = project.scenario.start
+    scenario_start = project.scenario.start
     wait_until(lambda: value(exp.scrape(), "imaging_jobs_running", cloud="lab", kind="image") == 1,
                timeout=10, what="step 2")
     m = exp.scrape()
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-app", "app-1", "backup", "img-app-weekly", "image_uploading"): S + 5 * M,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-app", "app-1", "backup", "img-app-weekly", "image_uploading"): scenario_start + 5 * M,
     }
     assert value(m, "imaging_images_bytes", cloud="lab") == 19 * GIB             # of 20 GiB
     assert by(m, "imaging_job_last_success_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-web", "image"): S + 20 * M, ("srv-db", "volume_snapshot"): S + 20 * M}
+        ("srv-web", "image"): scenario_start + 20 * M, ("srv-db", "volume_snapshot"): scenario_start + 20 * M}
     assert by(m, "imaging_job_last_duration_seconds", "server_id", "kind", cloud="lab") == {
         ("srv-web", "image"): 20 * M, ("srv-db", "volume_snapshot"): 20 * M}
     expected = {"image": (2, 50 * M), "volume_snapshot": (1, 20 * M)}
