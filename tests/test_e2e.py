@@ -39,11 +39,11 @@ import yaml
 
 from alerting_stack import GIB, AlertingStack, Process, host_root
 from conftest import ExporterProcess, need_binary, wait_until
+from dashboard_queries import check_queries_return_data, check_server_dashboard
 from fakes.faults import Fault
 from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
 from fakes.rackspace_backup_api import FakeRackspaceBackup
-from test_dashboards import check_queries_return_data, check_server_dashboard
 
 HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
 LINODE_CLOUD = "linode"

@@ -125,7 +125,7 @@ def test_poller_thread_survives_a_source_that_raises_anything(tmp_path):
 def test_hung_mount_under_concurrent_scrapes(tmp_path):
     release = threading.Event()
     # An NFS share that hangs: local block-device filesystems are stat'ed inline, network ones guarded.
-    from test_host import nfs_root
+    from host_roots import nfs_root
     root, share = nfs_root(tmp_path)
 
     def stat(path):

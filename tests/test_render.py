@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from exporter.collectors.spec import Families, MetricSpec, counter, gauge, histogram
 from exporter.exposition import Exposition
 from exporter.render import EOF, FORMATS, OPENMETRICS, TEXT, negotiate, render
-from test_exposition import build, snapshot
+from scripted_cloud import build, snapshot
 from exporter.models import FinishedJob
 
 # What Prometheus 2 and 3 send, what curl sends, and the variants in between.
