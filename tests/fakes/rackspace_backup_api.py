@@ -28,13 +28,10 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
 
-from .faults import Fault, LoopbackAPI
+from .faults import ApiError, Fault, LoopbackAPI, Request
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
 REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
@@ -50,19 +47,6 @@ def fixture(name: str):
 
 def dotnet_date(ts: Optional[float]) -> Optional[str]:
     return None if ts is None else "/Date(%d)/" % round(ts * 1000)
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: Dict[str, str]
-
-
-class _Fault(Exception):
-    def __init__(self, status, body, headers=None):
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, headers or {}
 
 
 def _fault_body(status: int, message: str) -> dict:
@@ -84,7 +68,6 @@ class FakeRackspaceBackup(LoopbackAPI):
         self.activity: List[dict] = []              # "List all activity for a user" items
         self.reports: Dict[str, dict] = {}          # BackupId -> "Get a backup report" body
         self.tokens: List[str] = []
-        self.requests: List[Request] = []
         self._lock = threading.Lock()
 
     # ---- building the account from the documented examples ----------------------------
@@ -162,73 +145,50 @@ class FakeRackspaceBackup(LoopbackAPI):
             lines.append(f"    region_name: {region}")
         return "\n".join(lines) + "\n"
 
-    def paths(self) -> List[str]:
-        return [r.path for r in self.requests]
-
     # ---- requests ----------------------------------------------------------------------
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        path = urlsplit(h.path).path
-        length = int(h.headers.get("Content-Length") or 0)
-        raw_body = h.rfile.read(length) if length else b""
-        route = _route_path(path, self.tenant)
-        with self._lock:
-            self.requests.append(Request(h.command, path, dict(h.headers.items())))
-        fault = self.faults.match(route or path)
-        if self._wait_if_hanging(fault):
-            return
-        headers = {}
-        try:
-            status, body = 200, self._respond(h, path, route, raw_body, fault)
-        except _Fault as e:
-            status, body, headers = e.status, e.body, e.headers
-        if isinstance(body, bytes):
-            raw = body
-        else:   # the API escapes the slashes of its dates: "\/Date(1357817400000)\/"
-            raw = re.sub(r'"/Date\((-?\d+)\)/"', r'"\\/Date(\1)\\/"', json.dumps(body)).encode()
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(raw)))
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(raw)
-        except OSError:
-            pass
+    def fault_path(self, path: str) -> str:
+        return _route_path(path, self.tenant) or path
 
-    def _respond(self, h, path, route, raw_body, fault: Optional[Fault]):
+    def encode(self, answer) -> bytes:
+        # The API escapes the slashes of its dates: "\/Date(1357817400000)\/"
+        return re.sub(r'"/Date\((-?\d+)\)/"', r'"\\/Date(\1)\\/"', json.dumps(answer)).encode()
+
+    def respond(self, request: Request, raw_body: bytes, fault: Optional[Fault]):
+        return self._respond(request, request.path, _route_path(request.path, self.tenant), raw_body, fault), {}
+
+    def _respond(self, request, path, route, raw_body, fault: Optional[Fault]):
         mode = fault.mode if fault else None
         if mode == "error":
-            raise _Fault(fault.status, _fault_body(fault.status, fault.message or "The server has either erred or "
-                                                   "is incapable of performing the requested operation."),
-                         dict(fault.headers))
+            raise ApiError(fault.status, _fault_body(fault.status, fault.message or "The server has either erred or "
+                                                     "is incapable of performing the requested operation."),
+                           dict(fault.headers))
         if mode == "rate_limited":
-            raise _Fault(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
+            raise ApiError(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
         if mode == "malformed_json":
             return b'[{"MachineAgentId": 213564, "MachineName": '
         if mode == "missing_data":
             return {"message": "nothing here"}
         if path == "/v2.0/tokens":
-            if h.command != "POST":
-                raise _Fault(405, _fault_body(405, "Method not allowed"))
+            if request.method != "POST":
+                raise ApiError(405, _fault_body(405, "Method not allowed"))
             return self._token(raw_body, mode)
         if route is None:
-            raise _Fault(404, _fault_body(404, "Resource not found"))
-        if h.command != "GET":
-            raise _Fault(405, _fault_body(405, "Method not allowed"))
-        if h.headers.get("X-Auth-Token") not in self.tokens:
-            raise _Fault(401, _fault_body(401, "No valid token provided. Please use the 'X-Auth-Token' header"
-                                               " with a valid token."))
+            raise ApiError(404, _fault_body(404, "Resource not found"))
+        if request.method != "GET":
+            raise ApiError(405, _fault_body(405, "Method not allowed"))
+        if request.headers.get("X-Auth-Token") not in self.tokens:
+            raise ApiError(401, _fault_body(401, "No valid token provided. Please use the 'X-Auth-Token' header"
+                                                 " with a valid token."))
         return self._backup_route(route)
 
     def _token(self, raw_body, mode):
         try:
             creds = json.loads(raw_body)["auth"]["RAX-KSKEY:apiKeyCredentials"]
         except (ValueError, KeyError, TypeError):
-            raise _Fault(400, _fault_body(400, "Invalid json request body")) from None
+            raise ApiError(400, _fault_body(400, "Invalid json request body")) from None
         if mode == "auth_rejected" or creds.get("username") != self.username or creds.get("apiKey") != self.api_key:
-            raise _Fault(401, _fault_body(401, "Username or api key is invalid."))
+            raise ApiError(401, _fault_body(401, "Username or api key is invalid."))
         body = fixture("identity_tokens")
         token = uuid.uuid4().hex
         with self._lock:
@@ -266,7 +226,7 @@ class FakeRackspaceBackup(LoopbackAPI):
         m = re.fullmatch(r"/agent/(\d+)", route)
         if m:
             if m.group(1) not in agents:
-                raise _Fault(404, _fault_body(404, "Agent not found"))
+                raise ApiError(404, _fault_body(404, "Agent not found"))
             return agents[m.group(1)]
         if route == "/backup-configuration":
             return configurations
@@ -281,9 +241,9 @@ class FakeRackspaceBackup(LoopbackAPI):
         m = re.fullmatch(r"/backup/report/(\d+)", route)
         if m:
             if m.group(1) not in reports:
-                raise _Fault(404, _fault_body(404, "Backup report not found"))
+                raise ApiError(404, _fault_body(404, "Backup report not found"))
             return reports[m.group(1)]
-        raise _Fault(404, _fault_body(404, "Resource not found"))
+        raise ApiError(404, _fault_body(404, "Resource not found"))
 
 
 def _route_path(path: str, tenant: str) -> Optional[str]:
