@@ -7,7 +7,7 @@ fixture's finally, failures included:
   unpatched openstacksdk and a clouds.yaml ("os-stuck": an image saving for
   25 hours; "os-full": the image count quota used up; "os-blind": a stuck
   job, and an API that fails after the first refresh; "os-quiet": nothing
-  wrong), and the Linode account of tests/fixtures/linode/account.json moved
+  wrong), and the Linode account of tests/fixtures/linode/account.yaml moved
   to the real clock (db-1: a backup running for 25 h, an image being taken,
   two failed images and one that succeeded, a disk too large to image; 24 of
   25 images), and a Rackspace Cloud Backup account (quiet-1's agent online,
@@ -45,7 +45,7 @@ from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack, Scenario
 from fakes.rackspace_backup_api import FakeRackspaceBackup
 
-HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
+HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.yaml
 LINODE_CLOUD = "linode"
 BACKUP_CLOUD = "rackspace-dfw"
 RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imaging-info": "/info"}
