@@ -72,8 +72,9 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
 
 def serve_fake(conn, images, servers):
     """Child process: the fake OpenStack; answers "count" (requests so far) and "stop"."""
-    from tests.fakes.openstack_api import FakeOpenStack, Scenario
-    fake = FakeOpenStack(Scenario.synthetic(images=images, servers=servers)).start()
+    from tests.fakes.openstack_api import FakeOpenStack
+    from tests.fakes.openstack_scenarios import synthetic_scenario
+    fake = FakeOpenStack(synthetic_scenario(images=images, servers=servers)).start()
     conn.send((fake.url, fake.user, fake.password))
     _serve_commands(conn, fake, lambda: len(fake.requests))
 

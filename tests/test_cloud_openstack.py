@@ -9,7 +9,6 @@ tests/fixtures/openstack/project.yaml, relative to the step's start time S.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
@@ -18,21 +17,18 @@ import yaml
 
 from conftest import samples, wait_until
 from fakes.faults import Fault
-from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack
+from fakes.openstack_scenarios import load_scenario, project_scenario, synthetic_scenario
+from fakes.scenario import Scenario
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
 M, H = 60.0, 3600.0
 GIB = 2**30
 ARGS = ["--no-collector.host"]
 
 
-def project_scenario() -> Scenario:
-    return Scenario.from_file(os.path.join(FIXTURES, "project.yaml"))
-
-
 @pytest.fixture
 def project():
-    fake = FakeOpenStack(project_scenario(), live=True).start()
+    fake = FakeOpenStack(load_scenario("project"), live=True).start()
     yield fake
     fake.stop()
 
@@ -41,7 +37,7 @@ def clouds_env(tmp_path, fakes: dict) -> dict:
     """A clouds.yaml with one entry per fake (named like the cloud), and the env that points at it."""
     entries = {name: {"auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
                       "auth": {"auth_url": f.url + "/identity/v3", "username": f.user, "password": f.password,
-                               "project_name": f.scenario.project_name, "user_domain_name": "Default",
+                               "project_name": f.project_name, "user_domain_name": "Default",
                                "project_domain_name": "Default"}}
                for name, f in fakes.items()}
     path = tmp_path / "clouds.yaml"
@@ -218,7 +214,7 @@ def test_a_scrape_that_says_up_has_the_data(exporter_process, tmp_path):
     Scraped as fast as possible from the start, twice, against enough images
     (1010) that rendering them takes a while.
     """
-    with FakeOpenStack(Scenario.synthetic(images=1010, servers=5), live=True) as fake:
+    with FakeOpenStack(synthetic_scenario(images=1010, servers=5), live=True) as fake:
         env = clouds_env(tmp_path, {"lab": fake})
         for _ in range(2):
             exp = exporter_process({"clouds": [cloud_config()]}, args=ARGS, env=env)
@@ -248,7 +244,7 @@ FAULTS = [
 
 def test_faults_keep_the_last_good_data_and_recover(exporter_process, tmp_path):
     # More images than one page (1000), so that a fault can strike the images' second page.
-    with FakeOpenStack(Scenario.synthetic(images=1010, servers=5), live=True) as fake:
+    with FakeOpenStack(synthetic_scenario(images=1010, servers=5), live=True) as fake:
         exp = start(exporter_process, tmp_path, {"lab": fake})
         m = exp.scrape()
         good = {n: samples(m, n, cloud="lab") for n in ("imaging_images", "imaging_images_bytes",
@@ -329,14 +325,14 @@ def test_only_get_requests_and_no_secret_leaks(project, exporter_process, tmp_pa
 
 def staging_scenario() -> Scenario:
     """Another project on another cloud: two active images, nothing running or failed."""
-    return Scenario(project_id="5b1f0000000000000000000000005b1f", project_name="staging", limits=None, steps=[{
-        "at": "0s",
+    return project_scenario({
         "servers": {"srv-stg": {"name": "stg-1", "image": "img-stg-base", "created_at": "-30d"}},
         "images": {
             "img-stg-base": {"name": "debian-12", "status": "active", "size": 2 * GIB,
                              "created_at": "-30d", "updated_at": "-30d"},
             "img-stg-1": {"name": "stg-1-nightly", "status": "active", "size": 1 * GIB, "server": "srv-stg",
-                          "image_type": "snapshot", "created_at": "-3h", "updated_at": "-2h45m"}}}])
+                          "image_type": "snapshot", "created_at": "-3h", "updated_at": "-2h45m"}}},
+        project_id="5b1f0000000000000000000000005b1f", project_name="staging", limits=None)
 
 
 def test_two_clouds_are_labelled_apart(project, exporter_process, tmp_path):
