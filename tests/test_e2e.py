@@ -138,10 +138,7 @@ class Stack(AlertingStack):
                          "project_name": fake.project_name, "user_domain_name": "Default",
                          "project_domain_name": "Default"}}
         # Rackspace Cloud Backup: quiet-1's agent, online, a nightly configuration that succeeded 3 h ago.
-        self.backup = self.add(FakeRackspaceBackup())
-        self.backup.add_agent(213564, "srv-quiet", "quiet-1", online=True, last_success=now - 3 * 3600)
-        self.backup.add_configuration(158486, 213564, "Nightly", "Daily", ("/srv/",))
-        self.backup.add_backup(134331, 213564, "Completed", now - 3 * 3600, now - 4 * 3600, now - 3 * 3600, 158486)
+        self.backup = self.add(FakeRackspaceBackup("quiet", live=True))
         self.backup.start()
         clouds_yaml.update(yaml.safe_load(self.backup.clouds_yaml(BACKUP_CLOUD))["clouds"])
         (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))

@@ -5,6 +5,14 @@ Every body is a documented example from tests/fixtures/rackspace_backup/
 format is the reference's: .NET dates written "\\/Date(ms)\\/", numeric ids,
 PascalCase keys.
 
+The account comes from a scenario (tests/fakes/scenario.py; files in
+tests/fixtures/rackspace_backup/*.yaml), or from add_agent, add_configuration
+and add_backup. Its kinds, by id: agents {server_id, name, online, disabled,
+last_success}, configurations {agent, name, frequency, paths, active,
+hour_interval}, backups {agent, state, time_of_activity, started, completed,
+configuration}. This fake has no clock: it serves a scenario's start;
+set_state() changes a backup later.
+
 - POST /v2.0/tokens takes {"auth": {"RAX-KSKEY:apiKeyCredentials": {...}}}
   (what rackspaceauth's rackspace_apikey plugin sends) and answers the
   documented token with a service catalog whose rax:backup entry points back
@@ -29,13 +37,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from .faults import ApiError, Fault, LoopbackAPI, Request
+from .scenario import Scenario
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
 REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
 USERNAME, API_KEY, TENANT = "jsmith", "fake-rackspace-api-key-9d2c41", "110011"
+
+# Scenario fields that hold times (Unix seconds for add_agent and add_backup).
+TIME_FIELDS = ("last_success", "time_of_activity", "started", "completed")
 
 SERVES = ("error", "rate_limited", "auth_rejected", "slow", "hang", "malformed_json", "missing_data", "refused")
 
@@ -43,6 +55,11 @@ SERVES = ("error", "rate_limited", "auth_rejected", "slow", "hang", "malformed_j
 def fixture(name: str):
     with open(FIXTURES / f"{name}.json", encoding="utf-8") as f:
         return json.load(f)
+
+
+def load_scenario(name: str) -> Scenario:
+    """tests/fixtures/rackspace_backup/<name>.yaml"""
+    return Scenario.load(FIXTURES / f"{name}.yaml")
 
 
 def dotnet_date(ts: Optional[float]) -> Optional[str]:
@@ -60,7 +77,8 @@ class FakeRackspaceBackup(LoopbackAPI):
     SERVES = SERVES
     NAME = "fake-rackspace-backup"
 
-    def __init__(self, username: str = USERNAME, api_key: str = API_KEY, tenant: str = TENANT):
+    def __init__(self, scenario: Union[None, str, Scenario] = None, username: str = USERNAME,
+                 api_key: str = API_KEY, tenant: str = TENANT, live: bool = False):
         super().__init__()
         self.username, self.api_key, self.tenant = username, api_key, tenant
         self.agents: Dict[str, dict] = {}           # MachineAgentId -> "List agent details" body
@@ -69,8 +87,31 @@ class FakeRackspaceBackup(LoopbackAPI):
         self.reports: Dict[str, dict] = {}          # BackupId -> "Get a backup report" body
         self.tokens: List[str] = []
         self._lock = threading.Lock()
+        self.scenario: Optional[Scenario] = None
+        if scenario is not None:
+            self.load(load_scenario(scenario) if isinstance(scenario, str) else scenario, live=live)
 
     # ---- building the account from the documented examples ----------------------------
+
+    def load(self, scenario: Scenario, live: bool = False) -> None:
+        """Add a scenario's agents, configurations and backups as they are at its start
+        (live: the scenario moved to start now, for an exporter on the real clock)."""
+        if scenario.steps:
+            raise ValueError("the Cloud Backup fake has no clock: a scenario's steps are not served")
+        if live:
+            scenario = scenario.rebased(time.time())
+        self.scenario = scenario
+        state = scenario.state(0, TIME_FIELDS)
+        for agent_id, a in state.get("agents", {}).items():
+            self.add_agent(int(agent_id), a.get("server_id"), a["name"], online=a.get("online", True),
+                           last_success=a.get("last_success"), disabled=a.get("disabled", False))
+        for config_id, c in state.get("configurations", {}).items():
+            self.add_configuration(int(config_id), c["agent"], c["name"], c.get("frequency", "Daily"),
+                                   tuple(c.get("paths", ("/var/lib/mysql/",))), active=c.get("active", True),
+                                   hour_interval=c.get("hour_interval"))
+        for backup_id, b in state.get("backups", {}).items():
+            self.add_backup(int(backup_id), b["agent"], b["state"], b["time_of_activity"], b.get("started"),
+                            b.get("completed"), b.get("configuration", 0))
 
     def add_agent(self, agent_id: int, server_id: Optional[str], name: str, online: bool = True,
                   last_success: Optional[float] = None, disabled: bool = False) -> dict:
@@ -138,7 +179,7 @@ class FakeRackspaceBackup(LoopbackAPI):
 
     def clouds_yaml(self, name: str = "rackspace", region: Optional[str] = "DFW", api_key: Optional[str] = None) -> str:
         """A clouds.yaml entry as a Rackspace user writes it, pointed at this fake."""
-        lines = [f"clouds:", f"  {name}:", "    auth_type: rackspace_apikey", "    auth:",
+        lines = ["clouds:", f"  {name}:", "    auth_type: rackspace_apikey", "    auth:",
                  f"      username: {self.username}", f"      api_key: {api_key or self.api_key}",
                  f"      auth_url: {self.identity_url}"]
         if region:
