@@ -108,7 +108,8 @@ def simulate(instances: int, latency: float, hours: float, interval: float, swee
     events = sum(1 for e in api.objects("events") if e["created"] >= since)
     backups = sum(1 for i in api.objects("instances") if i["backups"]["enabled"])
     running = len({b["linode_id"] for b in api.objects("backups") if b["status"] == "running"})
-    pages = (math.ceil(len(api.objects("images")) / PAGE) + math.ceil(instances / PAGE) + max(1, math.ceil(events / PAGE)))
+    pages = (math.ceil(len(api.objects("images")) / PAGE) + math.ceil(instances / PAGE)
+             + max(1, math.ceil(events / PAGE)))
     reads = instances + backups
     full = next((i for i, r in enumerate(rows) if r["pending"] == 0), None)
     steady = [r for r in rows[full + 1:]] if full is not None else []

@@ -280,7 +280,8 @@ def test_thresholds_match_the_alert_rules():
     assert steps(field(soonest, "Headroom %")["thresholds"]) == [
         ("red", None), ("orange", 0), ("green", c["headroomNearlyRatio"])]
     assert steps(field(soonest, "Time to limit")["thresholds"]) == [
-        ("red", None), ("orange", duration_seconds(c["predictCriticalHorizon"])), ("green", duration_seconds(c["predictWarningHorizon"]))]
+        ("red", None), ("orange", duration_seconds(c["predictCriticalHorizon"])),
+        ("green", duration_seconds(c["predictWarningHorizon"]))]
     assert soonest["options"]["sortBy"] == [{"displayName": "Time to limit", "desc": False}]
     accounts = panel(over, "Accounts")
     assert steps(field(accounts, "Images used")["thresholds"]) == [
