@@ -71,6 +71,7 @@ def timestamp(value) -> float:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A start (Unix seconds), the objects at start and the steps after it, as the module says."""
     start: float = DEFAULT_START
     objects: State = field(default_factory=dict)
     steps: Tuple[dict, ...] = ()
@@ -83,7 +84,7 @@ class Scenario:
 
     @classmethod
     def load(cls, path) -> "Scenario":
-        """A scenario file; a bare name is looked up as tests/fixtures/<provider>/<name>.yaml by the fakes."""
+        """A scenario file (each fake's load_scenario(name) reads tests/fixtures/<provider>/<name>.yaml)."""
         with open(path, encoding="utf-8") as f:
             return cls.from_document(yaml.safe_load(f))
 
