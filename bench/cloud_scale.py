@@ -72,8 +72,9 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
 
 def serve_fake(conn, images, servers):
     """Child process: the fake OpenStack; answers "count" (requests so far) and "stop"."""
-    from tests.fakes.openstack_api import FakeOpenStack, Scenario
-    fake = FakeOpenStack(Scenario.synthetic(images=images, servers=servers)).start()
+    from tests.fakes.openstack_api import FakeOpenStack
+    from tests.fakes.openstack_scenarios import synthetic_scenario
+    fake = FakeOpenStack(synthetic_scenario(images=images, servers=servers)).start()
     conn.send((fake.url, fake.user, fake.password))
     _serve_commands(conn, fake, lambda: len(fake.requests))
 
@@ -83,7 +84,8 @@ def serve_fake_linode(conn, instances, images, window):
 
     window: how far back the source asks for events (lookback + the stuck threshold)."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from fakes.linode_api import FakeLinodeAPI, format_time, synthetic_scenario
+    from fakes.linode_api import FakeLinodeAPI, format_time
+    from fakes.linode_synthetic import synthetic_scenario
 
     class Fast(FakeLinodeAPI):
         """The fake lists a collection by copying every object on each request, so each
@@ -98,14 +100,12 @@ def serve_fake_linode(conn, instances, images, window):
                 self._memo[key] = super()._visible(collection, now)
             return self._memo[key]
 
-    fake = Fast("empty", clock=time.time)
-    fake.scenario = synthetic_scenario(instances, images=images, now=fake.clock())
+    fake = Fast(synthetic_scenario(instances, images=images, now=time.time()), clock=time.time)
     fake.start()
     since = format_time(fake.clock() - window)
-    running = {iid for iid, backups in fake.scenario["backups"].items()
-               if any(b["status"] == "running" for b in backups)}
-    conn.send((fake.url, fake.token, sum(1 for e in fake.scenario["events"] if e["created"] >= since),
-               sum(1 for i in fake.scenario["instances"] if i["backups"]["enabled"]), len(running)))
+    running = {b["linode_id"] for b in fake.objects("backups") if b["status"] == "running"}
+    conn.send((fake.url, fake.token, sum(1 for e in fake.objects("events") if e["created"] >= since),
+               sum(1 for i in fake.objects("instances") if i["backups"]["enabled"]), len(running)))
     _serve_commands(conn, fake, lambda: len(fake.requests))
 
 
@@ -494,7 +494,9 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
     """
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from fakes.clock import FakeClock
-    from fakes.linode_api import PUBLISHED_LIMITS, FakeLinodeAPI, RateLimiter, synthetic_scenario
+    from fakes.linode_api import FakeLinodeAPI
+    from fakes.linode_rate_limits import PUBLISHED_LIMITS, RateLimiter
+    from fakes.linode_synthetic import synthetic_scenario
     from exporter.sources.linode.source import LinodeSource
 
     class Memo(FakeLinodeAPI):          # as serve_fake_linode's: the synthetic account never changes
@@ -507,8 +509,8 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
 
     def run(limited: bool):
         clock, window = FakeClock(time.time()), FakeClock(time.time())
-        api = Memo("empty", clock=clock, rate_limiter=RateLimiter(clock=window) if limited else None)
-        api.scenario = synthetic_scenario(instances, now=clock())
+        api = Memo(synthetic_scenario(instances, now=clock()), clock=clock,
+                   rate_limiter=RateLimiter(clock=window) if limited else None)
         api.start()
         os.environ[LINODE_TOKEN_ENV] = api.token
         cfg = cloud_config("linode", "bench", api_url=api.url, token_env=LINODE_TOKEN_ENV,
@@ -529,7 +531,7 @@ def linode_requests(instances: int, steady: int = 12, interval: float = 300.0, s
         finally:
             src.close()
             api.stop()
-        backups = sum(1 for i in api.scenario["instances"] if i["backups"]["enabled"])
+        backups = sum(1 for i in api.objects("instances") if i["backups"]["enabled"])
         return counts, pending, api.rate_limiter.rejected if limited else 0, backups, sum(waits)
 
     counts, _, _, backups, _ = run(False)

@@ -41,10 +41,12 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from exporter import profiles  # noqa: E402
-from exporter.config import CloudConfig  # noqa: E402
+from exporter.config import cloud_config  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
-from exporter.sources.linode import LinodeSource  # noqa: E402
-from fakes.linode_api import PUBLISHED_LIMITS, FakeLinodeAPI, RateLimiter, synthetic_scenario  # noqa: E402
+from exporter.sources.linode.source import LinodeSource  # noqa: E402
+from fakes.linode_api import FakeLinodeAPI  # noqa: E402
+from fakes.linode_rate_limits import PUBLISHED_LIMITS, RateLimiter  # noqa: E402
+from fakes.linode_synthetic import synthetic_scenario  # noqa: E402
 
 TOKEN_ENV = "IMAGING_BENCH_LINODE_TOKEN"
 PAGE = 500                      # exporter.sources.linode.PAGE_SIZE
@@ -78,12 +80,12 @@ class Static(FakeLinodeAPI):
 
 def simulate(instances: int, latency: float, hours: float, interval: float, sweep: float) -> dict:
     clock = SimClock(time.time())
-    api = Static("empty", clock=clock, rate_limiter=RateLimiter(clock=clock), latency=latency, sleep=clock.advance)
-    api.scenario = synthetic_scenario(instances, now=clock())
+    api = Static(synthetic_scenario(instances, now=clock()), clock=clock, rate_limiter=RateLimiter(clock=clock),
+                 latency=latency, sleep=clock.advance)
     api.start()
     os.environ[TOKEN_ENV] = api.token
-    cfg = CloudConfig(name="bench", provider="linode", api_url=api.url, token_env=TOKEN_ENV, request_timeout=30.0,
-                      refresh_interval=interval, details_refresh_interval=sweep)
+    cfg = cloud_config("linode", "bench", api_url=api.url, token_env=TOKEN_ENV, request_timeout=30.0,
+                       refresh_interval=interval, details_refresh_interval=sweep)
     src = LinodeSource(cfg, profiles.get("linode"), clock=clock, wall=clock, sleep=clock.advance)
     poller = Poller(src, "bench", interval, cfg.lookback, clock=clock)
     start = clock()
@@ -102,12 +104,12 @@ def simulate(instances: int, latency: float, hours: float, interval: float, swee
     finally:
         src.close()
         api.stop()
-    scen = api.scenario
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start - cfg.lookback - profiles.common().job_stuck_after))
-    events = sum(1 for e in scen["events"] if e["created"] >= since)
-    backups = sum(1 for i in scen["instances"] if i["backups"]["enabled"])
-    running = sum(1 for b in scen["backups"].values() if any(x["status"] == "running" for x in b))
-    pages = (math.ceil(len(scen["images"]) / PAGE) + math.ceil(instances / PAGE) + max(1, math.ceil(events / PAGE)))
+    events = sum(1 for e in api.objects("events") if e["created"] >= since)
+    backups = sum(1 for i in api.objects("instances") if i["backups"]["enabled"])
+    running = len({b["linode_id"] for b in api.objects("backups") if b["status"] == "running"})
+    pages = (math.ceil(len(api.objects("images")) / PAGE) + math.ceil(instances / PAGE)
+             + max(1, math.ceil(events / PAGE)))
     reads = instances + backups
     full = next((i for i, r in enumerate(rows) if r["pending"] == 0), None)
     steady = [r for r in rows[full + 1:]] if full is not None else []

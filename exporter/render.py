@@ -197,11 +197,11 @@ class _One:
         return [self.family]
 
 
-_BATCH = 2048        # lines per chunk: a 50k-series family is never one string
+CHUNK_LINES = 2048   # lines per chunk: a 50k-series family is never one string
 
 
 def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
-    """The text of each non-empty family in chunks of at most _BATCH lines, without EOF.
+    """The text of each non-empty family in chunks of at most CHUNK_LINES lines, without EOF.
 
     ``families`` are collectors.spec.FamilySet objects; a family that holds
     prometheus_client objects (the histogram) is rendered by the library.
@@ -211,8 +211,8 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
             if isinstance(rows, list):
                 ft = family_text(spec, kind)
                 lines = ft.lines(rows)
-                yield ft.header + "".join(itertools.islice(lines, _BATCH))
-                while chunk := "".join(itertools.islice(lines, _BATCH)):
+                yield ft.header + "".join(itertools.islice(lines, CHUNK_LINES))
+                while chunk := "".join(itertools.islice(lines, CHUNK_LINES)):
                     yield chunk
             elif kind == TEXT:
                 from prometheus_client.exposition import generate_latest

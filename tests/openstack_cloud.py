@@ -5,26 +5,19 @@ make_cloud and cloud fixtures, imported from here.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
 
 from exporter import profiles
 from exporter.config import cloud_config
 from exporter.sources.openstack.source import OpenStackSource
-from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack
+from fakes.openstack_scenarios import PROJECT_ID, load_scenario  # noqa: F401 - PROJECT_ID for the tests
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
 START = 1714564800.0          # 2024-05-01T12:00:00Z, the scenario's time zero
 M, H = 60.0, 3600.0
 MIB, GIB = 2**20, 2**30
 TIMEOUT = 1.0                 # request_timeout for every source in these tests
-PROJECT_ID = "6a3c0e0b8f6b4c53a1d7c2f4e5b6a7c8"
-
-
-def project_scenario() -> Scenario:
-    return Scenario.from_file(os.path.join(FIXTURES, "project.yaml"))
 
 
 class Cloud:
@@ -34,7 +27,7 @@ class Cloud:
         self.fake = fake.start()
         self.sources = []
         auth = {"auth_url": fake.url + "/identity/v3", "username": fake.user,
-                "password": password or fake.password, "project_name": fake.scenario.project_name,
+                "password": password or fake.password, "project_name": fake.project_name,
                 "user_domain_name": "Default", "project_domain_name": "Default"}
         path = tmp_path / "clouds.yaml"
         path.write_text(yaml.safe_dump({"clouds": {"fake": {
@@ -66,7 +59,7 @@ def make_cloud(tmp_path, monkeypatch):
 
     def make(scenario=None, password=None, **fake_kwargs):
         """password: what clouds.yaml says, when it should differ from the fake's."""
-        c = Cloud(FakeOpenStack(scenario or project_scenario(), **fake_kwargs), tmp_path, monkeypatch,
+        c = Cloud(FakeOpenStack(scenario or load_scenario("project"), **fake_kwargs), tmp_path, monkeypatch,
                   password=password)
         clouds.append(c)
         return c

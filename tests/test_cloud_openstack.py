@@ -9,7 +9,6 @@ tests/fixtures/openstack/project.yaml, relative to the step's start time S.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
@@ -18,21 +17,18 @@ import yaml
 
 from conftest import samples, wait_until
 from fakes.faults import Fault
-from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack
+from fakes.openstack_scenarios import load_scenario, project_scenario, synthetic_scenario
+from fakes.scenario import Scenario
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "openstack")
 M, H = 60.0, 3600.0
 GIB = 2**30
 ARGS = ["--no-collector.host"]
 
 
-def project_scenario() -> Scenario:
-    return Scenario.from_file(os.path.join(FIXTURES, "project.yaml"))
-
-
 @pytest.fixture
 def project():
-    fake = FakeOpenStack(project_scenario(), live=True).start()
+    fake = FakeOpenStack(load_scenario("project"), live=True).start()
     yield fake
     fake.stop()
 
@@ -41,7 +37,7 @@ def clouds_env(tmp_path, fakes: dict) -> dict:
     """A clouds.yaml with one entry per fake (named like the cloud), and the env that points at it."""
     entries = {name: {"auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
                       "auth": {"auth_url": f.url + "/identity/v3", "username": f.user, "password": f.password,
-                               "project_name": f.scenario.project_name, "user_domain_name": "Default",
+                               "project_name": f.project_name, "user_domain_name": "Default",
                                "project_domain_name": "Default"}}
                for name, f in fakes.items()}
     path = tmp_path / "clouds.yaml"
@@ -116,7 +112,7 @@ def refreshes_later(exp, n=2, cloud="lab"):
 
 def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_path):
     exp = start(exporter_process, tmp_path, {"lab": project})
-    S = project.scenario.start                      # step 0, moved to the real time
+    scenario_start = project.scenario.start   # step 0, moved to the real time
     m = exp.scrape()
 
     assert by(m, "imaging_images", "status", cloud="lab", project="demo") == {
@@ -130,9 +126,9 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
     assert by(m, "imaging_source_part_up", "part", cloud="lab") == {"volume_snapshots": 1}
     assert samples(m, "imaging_image_max_size_bytes", cloud="lab") == {}   # no API, config or profile value
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-web", "web-1", "image", "img-web-today", "image_snapshot"): S,      # Nova's task state
-        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): S,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-web", "web-1", "image", "img-web-today", "image_snapshot"): scenario_start,      # Nova's task state
+        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): scenario_start,
     }
     # The start times are real times: legacy-1's image has been saving for 25 hours now.
     stuck = jobs(m)[("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving")]
@@ -141,11 +137,11 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
     assert by(m, "imaging_job_failures", "server_id", "kind", cloud="lab") == {
         ("srv-app", "image"): 2, ("srv-db", "volume_snapshot"): 1}
     assert by(m, "imaging_job_last_failure_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-app", "image"): S - 1 * H - 45 * M, ("srv-db", "volume_snapshot"): S - 55 * M}
+        ("srv-app", "image"): scenario_start - 1 * H - 45 * M, ("srv-db", "volume_snapshot"): scenario_start - 55 * M}
     assert by(m, "imaging_server_boot_from_volume", "server_id", "server_name", cloud="lab") == {
         ("srv-db", "db-1"): 1, ("srv-web", "web-1"): 0, ("srv-app", "app-1"): 0, ("srv-legacy", "legacy-1"): 0}
     assert by(m, "imaging_job_last_success_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-web", "image"): S - 23.5 * H}
+        ("srv-web", "image"): scenario_start - 23.5 * H}
     assert value(m, "imaging_job_last_duration_seconds", cloud="lab", server_id="srv-web", kind="image") == 30 * M
     count, total, buckets = histogram(m, "image")
     assert (count, total) == (1, 30 * M)              # web-1's image of yesterday
@@ -155,15 +151,15 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
 
     # +5m: web-1's image is uploading; app-1's weekly backup is queued (Nova: image_backup).
     project.step()
-    S = project.scenario.start
+    scenario_start = project.scenario.start
     wait_until(lambda: ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup") in jobs(exp.scrape()),
                timeout=10, what="step 1")
     m = exp.scrape()
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-web", "web-1", "image", "img-web-today", "image_uploading"): S,
-        ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup"): S + 5 * M,
-        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): S,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-web", "web-1", "image", "img-web-today", "image_uploading"): scenario_start,
+        ("srv-app", "app-1", "backup", "img-app-weekly", "image_backup"): scenario_start + 5 * M,
+        ("srv-db", "db-1", "volume_snapshot", "vsnap-db-now", "creating"): scenario_start,
     }
     assert by(m, "imaging_jobs_running", "kind", cloud="lab") == {"image": 2, "backup": 1, "volume_snapshot": 1}
     assert sum(samples(m, "imaging_images", cloud="lab").values()) == 9          # of 10
@@ -171,17 +167,17 @@ def test_metrics_match_the_scenario_as_it_moves(project, exporter_process, tmp_p
 
     # +20m: web-1's image is active (4 GiB, 20 minutes), the volume snapshot is done.
     project.step()
-    S = project.scenario.start
+    scenario_start = project.scenario.start
     wait_until(lambda: value(exp.scrape(), "imaging_jobs_running", cloud="lab", kind="image") == 1,
                timeout=10, what="step 2")
     m = exp.scrape()
     assert jobs(m) == {
-        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): S - 25 * H,
-        ("srv-app", "app-1", "backup", "img-app-weekly", "image_uploading"): S + 5 * M,
+        ("srv-legacy", "legacy-1", "image", "img-legacy-stuck", "saving"): scenario_start - 25 * H,
+        ("srv-app", "app-1", "backup", "img-app-weekly", "image_uploading"): scenario_start + 5 * M,
     }
     assert value(m, "imaging_images_bytes", cloud="lab") == 19 * GIB             # of 20 GiB
     assert by(m, "imaging_job_last_success_timestamp_seconds", "server_id", "kind", cloud="lab") == {
-        ("srv-web", "image"): S + 20 * M, ("srv-db", "volume_snapshot"): S + 20 * M}
+        ("srv-web", "image"): scenario_start + 20 * M, ("srv-db", "volume_snapshot"): scenario_start + 20 * M}
     assert by(m, "imaging_job_last_duration_seconds", "server_id", "kind", cloud="lab") == {
         ("srv-web", "image"): 20 * M, ("srv-db", "volume_snapshot"): 20 * M}
     expected = {"image": (2, 50 * M), "volume_snapshot": (1, 20 * M)}
@@ -218,7 +214,7 @@ def test_a_scrape_that_says_up_has_the_data(exporter_process, tmp_path):
     Scraped as fast as possible from the start, twice, against enough images
     (1010) that rendering them takes a while.
     """
-    with FakeOpenStack(Scenario.synthetic(images=1010, servers=5), live=True) as fake:
+    with FakeOpenStack(synthetic_scenario(images=1010, servers=5), live=True) as fake:
         env = clouds_env(tmp_path, {"lab": fake})
         for _ in range(2):
             exp = exporter_process({"clouds": [cloud_config()]}, args=ARGS, env=env)
@@ -248,7 +244,7 @@ FAULTS = [
 
 def test_faults_keep_the_last_good_data_and_recover(exporter_process, tmp_path):
     # More images than one page (1000), so that a fault can strike the images' second page.
-    with FakeOpenStack(Scenario.synthetic(images=1010, servers=5), live=True) as fake:
+    with FakeOpenStack(synthetic_scenario(images=1010, servers=5), live=True) as fake:
         exp = start(exporter_process, tmp_path, {"lab": fake})
         m = exp.scrape()
         good = {n: samples(m, n, cloud="lab") for n in ("imaging_images", "imaging_images_bytes",
@@ -329,14 +325,14 @@ def test_only_get_requests_and_no_secret_leaks(project, exporter_process, tmp_pa
 
 def staging_scenario() -> Scenario:
     """Another project on another cloud: two active images, nothing running or failed."""
-    return Scenario(project_id="5b1f0000000000000000000000005b1f", project_name="staging", limits=None, steps=[{
-        "at": "0s",
+    return project_scenario({
         "servers": {"srv-stg": {"name": "stg-1", "image": "img-stg-base", "created_at": "-30d"}},
         "images": {
             "img-stg-base": {"name": "debian-12", "status": "active", "size": 2 * GIB,
                              "created_at": "-30d", "updated_at": "-30d"},
             "img-stg-1": {"name": "stg-1-nightly", "status": "active", "size": 1 * GIB, "server": "srv-stg",
-                          "image_type": "snapshot", "created_at": "-3h", "updated_at": "-2h45m"}}}])
+                          "image_type": "snapshot", "created_at": "-3h", "updated_at": "-2h45m"}}},
+        project_id="5b1f0000000000000000000000005b1f", project_name="staging", limits=None)
 
 
 def test_two_clouds_are_labelled_apart(project, exporter_process, tmp_path):

@@ -7,12 +7,11 @@ without losing a field; every panel and target goes through the `datasource`
 variable; ids, grid, variables, units and runbook links are sound; thresholds
 are the alerts'; every query uses only exported metrics and parses as PromQL
 (promtool). tests/test_e2e.py runs every query against a real Prometheus
-scraping real exporters (check_queries_return_data below);
+scraping real exporters (tests/dashboard_queries.py's checks);
 tests/test_dashboards_fleet.py runs them against 300 servers of synthetic data.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -25,103 +24,21 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models import dashboard as sdk_dashboard
 
 from conftest import ROOT, need_binary
+from dashboard_queries import (DASH_DIR, FILES, PENDING_METRICS, VARIABLE_REFERENCE, alerts, dashboard_queries,
+                               duration_seconds, load, load_module, metric_names, panels, variable_queries,
+                               variables_used)
 
-DASH_DIR = os.path.join(ROOT, "dashboards")
-FILES = ("imaging-overview.json", "imaging-server.json")
 DS = {"type": "prometheus", "uid": "${datasource}"}
 VARIABLES = ["datasource", "job", "cloud", "project", "server"]
-# Queries that draw only what is wrong; the e2e clouds refresh without errors. The fleet scenario
-# (tests/test_dashboards_fleet.py) has data for every query, these included.
-EMPTY_WHEN_HEALTHY = {("imaging-overview", "Refresh errors", "A")}
 # Grafana's own variables that the dashboards may use.
 BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"}
-# Metrics the end-to-end stack (Linux host mode, the OpenStack and Linode fakes) cannot produce: the
-# Windows reader's, and Rackspace Cloud Backup's (tests/test_rackspace_backup_e2e.py has its own stack).
-# The fleet scenario (tests/test_dashboards_fleet.py) carries them all, so their panels return data there.
-PENDING_METRICS = {"imaging_host_domain_controller",
-                   "imaging_backup_agent_online", "imaging_backup_agent_heartbeat_timestamp_seconds",
-                   "imaging_backup_schedule_interval_seconds"}
 
-
-def _load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-generate = _load_module("dashboards_generate", os.path.join(DASH_DIR, "generate.py"))
-alerts = _load_module("alerts_generate_for_dashboards", os.path.join(ROOT, "alerts", "generate.py"))
-
-
-def load(name):
-    with open(os.path.join(DASH_DIR, name), encoding="utf-8") as f:
-        return json.load(f)
+generate = load_module("dashboards_generate", os.path.join(DASH_DIR, "generate.py"))
 
 
 @pytest.fixture(params=FILES)
 def dash(request):
     return load(request.param)
-
-
-def panels(d):
-    """Every panel, rows' nested panels included."""
-    for p in d["panels"]:
-        yield p
-        yield from p.get("panels", [])
-
-
-# ---- query helpers, shared with tests/test_e2e.py and tests/test_dashboards_fleet.py -----------
-
-_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-
-
-def variables_used(text):
-    return {a or b or c for a, b, c in _VAR.findall(text)}
-
-
-def substitute(expr, values, interval="15s", rate_interval="1m", range_="10m"):
-    """The query as Grafana sends it, with template variables replaced by ``values``."""
-    builtins = {"__rate_interval": rate_interval, "__interval": interval, "__range": range_,
-                "__range_s": str(_seconds(range_)), "__range_ms": str(_seconds(range_) * 1000),
-                "__interval_ms": str(_seconds(interval) * 1000)}
-
-    def repl(m):
-        name = m.group(1) or m.group(2) or m.group(3)
-        if name in builtins:
-            return builtins[name]
-        if name not in values:
-            raise KeyError("no value for $%s in %r" % (name, expr))
-        return values[name]
-    return _VAR.sub(repl, expr)
-
-
-def _seconds(duration):
-    n, unit = re.fullmatch(r"(\d+)([smhd])", duration).groups()
-    return int(n) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
-def dashboard_queries(d, values, **kw):
-    """(panel title, refId, PromQL, instant) of every target, variables substituted."""
-    for p in panels(d):
-        for t in p.get("targets", []):
-            interval = p.get("interval") or kw.get("interval", "15s")
-            expr = substitute(t["expr"], values, **{**kw, "interval": interval})
-            yield p["title"], t["refId"], expr, bool(t.get("instant"))
-
-
-def variable_queries(d):
-    """(variable name, label_values series selector, label) of every query variable."""
-    for v in d["templating"]["list"]:
-        if v["type"] == "query":
-            m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"]["query"])
-            assert m, v["query"]
-            yield v["name"], m.group(1), m.group(2)
-
-
-def needs_pending_metric(expr):
-    """True when the query reads a metric that another branch adds (it may be empty until then)."""
-    return bool(metric_names(expr) & PENDING_METRICS)
 
 
 # ---- generated and current -------------------------------------------------------------
@@ -363,19 +280,20 @@ def test_thresholds_match_the_alert_rules():
     assert steps(field(soonest, "Headroom %")["thresholds"]) == [
         ("red", None), ("orange", 0), ("green", c["headroomNearlyRatio"])]
     assert steps(field(soonest, "Time to limit")["thresholds"]) == [
-        ("red", None), ("orange", _seconds(c["predictCriticalHorizon"])), ("green", _seconds(c["predictWarningHorizon"]))]
+        ("red", None), ("orange", duration_seconds(c["predictCriticalHorizon"])),
+        ("green", duration_seconds(c["predictWarningHorizon"]))]
     assert soonest["options"]["sortBy"] == [{"displayName": "Time to limit", "desc": False}]
     accounts = panel(over, "Accounts")
     assert steps(field(accounts, "Images used")["thresholds"]) == [
         ("green", None), ("orange", c["quotaWarningRatio"]), ("red", 1)]
     for d in (over, srv):
         jobs = field(panel(d, "Running jobs"), "Running for")
-        assert steps(jobs["thresholds"]) == [("green", None), ("orange", _seconds(c["jobLongAfter"])),
-                                             ("red", _seconds(c["jobStuckAfter"]))]
-        assert jobs["max"] == _seconds(c["jobStuckAfter"]) and jobs["custom.cellOptions"]["type"] == "gauge"
+        assert steps(jobs["thresholds"]) == [("green", None), ("orange", duration_seconds(c["jobLongAfter"])),
+                                             ("red", duration_seconds(c["jobStuckAfter"]))]
+        assert jobs["max"] == duration_seconds(c["jobStuckAfter"]) and jobs["custom.cellOptions"]["type"] == "gauge"
     assert steps(field(panel(over, "Failures"), "Failures")["thresholds"])[-1] == ("red", c["jobRepeatedFailures"])
     assert steps(field(panel(over, "Backups"), "Last successful backup")["thresholds"])[-1] == (
-        "red", _seconds(c["backupMaxAge"]))
+        "red", duration_seconds(c["backupMaxAge"]))
     assert "[%s]" % c["peakRange"] in soonest["targets"][0]["expr"]     # the warning's range over daily peaks
 
 
@@ -420,26 +338,6 @@ def documented_metrics():
     return names
 
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-             "offset", "inf", "nan", "end", "start"}
-
-
-def metric_names(expr):
-    """Metric names a PromQL expression selects (strings, label matchers and label lists removed)."""
-    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    e = re.sub(r"\{[^}]*\}", "", e)
-    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
-    e = re.sub(r"\[[^\]]*\]", "", e)
-    e = re.sub(r"@ (end|start)\(\)", "", e)
-    e = re.sub(r"\$\{?\w+\}?", "", e)
-    names = set()
-    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)\s*(\()?", e):
-        name, call = m.group(1), m.group(2)
-        if not call and name.lower() not in _KEYWORDS:
-            names.add(name)
-    return names
-
-
 def test_metric_name_extraction():
     assert metric_names('sum by (le) (increase(imaging_job_duration_seconds_bucket{job=~"$job"}[$__interval]))') \
         == {"imaging_job_duration_seconds_bucket"}
@@ -469,7 +367,7 @@ def test_queries_parse_as_promql(tmp_path):
             rules.append({"record": "dashboard:query_%d" % len(rules), "expr": expr})
         for var, selector, label in variable_queries(d):
             rules.append({"record": "dashboard:query_%d" % len(rules),
-                          "expr": "group by (%s) (%s)" % (label, _VAR.sub(".*", selector))})
+                          "expr": "group by (%s) (%s)" % (label, VARIABLE_REFERENCE.sub(".*", selector))})
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     r = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
@@ -503,68 +401,3 @@ def test_setup_doc_configs_are_valid(tmp_path):
     for name in FILES:
         for p in panels(load(name)):
             assert "*%s*" % p["title"] in doc, "docs/setup.md does not describe panel %r" % p["title"]
-
-
-# ---- against a real Prometheus: called by tests/test_e2e.py with its stack --------------------
-
-def check_queries_return_data(stack, host_server_id):
-    """Each query of each panel, variables as Grafana fills them, returns series from the e2e stack
-    (queries reading another branch's metric may be empty until it merges)."""
-    jobs = "(imaging-host|imaging-cloud)"
-    runs = [
-        (load(FILES[0]), {"job": jobs, "cloud": ".*", "project": ".*", "server": ".*"}),
-        (load(FILES[1]), {"job": jobs, "cloud": ".*", "project": ".*", "server": host_server_id}),
-    ]
-    empty, checked = [], 0
-    for d, values in runs:
-        for title, ref, expr, instant in dashboard_queries(d, values):
-            result = stack.query(expr) if instant else stack.query_range(expr)
-            checked += 1
-            if not result and not needs_pending_metric(expr) and (d["uid"], title, ref) not in EMPTY_WHEN_HEALTHY:
-                empty.append((d["uid"], title, ref, expr))
-        for name, selector, label in variable_queries(d):
-            sel = re.sub(r"\$(\w+)", lambda m: values[m.group(1)], selector)
-            series = stack.api("/api/v1/series", **{"match[]": sel})
-            if not [s for s in series if s.get(label)]:
-                empty.append((d["uid"], "variable " + name, "", sel))
-    assert checked > 80
-    assert not empty, "queries without data:\n" + "\n".join(map(str, empty))
-
-
-def check_server_dashboard(stack, host_server_id, cloud_of_host, other_cloud, cloud_only_server):
-    """One server from both sides (joined on server_id), a cloud-only server, and the cloud
-    variable filtering host panels the same way as cloud panels."""
-    d = load(FILES[1])
-
-    def queries(**values):
-        base = {"job": "(imaging-host|imaging-cloud)", "cloud": ".*", "project": ".*", "server": host_server_id}
-        return {(t, r): e for t, r, e, _ in dashboard_queries(d, {**base, **values})}
-
-    both = queries()
-    jobs = stack.query(both[("Running jobs", "A")])
-    assert {(s["metric"]["kind"]) for s in jobs} == {"image", "backup"}
-    backup_age = [float(s["value"][1]) for s in jobs if s["metric"]["kind"] == "backup"]
-    assert backup_age[0] == pytest.approx(25 * 3600, abs=300)
-    assert {s["metric"]["kind"]: float(s["value"][1]) for s in stack.query(both[("Job history", "A")])} == {"image": 2}
-    # /srv is over the e2e host's own 1 MB limit: time to limit 0 ("over the limit").
-    ttl = {(s["metric"]["limit"], s["metric"]["mountpoint"]): float(s["value"][1])
-           for s in stack.query(both[("Limits", "F")])}
-    assert ttl[("app_data", "/srv")] == 0 and ttl[("volume_size", "/")] > 0
-    limit = {s["metric"]["limit"]: float(s["value"][1]) for s in stack.query(both[("Limits", "C")])}
-    assert limit["app_data"] == 10**6 and limit["volume_size"] == 250 * 10**9
-    assert stack.query(both[("Host", "A")])[0]["metric"]["server_id"] == host_server_id
-    # The cloud variable filters the host panels as it filters the cloud panels.
-    mine, other = queries(cloud=cloud_of_host), queries(cloud=other_cloud)
-    for title, ref in (("Limits", "F"), ("Running jobs", "A"), ("Host", "A")):
-        assert stack.query(mine[(title, ref)]), title
-        assert not stack.query(other[(title, ref)]), title
-    # A server only the cloud knows: cloud panels, no host panels.
-    cloud_only = queries(server=cloud_only_server)
-    assert stack.query(cloud_only[("In the cloud", "A")])
-    assert stack.query(cloud_only[("Running jobs", "A")])
-    assert not stack.query(cloud_only[("Limits", "E")])
-    # The overview's server variable lists both.
-    name, selector, label = [v for v in variable_queries(d) if v[0] == "server"][0]
-    sel = substitute(selector, {"job": "(imaging-host|imaging-cloud)", "cloud": ".*", "project": ".*"})
-    ids = {s[label] for s in stack.api("/api/v1/series", **{"match[]": sel})}
-    assert {host_server_id, cloud_only_server} <= ids

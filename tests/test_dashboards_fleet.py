@@ -21,7 +21,7 @@ import pytest
 
 import fleet_series as fleet
 from conftest import die_with_parent, free_port, need_binary, stop_process, wait_until
-from test_dashboards import FILES, alerts, dashboard_queries, load, panels, substitute
+from dashboard_queries import FILES, alerts, dashboard_queries, load, panels, substitute
 
 MAX_SERIES = 20
 JOBS = "(imaging-host|imaging-cloud)"

@@ -7,7 +7,7 @@ fixture's finally, failures included:
   unpatched openstacksdk and a clouds.yaml ("os-stuck": an image saving for
   25 hours; "os-full": the image count quota used up; "os-blind": a stuck
   job, and an API that fails after the first refresh; "os-quiet": nothing
-  wrong), and the Linode account of tests/fixtures/linode/account.json moved
+  wrong), and the Linode account of tests/fixtures/linode/account.yaml moved
   to the real clock (db-1: a backup running for 25 h, an image being taken,
   two failed images and one that succeeded, a disk too large to image; 24 of
   25 images), and a Rackspace Cloud Backup account (quiet-1's agent online,
@@ -39,13 +39,14 @@ import yaml
 
 from alerting_stack import GIB, AlertingStack, Process, host_root
 from conftest import ExporterProcess, need_binary, wait_until
+from dashboard_queries import check_queries_return_data, check_server_dashboard
 from fakes.faults import Fault
 from fakes.linode_api import FakeLinodeAPI, format_time
-from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack
+from fakes.openstack_scenarios import project_scenario
 from fakes.rackspace_backup_api import FakeRackspaceBackup
-from test_dashboards import check_queries_return_data, check_server_dashboard
 
-HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.json
+HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.yaml
 LINODE_CLOUD = "linode"
 BACKUP_CLOUD = "rackspace-dfw"
 RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imaging-info": "/info"}
@@ -55,8 +56,8 @@ RECEIVER_PATHS = {"imaging-pager": "/pager", "imaging-ticket": "/ticket", "imagi
 
 def stuck_scenario(now):
     """legacy-1's image has been saving for 25 hours; web-1 was imaged two hours ago in 20 minutes."""
-    return Scenario(project_name="stuck", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
-                    steps=[{"at": "0s",
+    return project_scenario(project_name="stuck", start=now,
+                            limits={"image_count_total": 100, "image_size_total": 102400}, objects={
                             "servers": {
                                 "srv-legacy": {"name": "legacy-1", "image": "img-base", "created_at": "-90d"},
                                 "srv-web": {"name": "web-1", "image": "img-base", "created_at": "-30d"}},
@@ -68,13 +69,13 @@ def stuck_scenario(now):
                                                      "created_at": "-25h", "updated_at": "-24h50m"},
                                 "img-web-prev": {"name": "web-1-nightly", "status": "active", "size": 3 * GIB,
                                                  "server": "srv-web", "image_type": "snapshot",
-                                                 "created_at": "-2h", "updated_at": "-1h40m"}}}])
+                                                 "created_at": "-2h", "updated_at": "-1h40m"}}})
 
 
 def full_scenario(now):
     """Glance's unified limits allow 3 images and the project holds 3."""
-    return Scenario(project_name="full", start=now, limits={"image_count_total": 3, "image_size_total": 102400},
-                    steps=[{"at": "0s",
+    return project_scenario(project_name="full", start=now,
+                            limits={"image_count_total": 3, "image_size_total": 102400}, objects={
                             "servers": {"srv-app": {"name": "app-1", "image": "img-base", "created_at": "-30d"}},
                             "images": {
                                 "img-base": {"name": "debian-12-base", "status": "active", "size": 2 * GIB,
@@ -84,34 +85,34 @@ def full_scenario(now):
                                               "created_at": "-50h", "updated_at": "-49h40m"},
                                 "img-app-2": {"name": "app-1-tuesday", "status": "active", "size": 4 * GIB,
                                               "server": "srv-app", "image_type": "snapshot",
-                                              "created_at": "-26h", "updated_at": "-25h45m"}}}])
+                                              "created_at": "-26h", "updated_at": "-25h45m"}}})
 
 
 def quiet_scenario(now):
     """A project with nothing wrong: few images, far from the quota, nothing running or failed."""
-    return Scenario(project_name="quiet", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
-                    steps=[{"at": "0s",
+    return project_scenario(project_name="quiet", start=now,
+                            limits={"image_count_total": 100, "image_size_total": 102400}, objects={
                             "servers": {"srv-quiet": {"name": "quiet-1", "image": "img-base", "created_at": "-30d"}},
                             "images": {
                                 "img-base": {"name": "rocky-9-base", "status": "active", "size": 2 * GIB,
                                              "created_at": "-30d", "updated_at": "-30d"},
                                 "img-quiet": {"name": "quiet-1-nightly", "status": "active", "size": 3 * GIB,
                                               "server": "srv-quiet", "image_type": "snapshot",
-                                              "created_at": "-3h", "updated_at": "-2h45m"}}}])
+                                              "created_at": "-3h", "updated_at": "-2h45m"}}})
 
 
 def blind_scenario(now):
     """blind-1's image has been saving for 25 hours, and the cloud's API fails after the first
     refresh: a source-down warning for the cloud must not keep the stuck-job page from anyone."""
-    return Scenario(project_name="blind", start=now, limits={"image_count_total": 100, "image_size_total": 102400},
-                    steps=[{"at": "0s",
+    return project_scenario(project_name="blind", start=now,
+                            limits={"image_count_total": 100, "image_size_total": 102400}, objects={
                             "servers": {"srv-blind": {"name": "blind-1", "image": "img-base", "created_at": "-60d"}},
                             "images": {
                                 "img-base": {"name": "alma-9-base", "status": "active", "size": 2 * GIB,
                                              "created_at": "-60d", "updated_at": "-60d"},
                                 "img-blind-stuck": {"name": "blind-1-nightly", "status": "saving",
                                                     "server": "srv-blind", "image_type": "snapshot",
-                                                    "created_at": "-25h", "updated_at": "-24h55m"}}}])
+                                                    "created_at": "-25h", "updated_at": "-24h55m"}}})
 
 
 OPENSTACK = {"os-stuck": stuck_scenario, "os-full": full_scenario, "os-quiet": quiet_scenario,
@@ -134,13 +135,10 @@ class Stack(AlertingStack):
             clouds_yaml[name] = {
                 "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
                 "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
-                         "project_name": fake.scenario.project_name, "user_domain_name": "Default",
+                         "project_name": fake.project_name, "user_domain_name": "Default",
                          "project_domain_name": "Default"}}
         # Rackspace Cloud Backup: quiet-1's agent, online, a nightly configuration that succeeded 3 h ago.
-        self.backup = self.add(FakeRackspaceBackup())
-        self.backup.add_agent(213564, "srv-quiet", "quiet-1", online=True, last_success=now - 3 * 3600)
-        self.backup.add_configuration(158486, 213564, "Nightly", "Daily", ("/srv/",))
-        self.backup.add_backup(134331, 213564, "Completed", now - 3 * 3600, now - 4 * 3600, now - 3 * 3600, 158486)
+        self.backup = self.add(FakeRackspaceBackup("quiet", live=True))
         self.backup.start()
         clouds_yaml.update(yaml.safe_load(self.backup.clouds_yaml(BACKUP_CLOUD))["clouds"])
         (self.tmp / "clouds.yaml").write_text(yaml.safe_dump({"clouds": clouds_yaml}))

@@ -13,29 +13,9 @@ from exporter.config import HostConfig
 from exporter.sources.host import HostSource, MountTable, read_mounts
 from exporter.state import State
 from conftest import ROOT, samples
+from host_roots import hanging_stat, nfs_root
 
 TIMEOUT = 0.3
-
-
-def hanging_stat(hang_path, release):
-    def stat(path):
-        if path == hang_path:
-            release.wait(30)
-        return os.statvfs(path)
-    return stat
-
-
-def nfs_root(tmp_path):
-    """A host root whose mount table has an ext4 / and an NFS share: (root, host path of the share).
-
-    Local block-device filesystems are stat'ed inline; the NFS share goes
-    through the deadline guard, as a network mount that can hang must."""
-    root = tmp_path / "host"
-    (root / "proc" / "1").mkdir(parents=True)
-    (root / "srv" / "share").mkdir(parents=True)
-    (root / "proc" / "1" / "mounts").write_text(
-        "/dev/vda1 / ext4 rw,relatime 0 0\nfiler:/export /srv/share nfs4 rw,relatime 0 0\n")
-    return str(root), str(root / "srv" / "share")
 
 
 def test_hung_stat_leaves_scrape_fast_and_is_not_waited_on_again(tmp_path):
@@ -104,22 +84,29 @@ def test_local_block_filesystems_are_stat_ed_inline_until_one_is_slow(tmp_path):
         release.set()
 
 
-def test_many_hung_mounts_do_not_starve_the_others():
+def test_many_hung_mounts_do_not_starve_the_others(tmp_path):
     release = threading.Event()
-    hung = {f"/hung{i}" for i in range(12)}
+    root = tmp_path / "host"
+    (root / "proc" / "1").mkdir(parents=True)
+    mounts = [f"/hung{i}" for i in range(12)] + ["/ok"]
+    for m in mounts:
+        (root / m.lstrip("/")).mkdir()
+    # All network mounts: every one is stat'ed on a thread under the deadline.
+    (root / "proc" / "1" / "mounts").write_text("".join(f"filer:/export{m} {m} nfs4 rw 0 0\n" for m in mounts))
+    hung = {str(root) + m for m in mounts[:-1]}
 
     def stat(path):
         if path in hung:
             release.wait(30)
             raise FileNotFoundError(path)
         return os.statvfs("/")
-    from exporter.sources.host import _Statter
-    st = _Statter(stat, TIMEOUT)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=str(root)), stat_fn=stat)
     try:
         for _ in range(3):
-            res = st.stat_all(sorted(hung) + ["/ok"])
-            assert not isinstance(res["/ok"], str), res["/ok"]
-            assert {res[h] for h in hung} <= {"timeout", "stuck"}
+            snap = src.read()
+            assert [f.mountpoint for f in snap.filesystems] == ["/ok"]
+            assert {e.mountpoint for e in snap.errors} == set(mounts[:-1])
+            assert {e.error for e in snap.errors} <= {"timeout", "stuck"}
     finally:
         release.set()
 

@@ -37,7 +37,7 @@ GB = 10**9
 sdiskpart = namedtuple("sdiskpart", ["device", "mountpoint", "fstype", "opts"])
 sdiskusage = namedtuple("sdiskusage", ["total", "used", "free", "percent"])
 
-C = sdiskpart("C:\\", "C:\\", "NTFS", "rw,fixed")
+DRIVE_C = sdiskpart("C:\\", "C:\\", "NTFS", "rw,fixed")      # the system drive unless %SystemDrive% says otherwise
 DATA = sdiskpart("E:\\", "E:\\", "NTFS", "rw,fixed")
 DVD_EMPTY = sdiskpart("D:\\", "D:\\", "", "cdrom")             # no disc: no volume information
 DVD = sdiskpart("F:\\", "F:\\", "CDFS", "ro,cdrom")
@@ -77,7 +77,7 @@ class RecordedProcess:
 class WindowsPsutil:
     """psutil's Windows API as the reader calls it, answering with recorded outputs."""
 
-    def __init__(self, partitions=(C,), usage=None, service=None, processes=()):
+    def __init__(self, partitions=(DRIVE_C,), usage=None, service=None, processes=()):
         self.partitions = list(partitions)
         self.usage = dict(usage or {})          # mountpoint -> used bytes, or an exception to raise
         self.sizes = {}
@@ -162,7 +162,7 @@ def high_water_marks(tmp_path):
 
 def test_ntfs_has_no_inode_series_and_inode_limits_are_not_applicable(tmp_path, caplog):
     caplog.set_level("INFO")
-    api = WindowsPsutil(partitions=(C, DATA), usage={"C:\\": 30 * GB, "E:\\": 70 * GB})
+    api = WindowsPsutil(partitions=(DRIVE_C, DATA), usage={"C:\\": 30 * GB, "E:\\": 70 * GB})
     exp = exporter(tmp_path, api, profile="rackspace-firstgen-linux")    # a profile with an inode limit
     m = scrape(exp)
     assert not samples(m, "imaging_filesystem_inodes") and not samples(m, "imaging_filesystem_inodes_used")
@@ -217,7 +217,7 @@ def test_sql_server_and_the_other_engines_are_counted(tmp_path):
 
 def test_cd_rom_and_removable_drives_are_not_read(tmp_path):
     # Reading an empty DVD drive raises "device not ready": it must never be asked.
-    api = WindowsPsutil(partitions=(C, DVD_EMPTY, DVD, USB),
+    api = WindowsPsutil(partitions=(DRIVE_C, DVD_EMPTY, DVD, USB),
                         usage={"C:\\": 40 * GB, "D:\\": OSError(22, "The device is not ready", "D:\\"),
                                "F:\\": 4 * GB, "G:\\": 8 * GB})
     exp = exporter(tmp_path, api)
@@ -230,7 +230,7 @@ def test_cd_rom_and_removable_drives_are_not_read(tmp_path):
 
 def test_a_volume_that_errors_is_a_device_error_not_a_crash(tmp_path):
     release = threading.Event()
-    api = WindowsPsutil(partitions=(C, DATA, sdiskpart("H:\\", "H:\\", "NTFS", "rw,fixed")),
+    api = WindowsPsutil(partitions=(DRIVE_C, DATA, sdiskpart("H:\\", "H:\\", "NTFS", "rw,fixed")),
                         usage={"C:\\": 40 * GB,
                                "E:\\": PermissionError(13, "Access is denied", "E:\\"),
                                "H:\\": lambda: release.wait(10) and GB})     # a volume whose query hangs
@@ -249,7 +249,7 @@ def test_a_volume_that_errors_is_a_device_error_not_a_crash(tmp_path):
 
 def test_the_system_drive_comes_from_the_environment(tmp_path):
     d = sdiskpart("D:\\", "D:\\", "NTFS", "rw,fixed")
-    src = WindowsHostSource(HostConfig(), api=WindowsPsutil(partitions=(C, d), usage={"C:\\": GB, "D:\\": 2 * GB}),
+    src = WindowsHostSource(HostConfig(), api=WindowsPsutil(partitions=(DRIVE_C, d), usage={"C:\\": GB, "D:\\": 2 * GB}),
                             environ={"SystemDrive": "d:"})
     roles = {fs.mountpoint: fs.role for fs in src.read().filesystems}
     assert roles == {"C:\\": "data", "D:\\": "system"}

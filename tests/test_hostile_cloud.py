@@ -162,7 +162,7 @@ def test_no_exception_of_any_kind_ends_a_poller_thread(exc):
 # ---- label values from the API (case 3) --------------------------------------------
 
 def _image(api, id_, label):
-    img = dict(json.loads(json.dumps(api.scenario["images"][0])))
+    img = dict(json.loads(json.dumps(api.objects("images")[0])))
     img.update(id=f"private/{id_}", label=label)
     return img
 

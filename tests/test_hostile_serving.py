@@ -157,10 +157,10 @@ def test_slow_tls_handshakes_with_auth_under_1024_descriptors_leave_scrapes_serv
     then drip a byte a second never finish their handshake; 13 TLS scrapes with the
     right password during them are answered."""
     import ssl
-    from test_web import _write_cert
+    from certificates import write_cert
     pki = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key, ca, _ = _write_cert(pki, "ca", "test CA", ca=True)
-    _, _, crt, key = _write_cert(pki, "server", "127.0.0.1", ca_cert, ca_key, server=True)
+    ca_cert, ca_key, ca, _ = write_cert(pki, "ca", "test CA", ca=True)
+    _, _, crt, key = write_cert(pki, "server", "127.0.0.1", ca_cert, ca_key, server=True)
     web = tmp_path / "web.yml"
     web.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": crt, "key_file": key},
                                    "basic_auth_users": {"p": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()}}))

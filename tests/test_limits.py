@@ -105,11 +105,11 @@ def test_host_metrics_for_a_profile():
     s = snap(fs(used=240 * GB, inodes_used=3_200_000), fs("/data", used=7 * GB, role="data", device="/dev/vdb"))
     registry = CollectorRegistry()
 
-    class C:
+    class HostFamilies:
         def collect(self):
             return host_families(s, profiles.get("rackspace-firstgen-linux").host_limits(),
                                  "rackspace-firstgen-linux", "srv-1")
-    registry.register(C())
+    registry.register(HostFamilies())
     m = parse_metrics(generate_latest(registry).decode())
     assert samples(m, "imaging_limit_bytes") == {frozenset({("limit", "volume_size")}): 250 * GB}
     assert samples(m, "imaging_limit_inodes") == {frozenset({("limit", "inode_usage")}): 3_000_000}

@@ -21,7 +21,9 @@ from exporter.ledger import JobLedger
 from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
 from fakes.clock import FakeClock
-from fakes.linode_api import FakeLinodeAPI, RateLimiter, format_time, parse_time, synthetic_api
+from fakes.linode_api import FakeLinodeAPI, format_time, parse_time
+from fakes.linode_rate_limits import RateLimiter
+from fakes.linode_synthetic import synthetic_api
 
 MIB = 2 ** 20
 SAMPLES = os.path.join(os.path.dirname(__file__), "fixtures", "linode", "samples")
@@ -93,8 +95,8 @@ def test_events_and_last_successful_trigger_a_reread(make_source):
                                                         "url": "/v4/linode/instances/104"},
                            "secondary_entity": None, "percent_complete": 100, "rate": None, "read": True,
                            "seen": True, "time_remaining": None, "username": "ops", "message": None})
-        inst = next(i for i in api.scenario["instances"] if i["id"] == 103)
-        inst["backups"] = dict(inst["backups"], last_successful=format_time(now + 120))
+        inst = next(i for i in api.objects("instances") if i["id"] == 103)
+        api.change("instances", 103, {"backups": dict(inst["backups"], last_successful=format_time(now + 120))})
         api.clock.advance(300)
         before = len(api.requests)
         src.refresh()
@@ -128,7 +130,7 @@ def test_total_size_counts_for_storage_and_the_euuid_is_the_project(make_source)
     with open(os.path.join(SAMPLES, "openapi-examples.json"), encoding="utf-8") as f:
         example = json.load(f)["Image"]
     with FakeLinodeAPI("empty") as api:
-        api.scenario["account"] = {"euuid": "E1AF5EEC-526F-487D-B317EBEB34C87D71"}
+        api.account = {"euuid": "E1AF5EEC-526F-487D-B317EBEB34C87D71"}
         # The specification's Image example, made private and replicated to three regions.
         api.add("images", dict(example, id="private/31337", is_public=False, vendor=None, eol=None,
                                created="2024-04-01T10:00:00", size=2500, total_size=7500,
@@ -145,7 +147,7 @@ def test_total_size_counts_for_storage_and_the_euuid_is_the_project(make_source)
 
 def test_without_account_access_the_customer_header_names_the_account(make_source):
     with FakeLinodeAPI("empty") as api:
-        api.scenario["account"] = {"euuid": "0B4A3F6C-2D1E-4F5A-9C8B7A6D5E4F3A2B"}
+        api.account = {"euuid": "0B4A3F6C-2D1E-4F5A-9C8B7A6D5E4F3A2B"}
         api.account_scope = False
         snap = make_source(api).refresh()
     assert snap.project == "0B4A3F6C-2D1E-4F5A-9C8B7A6D5E4F3A2B"
@@ -158,8 +160,8 @@ def test_a_429_on_an_instance_keeps_its_last_data_and_counts_it(make_source):
     with FakeLinodeAPI("account") as api:
         src = make_source(api, sleep=waits.append)
         first = src.refresh()
-        inst = next(i for i in api.scenario["instances"] if i["id"] == 103)
-        inst["backups"] = dict(inst["backups"], last_successful=format_time(api.clock() + 60))
+        inst = next(i for i in api.objects("instances") if i["id"] == 103)
+        api.change("instances", 103, {"backups": dict(inst["backups"], last_successful=format_time(api.clock() + 60))})
         api.clock.advance(300)
         api.set_fault("rate_limited", path="/linode/instances/10", retry_after=20)
         snap = src.refresh()

@@ -1,6 +1,6 @@
 """LinodeSource through the unpatched linode_api4 SDK, over HTTP, against the fake Linode API.
 
-The scenario (tests/fixtures/linode/account.json) is an account at
+The scenario (tests/fixtures/linode/account.yaml) is an account at
 2024-05-01T12:00:00 UTC; the expected values below are read off that file.
 """
 import json
@@ -297,7 +297,7 @@ def test_token_echoed_by_the_api_is_scrubbed(api, source):
 
 
 def test_bad_field_value_is_malformed(api, source):
-    api.scenario["images"][0]["size"] = "big"
+    api.change("images", api.objects("images")[0]["id"], {"size": "big"})
     err = refresh_error(source())
     assert err.reason == "malformed"
     assert str(err).startswith("listing private images: unexpected data (ValueError")

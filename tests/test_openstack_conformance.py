@@ -18,7 +18,8 @@ from exporter.collectors import cloud as cloud_mod
 from exporter.ledger import JobLedger
 from exporter.state import State
 from fakes.faults import Fault
-from fakes.openstack_api import Scenario, sample
+from fakes.openstack_scenarios import PROJECT_ID, project_scenario
+from fakes.openstack_wire import sample
 from openstack_cloud import H, M, MIB, START, make_cloud  # noqa: F401 - make_cloud is a fixture
 
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
@@ -49,8 +50,8 @@ def quota_scenario():
     images["img-2-stores"] = {"name": "two stores", "status": "active", "size": 3 * MIB, "locations": 2,
                               "created_at": "-10d"}
     servers = {"srv-1": {"name": "web-1", "image": "img-base", "created_at": "-60d"}}
-    return Scenario(limits={"image_count_total": 10, "image_size_total": 1500}, steps=[
-        {"at": "0s", "servers": servers, "images": images}])
+    return project_scenario({"servers": servers, "images": images},
+                            limits={"image_count_total": 10, "image_size_total": 1500})
 
 
 def test_quota_is_glances_own_usage_beside_its_limit(make_cloud):
@@ -93,17 +94,16 @@ def test_without_usage_no_used_series_and_the_listing_is_the_fallback(make_cloud
 # ---- 2. volume snapshots are an optional part --------------------------------------
 
 def volume_scenario():
-    return Scenario(limits={"image_count_total": 50, "image_size_total": 10240}, steps=[
-        {"at": "0s",
-         "servers": {"srv-db": {"name": "db-1", "image": "img-base", "volumes": ["vol-data"],
+    return project_scenario(
+        {"servers": {"srv-db": {"name": "db-1", "image": "img-base", "volumes": ["vol-data"],
                                 "created_at": "-60d"},
                      "srv-web": {"name": "web-1", "image": "img-base", "task_state": "image_uploading",
                                  "created_at": "-60d"}},
          "images": {"img-web": {"name": "web-1 snap", "status": "saving", "server": "srv-web",
                                 "image_type": "snapshot", "created_at": "-10m"}},
          "volume_snapshots": {"vs-data": {"status": "creating", "volume": "vol-data", "created_at": "-5m"}}},
-        {"at": "10m", "volume_snapshots": {"vs-data": None}},
-    ])
+        [{"at": "10m", "volume_snapshots": {"vs-data": None}}],
+        limits={"image_count_total": 50, "image_size_total": 10240})
 
 
 def test_a_cinder_whose_discovery_fails_is_read_through_its_catalog_url(make_cloud):
@@ -163,7 +163,7 @@ def test_expired_credentials_at_cinder_still_fail_the_refresh(make_cloud):
 # ---- 3. boot-from-volume snapshots, multi-attach ------------------------------------------
 
 def bfv_scenario():
-    return Scenario(steps=[{"at": "0s",
+    return project_scenario({
         "servers": {"srv-bfv": {"name": "bfv-1", "image": "", "volumes": ["vol-root", "vol-logs"],
                                 "created_at": "-60d"},
                     "srv-a": {"name": "cluster-a", "image": "", "volumes": ["vol-a", "vol-shared"],
@@ -177,7 +177,7 @@ def bfv_scenario():
         "volume_snapshots": {
             "vs-root": {"status": "creating", "volume": "vol-root", "created_at": "-30m"},
             "vs-logs": {"status": "available", "volume": "vol-logs", "created_at": "-30m", "updated_at": "-25m"},
-            "vs-shared": {"status": "creating", "volume": "vol-shared", "created_at": "-20m"}}}])
+            "vs-shared": {"status": "creating", "volume": "vol-shared", "created_at": "-20m"}}})
 
 
 def test_boot_from_volume_images_reach_their_server_through_cinder(make_cloud):
@@ -208,9 +208,8 @@ def test_without_cinder_a_bfv_image_names_no_server(make_cloud):
 
 def vanish_scenario():
     saving = {"status": "saving", "image_type": "snapshot", "created_at": "-5m"}
-    return Scenario(steps=[
-        {"at": "0s",
-         "servers": {"srv-ok": {"name": "ok-1", "image": "img-base", "created_at": "-60d",
+    return project_scenario(
+        {"servers": {"srv-ok": {"name": "ok-1", "image": "img-base", "created_at": "-60d",
                                 "actions": [{"action": "createImage", "start": "-5m", "end": "3m"},
                                             {"action": "reboot", "start": "-2d", "end": "-2d"}]},
                      "srv-bad": {"name": "bad-1", "image": "img-base", "created_at": "-60d",
@@ -219,9 +218,8 @@ def vanish_scenario():
                      "srv-gone": {"name": "gone-1", "image": "img-base", "created_at": "-60d"}},
          "images": {"img-ok": {**saving, "server": "srv-ok"}, "img-bad": {**saving, "server": "srv-bad"},
                     "img-gone": {**saving, "server": "srv-gone"}}},
-        {"at": "10m", "images": {"img-ok": None, "img-bad": None, "img-gone": None}},
-        {"at": "20m"},
-    ])
+        [{"at": "10m", "images": {"img-ok": None, "img-bad": None, "img-gone": None}},
+         {"at": "20m"}])
 
 
 def test_instance_actions_tell_a_failure_from_a_deletion(make_cloud):
@@ -285,7 +283,7 @@ def test_a_nova_older_than_2_58_is_read_at_the_base_version(make_cloud):
 # ---- 7. all_projects counts no one else's catalogue -------------------------------------------
 
 def test_all_projects_keeps_server_images_and_drops_the_catalogue(make_cloud):
-    sc = Scenario(steps=[{"at": "0s",
+    sc = project_scenario({
         "servers": {"srv-mine": {"name": "mine", "image": "img-base", "created_at": "-9d"},
                     "srv-theirs": {"name": "theirs", "image": "img-base", "project": OTHER, "created_at": "-9d"}},
         "images": {
@@ -298,8 +296,8 @@ def test_all_projects_keeps_server_images_and_drops_the_catalogue(make_cloud):
             "img-catalogue": {"name": "ubuntu", "status": "active", "size": MIB, "visibility": "public",
                               "owner": OTHER, "project": OTHER, "created_at": "-90d"},
             "img-shared-in": {"name": "vendor", "status": "active", "size": MIB, "visibility": "shared",
-                              "owner": OTHER, "project": OTHER, "members": {Scenario.project_id: "accepted"},
-                              "created_at": "-90d"}}}])
+                              "owner": OTHER, "project": OTHER, "members": {PROJECT_ID: "accepted"},
+                              "created_at": "-90d"}}})
     cloud = make_cloud(sc, admin=True)
     snap = cloud.source(all_projects=True).refresh()
     assert {i.image_id for i in snap.images} == {"img-base", "img-mine-snap", "img-theirs-snap"}
@@ -308,12 +306,12 @@ def test_all_projects_keeps_server_images_and_drops_the_catalogue(make_cloud):
 
 def test_glance_filters_follow_the_documented_rules(make_cloud):
     """The fake itself: the default list leaves out hidden images and pending shared ones."""
-    sc = Scenario(steps=[{"at": "0s", "images": {
+    sc = project_scenario({"images": {
         "a": {"name": "a", "status": "active", "created_at": "-1d"},
         "h": {"name": "h", "status": "active", "hidden": True, "created_at": "-1d"},
         "p": {"name": "p", "visibility": "shared", "owner": OTHER, "project": OTHER,
-              "members": {Scenario.project_id: "pending"}, "created_at": "-1d"},
-        "c": {"name": "c", "visibility": "community", "owner": OTHER, "project": OTHER, "created_at": "-1d"}}}])
+              "members": {PROJECT_ID: "pending"}, "created_at": "-1d"},
+        "c": {"name": "c", "visibility": "community", "owner": OTHER, "project": OTHER, "created_at": "-1d"}}})
     cloud = make_cloud(sc)
     import requests
     src = cloud.source()

@@ -14,9 +14,9 @@ import pytest
 from exporter.errors import SourceError
 from exporter.models import FinishedJob, QuotaValue
 from fakes.faults import Fault
-from fakes.openstack_api import Scenario
+from fakes.openstack_scenarios import load_scenario, synthetic_scenario
 from openstack_cloud import (GIB, H, M, MIB, PROJECT_ID, START, TIMEOUT, Cloud, cloud,  # noqa: F401 - fixtures
-                             make_cloud, project_scenario)
+                             make_cloud)
 
 # openstacksdk warns about its own internals (proxy construction, influxdb), nothing this code calls.
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
@@ -164,7 +164,7 @@ def test_only_reads_and_only_the_projects_own_images(cloud):
 
 
 def test_requests_are_pages_plus_a_constant(make_cloud):
-    cloud = make_cloud(Scenario.synthetic(images=2500, servers=1200))
+    cloud = make_cloud(synthetic_scenario(images=2500, servers=1200))
     src = cloud.source()
     snap = src.refresh()
     first = Counter(p for _, p, _, _ in cloud.fake.requests)
@@ -221,7 +221,7 @@ FAULTS = [
 
 @pytest.mark.parametrize("fault, reason", FAULTS)
 def test_a_fault_is_a_source_error_with_its_reason(make_cloud, fault, reason):
-    cloud = make_cloud(project_scenario())
+    cloud = make_cloud(load_scenario("project"))
     cloud.fake.add_fault(fault)
     src = cloud.source(page_size=2)
     t0 = time.monotonic()
@@ -323,9 +323,9 @@ def test_a_cloud_without_block_storage(make_cloud):
 
 
 def test_all_projects_as_admin_sees_every_project(make_cloud):
-    sc = project_scenario()
-    sc.steps[0]["servers"]["srv-other"] = {"name": "other-1", "image": "img-base",
-                                           "project": "0000000000000000000000000000beef"}
+    sc = load_scenario("project")
+    sc.objects["servers"]["srv-other"] = {"name": "other-1", "image": "img-base",
+                                          "project": "0000000000000000000000000000beef"}
     cloud = make_cloud(sc, admin=True)
     snap = cloud.source(all_projects=True, image_quota=100).refresh()
     assert "srv-other" in {s.server_id for s in snap.servers}

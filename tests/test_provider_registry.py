@@ -89,7 +89,7 @@ def test_the_exporter_polls_it_like_any_provider(tmp_path, tinycloud):
         try:
             exporter.refresh_all()
             metrics = parse_metrics(exporter.exposition.raw().decode())
-            api.status = 503
+            api.set_fault("error", status=503)
             exporter.refresh_all()
             failed = parse_metrics(exporter.exposition.raw().decode())
         finally:
@@ -102,7 +102,7 @@ def test_the_exporter_polls_it_like_any_provider(tmp_path, tinycloud):
     assert list(samples(failed, "imaging_source_up", source="tinycloud").values()) == [0.0]
     assert list(samples(failed, "imaging_source_refresh_errors_total", reason="http_5xx").values()) == [1.0]
     assert list(samples(failed, "imaging_images", cloud="tiny", status="active").values()) == [1.0]
-    assert api.requests == ["/images", "/images"]
+    assert api.paths() == ["/images", "/images"]
 
 
 def test_adding_it_touched_no_exporter_file(tinycloud):

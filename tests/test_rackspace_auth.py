@@ -14,7 +14,8 @@ from exporter.config import cloud_config
 from exporter.errors import SourceError
 from exporter.sources.openstack import preflight
 from exporter.sources.openstack.source import OpenStackSource
-from fakes.openstack_api import FakeOpenStack, Scenario
+from fakes.openstack_api import FakeOpenStack
+from fakes.openstack_scenarios import project_scenario
 
 pytestmark = pytest.mark.filterwarnings(r"ignore::PendingDeprecationWarning:openstack.*")
 
@@ -23,11 +24,12 @@ API_KEY = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 def rackspace(tmp_path, monkeypatch):
-    sc = Scenario(limits={"image_count_total": 25, "image_size_total": 1024 * 250}, steps=[{"at": "0s",
+    sc = project_scenario({
         "servers": {"srv-1": {"name": "web-1", "image": "img-base", "task_state": "image_uploading",
                               "created_at": "-9d"}},
         "images": {"img-1": {"name": "web-1 nightly", "status": "saving", "server": "srv-1",
-                             "image_type": "snapshot", "created_at": "-5m"}}}])
+                             "image_type": "snapshot", "created_at": "-5m"}}},
+        limits={"image_count_total": 25, "image_size_total": 1024 * 250})
     fake = FakeOpenStack(sc, user="racker", api_key=API_KEY).start()
 
     def write(api_key=API_KEY):

@@ -22,21 +22,15 @@ from alerting_stack import AlertingStack, Process, host_root
 from conftest import ExporterProcess, wait_until
 from fakes.rackspace_backup_api import FakeRackspaceBackup
 
-DB1 = "87c3b6e1-fb1a-41f9-91e5-313ae35a5a06"
+DB1 = "87c3b6e1-fb1a-41f9-91e5-313ae35a5a06"     # the server ids of tests/fixtures/rackspace_backup/two_databases.yaml
 DB2 = "9a0b1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
 CLOUD = "rackspace-dfw"
-HOUR = 3600.0
 
 
 class Stack(AlertingStack):
     def start(self):
-        now = time.time()
-        api = self.api = self.add(FakeRackspaceBackup())
-        api.add_agent(213564, DB1, "db-1", online=True, last_success=now - 3 * HOUR)
-        api.add_agent(213565, DB2, "db-2", online=True)
-        api.add_configuration(158486, 213564, "Nightly MySQL", "Daily", ("/var/lib/mysql/", "/srv/"))
-        api.add_backup(134331, 213564, "Completed", now - 3 * HOUR, now - 4 * HOUR, now - 3 * HOUR, 158486)
-        api.add_backup(134330, 213564, "InProgress", now - 25 * HOUR, config_id=158486)
+        # db-1's backup running for 25 h, its last one done 3 h ago; db-2 without a configuration.
+        api = self.api = self.add(FakeRackspaceBackup("two_databases", live=True))
         api.start()
         (self.tmp / "clouds.yaml").write_text(api.clouds_yaml())
 

@@ -1,6 +1,6 @@
 """Rackspace Cloud Backup source through real keystoneauth1 + rackspaceauth and the fake API over HTTP.
 
-The account is built from the documented examples (tests/fixtures/rackspace_backup);
+The account (tests/fixtures/rackspace_backup/account.yaml) is built from the documented examples;
 the source finds its endpoint in the fake Identity's service catalog, as it would
 at Rackspace. Nothing of the SDK is patched.
 """
@@ -16,9 +16,10 @@ from exporter.config import parse
 from exporter.errors import ConfigError, SourceError
 from exporter.sources import registry
 from fakes.clock import FakeClock
-from fakes.rackspace_backup_api import FakeRackspaceBackup
+from fakes.rackspace_backup_api import FakeRackspaceBackup, load_scenario
 
-NOW = 1_796_000_000.0
+ACCOUNT = load_scenario("account")
+NOW = ACCOUNT.start                                 # 2026-11-30T00:53:20Z
 DB = "87c3b6e1-fb1a-41f9-91e5-313ae35a5a06"     # HostServerId of the documented agent details
 WEB = "5e0c3a0d-2f9e-4c55-9b8d-2a6a7a1b9c01"
 HOUR, DAY = 3600.0, 86400.0
@@ -38,21 +39,7 @@ def api(tmp_path, monkeypatch):
 def account(api):
     """db-1: MySQL backed up nightly; a backup stuck 25 h, one done, one missed, one skipped, one failed.
     web-1: an agent offline with only an inactive configuration."""
-    api.add_agent(213564, DB, "db-1", online=True, last_success=NOW - 2 * HOUR)
-    api.add_agent(213565, WEB, "web-1", online=False)
-    api.add_configuration(158486, 213564, "Nightly MySQL", "Daily", ("/var/lib/mysql/", "/etc/mysql/"))
-    api.add_configuration(158487, 213564, "Logs every 4 h", "Hourly", ("/var/log/",), hour_interval=4)
-    api.add_configuration(158488, 213564, "Ad hoc", "Manually", ("/srv/",))
-    api.add_configuration(158489, 213565, "Switched off", "Weekly", ("/var/www/",), active=False)
-    api.add_backup(134330, 213564, "InProgress", NOW - 25 * HOUR, config_id=158486)
-    api.add_backup(134331, 213564, "Completed", NOW - 2 * HOUR, NOW - 3 * HOUR, NOW - 2 * HOUR, 158486)
-    api.add_backup(134332, 213564, "Missed", NOW - 26 * HOUR, config_id=158486)
-    api.add_backup(134333, 213564, "Skipped", NOW - 27 * HOUR, config_id=158486)
-    api.add_backup(134334, 213564, "Failed", NOW - 28 * HOUR, NOW - 29 * HOUR, NOW - 28 * HOUR, 158486)
-    api.add_backup(134335, 213564, "Stopped", NOW - 30 * HOUR, config_id=158486)
-    api.add_backup(134336, 213564, "CompletedWithErrors", NOW - 40 * HOUR, NOW - 41 * HOUR, NOW - 40 * HOUR,
-                   158486)
-    api.add_backup(134320, 213564, "Completed", NOW - 9 * DAY, NOW - 9 * DAY - HOUR, NOW - 9 * DAY, 158486)
+    api.load(ACCOUNT)
 
 
 def cloud_config(**extra):

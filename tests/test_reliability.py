@@ -122,7 +122,7 @@ def test_poller_thread_survives_a_source_that_raises_anything(tmp_path):
 def test_hung_mount_under_concurrent_scrapes(tmp_path):
     release = threading.Event()
     # An NFS share that hangs: local block-device filesystems are stat'ed inline, network ones guarded.
-    from test_host import nfs_root
+    from host_roots import nfs_root
     root, share = nfs_root(tmp_path)
 
     def stat(path):
@@ -204,8 +204,9 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     import yaml
     from exporter.sources.openstack.source import OpenStackSource
     from fakes.faults import Fault
-    from fakes.openstack_api import FakeOpenStack, Scenario
-    scenario = Scenario.from_file(os.path.join(os.path.dirname(__file__), "fixtures", "openstack", "project.yaml"))
+    from fakes.openstack_api import FakeOpenStack
+    from fakes.openstack_scenarios import load_scenario
+    scenario = load_scenario("project")
     faults = _openstack_faults()
     actions = {name: make for name, make, _ in faults}
     reasons = {}                                         # fault name -> the reasons its refreshes failed with
@@ -213,7 +214,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
         (tmp_path / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"fake": {
             "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
             "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
-                     "project_name": fake.scenario.project_name, "user_domain_name": "Default",
+                     "project_name": fake.project_name, "user_domain_name": "Default",
                      "project_domain_name": "Default"}}}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.collectors.spec import FamilySet, MetricSpec, counter, gauge, histogram
 from exporter.render import EOF, FORMATS, OPENMETRICS, TEXT, negotiate, render
-from test_exposition import build, snapshot
+from scripted_cloud import build, snapshot
 from exporter.models import FinishedJob
 
 # What Prometheus 2 and 3 send, what curl sends, and the variants in between.
@@ -132,12 +132,12 @@ def test_host_only_openmetrics_ends_with_one_eof():
 
 
 def test_a_large_family_is_written_in_chunks_with_the_same_bytes():
-    from exporter.render import _BATCH, family_chunks
+    from exporter.render import CHUNK_LINES, family_chunks
     fams = FamilySet((UNSORTED, PLAIN))
-    for i in range(2 * _BATCH + 7):
+    for i in range(2 * CHUNK_LINES + 7):
         fams.add(UNSORTED, (f"z{i}", f"a{i}", "m"), i * 1.5)
     fams.add(PLAIN, (), 1)
     chunks = list(family_chunks([fams], TEXT))
-    assert len(chunks) == 4 and max(c.count("\n") for c in chunks) <= _BATCH + 2
+    assert len(chunks) == 4 and max(c.count("\n") for c in chunks) <= CHUNK_LINES + 2
     fmt = negotiate(None)
     assert "".join(chunks).encode() == fmt.encoder(Registry(fams))

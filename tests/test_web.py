@@ -1,17 +1,15 @@
 """The HTTP server and the exporter-toolkit web config: TLS, client
 certificates, basic auth, headers, and Debian's Prometheus scraping over it.
 
-Certificates are made here, in tmp_path, with the cryptography package (an
-openstacksdk dependency): a CA, a server certificate for 127.0.0.1, a client
-certificate, and a second, untrusted CA with its own client certificate.
+Certificates are made in tmp_path by tests/certificates.py: a CA, a server
+certificate for 127.0.0.1, a client certificate, and a second, untrusted CA
+with its own client certificate.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import pathlib
@@ -26,12 +24,10 @@ import urllib.request
 import bcrypt
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 
+from certificates import write_cert
 from conftest import free_port, need_binary, run_cli, wait_until
 from exporter import web, web_auth
 from exporter.errors import ConfigError
@@ -45,47 +41,14 @@ REJECTED = (ssl.SSLError, ConnectionError, http.client.HTTPException, socket.tim
 
 # ---- certificates -------------------------------------------------------------
 
-def _write_cert(dirpath, name, subject, issuer_cert=None, issuer_key=None, ca=False, server=False):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    subject_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder()
-               .subject_name(subject_name)
-               .issuer_name(issuer_cert.subject if issuer_cert else subject_name)
-               .public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-    elif server:
-        builder = (builder
-                   .add_extension(x509.SubjectAlternativeName([
-                       x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-                       critical=False)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
-    else:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    cert = builder.sign(issuer_key or key, hashes.SHA256())
-    cert_path, key_path = dirpath / f"{name}.crt", dirpath / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert, key, str(cert_path), str(key_path)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
-    ca_cert, ca_key, ca, _ = _write_cert(d, "ca", "test CA", ca=True)
-    rogue_cert, rogue_key, rogue_ca, _ = _write_cert(d, "rogue-ca", "rogue CA", ca=True)
-    _, _, server_crt, server_key = _write_cert(d, "server", "127.0.0.1", ca_cert, ca_key, server=True)
-    _, _, client_crt, client_key = _write_cert(d, "client", "prometheus", ca_cert, ca_key)
-    _, _, rogue_crt, rogue_key_path = _write_cert(d, "rogue-client", "prometheus", rogue_cert, rogue_key)
+    ca_cert, ca_key, ca, _ = write_cert(d, "ca", "test CA", ca=True)
+    rogue_cert, rogue_key, rogue_ca, _ = write_cert(d, "rogue-ca", "rogue CA", ca=True)
+    _, _, server_crt, server_key = write_cert(d, "server", "127.0.0.1", ca_cert, ca_key, server=True)
+    _, _, client_crt, client_key = write_cert(d, "client", "prometheus", ca_cert, ca_key)
+    _, _, rogue_crt, rogue_key_path = write_cert(d, "rogue-client", "prometheus", rogue_cert, rogue_key)
     server_key_object = serialization.load_pem_private_key(pathlib.Path(server_key).read_bytes(), None)
     (d / "encrypted.key").write_bytes(server_key_object.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -367,7 +330,7 @@ def test_relative_paths_are_relative_to_the_web_config_file(tmp_path, pki):
 def test_rotated_certificate_is_served_without_restart(tmp_path, pki):
     d = tmp_path / "rotating"
     d.mkdir()
-    _, _, crt, key = _write_cert(d, "server", "127.0.0.1", pki["ca_cert"], pki["ca_key"], server=True)
+    _, _, crt, key = write_cert(d, "server", "127.0.0.1", pki["ca_cert"], pki["ca_key"], server=True)
     cfg = web_config(tmp_path, {"tls_server_config": {"cert_file": crt, "key_file": key}})
 
     def served_cert(port):
@@ -379,7 +342,7 @@ def test_rotated_certificate_is_served_without_restart(tmp_path, pki):
         first = served_cert(port)
         new_dir = tmp_path / "new"
         new_dir.mkdir()
-        _, _, new_crt, new_key = _write_cert(new_dir, "server", "127.0.0.1", pki["ca_cert"], pki["ca_key"],
+        _, _, new_crt, new_key = write_cert(new_dir, "server", "127.0.0.1", pki["ca_cert"], pki["ca_key"],
                                              server=True)
         os.replace(new_key, key)
         os.replace(new_crt, crt)

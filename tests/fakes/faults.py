@@ -13,12 +13,16 @@ API's wire format (its SERVES); asking one for another mode is a ValueError.
 """
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, FrozenSet, Iterable, List, Optional, Union
+from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Tuple, Union
+from urllib.parse import parse_qsl, urlsplit
+
+from requests.structures import CaseInsensitiveDict
 
 VOCABULARY = {
     "error": "answer HTTP `status` (default 500) with the API's error body; `message` replaces its text, "
@@ -108,6 +112,22 @@ class Faults:
         return None
 
 
+class Request(NamedTuple):
+    """One request a fake received, as every fake records it."""
+    method: str
+    path: str                 # without the query
+    query: Dict[str, str]
+    headers: Dict[str, str]   # looked up case-insensitively, as HTTP reads them
+
+
+class ApiError(Exception):
+    """An error answer in the API's own shape: status, body, extra headers."""
+
+    def __init__(self, status: int, body, headers: Optional[Dict[str, str]] = None):
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"      # keep-alive, as the real APIs
     disable_nagle_algorithm = True     # headers and body are two writes; don't wait for an ACK between them
@@ -133,7 +153,9 @@ class LoopbackAPI:
     """A fake API's server on 127.0.0.1 with the shared fault controls.
 
     A subclass sets SERVES (the modes it speaks) and NAME, and implements
-    _handle(handler); "refused" and "hang" are handled here.
+    respond(request, body, fault) -> (answer, headers), raising ApiError for
+    error answers; every request is recorded in .requests, and "refused",
+    "slow" and "hang" are served here.
     """
     SERVES: Iterable[str] = ()
     NAME = "fake-api"
@@ -144,6 +166,8 @@ class LoopbackAPI:
         self._thread: Optional[threading.Thread] = None
         self._port = 0
         self._connections: set = set()      # open keep-alive connections, cut on "refused"
+        self.requests: List[Request] = []
+        self._requests_lock = threading.Lock()
 
     def start(self):
         self._listen(self._port)
@@ -196,6 +220,51 @@ class LoopbackAPI:
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = None
+
+    def paths(self) -> List[str]:
+        return [r.path for r in self.requests]
+
+    # ---- serving a request ------------------------------------------------------------------
+
+    def fault_path(self, path: str) -> str:
+        """The path faults are matched against (the part after the API's prefix)."""
+        return path
+
+    def respond(self, request: Request, body: bytes, fault: Optional[Fault]) -> Tuple[object, Dict[str, str]]:
+        raise NotImplementedError
+
+    def encode(self, answer) -> bytes:
+        return json.dumps(answer).encode()
+
+    def before_answer(self) -> None:
+        """Called before every answer (a benchmark's added latency)."""
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        request = Request(h.command, url.path, dict(parse_qsl(url.query)), CaseInsensitiveDict(h.headers.items()))
+        with self._requests_lock:
+            self.requests.append(request)
+        fault = self.faults.match(self.fault_path(url.path))
+        self.before_answer()
+        if self._wait_if_hanging(fault):
+            return
+        try:
+            status, (answer, headers) = 200, self.respond(request, body, fault)
+        except ApiError as e:
+            status, answer, headers = e.status, e.body, e.headers
+        raw = answer if isinstance(answer, bytes) else self.encode(answer)
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(raw)))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(raw)
+        except OSError:     # the client gave up (timeout) before we answered
+            pass
 
     def _wait_if_hanging(self, fault: Optional[Fault]) -> bool:
         """Serve "slow" and "hang"; True when the request must go unanswered."""

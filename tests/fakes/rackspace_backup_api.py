@@ -5,6 +5,14 @@ Every body is a documented example from tests/fixtures/rackspace_backup/
 format is the reference's: .NET dates written "\\/Date(ms)\\/", numeric ids,
 PascalCase keys.
 
+The account comes from a scenario (tests/fakes/scenario.py; files in
+tests/fixtures/rackspace_backup/*.yaml), or from add_agent, add_configuration
+and add_backup. Its kinds, by id: agents {server_id, name, online, disabled,
+last_success}, configurations {agent, name, frequency, paths, active,
+hour_interval}, backups {agent, state, time_of_activity, started, completed,
+configuration}. This fake has no clock: it serves a scenario's start;
+set_state() changes a backup later.
+
 - POST /v2.0/tokens takes {"auth": {"RAX-KSKEY:apiKeyCredentials": {...}}}
   (what rackspaceauth's rackspace_apikey plugin sends) and answers the
   documented token with a service catalog whose rax:backup entry points back
@@ -28,17 +36,18 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Dict, List, Optional, Tuple, Union
 
-from .faults import Fault, LoopbackAPI
+from .faults import ApiError, Fault, LoopbackAPI, Request
+from .scenario import Scenario
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rackspace_backup"
 REGIONS = ("DFW", "ORD", "IAD", "LON", "HKG", "SYD")
 USERNAME, API_KEY, TENANT = "jsmith", "fake-rackspace-api-key-9d2c41", "110011"
+
+# Scenario fields that hold times (Unix seconds for add_agent and add_backup).
+TIME_FIELDS = ("last_success", "time_of_activity", "started", "completed")
 
 SERVES = ("error", "rate_limited", "auth_rejected", "slow", "hang", "malformed_json", "missing_data", "refused")
 
@@ -48,21 +57,13 @@ def fixture(name: str):
         return json.load(f)
 
 
+def load_scenario(name: str) -> Scenario:
+    """tests/fixtures/rackspace_backup/<name>.yaml"""
+    return Scenario.load(FIXTURES / f"{name}.yaml")
+
+
 def dotnet_date(ts: Optional[float]) -> Optional[str]:
     return None if ts is None else "/Date(%d)/" % round(ts * 1000)
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    headers: Dict[str, str]
-
-
-class _Fault(Exception):
-    def __init__(self, status, body, headers=None):
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, headers or {}
 
 
 def _fault_body(status: int, message: str) -> dict:
@@ -76,7 +77,8 @@ class FakeRackspaceBackup(LoopbackAPI):
     SERVES = SERVES
     NAME = "fake-rackspace-backup"
 
-    def __init__(self, username: str = USERNAME, api_key: str = API_KEY, tenant: str = TENANT):
+    def __init__(self, scenario: Union[None, str, Scenario] = None, username: str = USERNAME,
+                 api_key: str = API_KEY, tenant: str = TENANT, live: bool = False):
         super().__init__()
         self.username, self.api_key, self.tenant = username, api_key, tenant
         self.agents: Dict[str, dict] = {}           # MachineAgentId -> "List agent details" body
@@ -84,10 +86,32 @@ class FakeRackspaceBackup(LoopbackAPI):
         self.activity: List[dict] = []              # "List all activity for a user" items
         self.reports: Dict[str, dict] = {}          # BackupId -> "Get a backup report" body
         self.tokens: List[str] = []
-        self.requests: List[Request] = []
         self._lock = threading.Lock()
+        self.scenario: Optional[Scenario] = None
+        if scenario is not None:
+            self.load(load_scenario(scenario) if isinstance(scenario, str) else scenario, live=live)
 
     # ---- building the account from the documented examples ----------------------------
+
+    def load(self, scenario: Scenario, live: bool = False) -> None:
+        """Add a scenario's agents, configurations and backups as they are at its start
+        (live: the scenario moved to start now, for an exporter on the real clock)."""
+        if scenario.steps:
+            raise ValueError("the Cloud Backup fake has no clock: a scenario's steps are not served")
+        if live:
+            scenario = scenario.rebased(time.time())
+        self.scenario = scenario
+        state = scenario.state(0, TIME_FIELDS)
+        for agent_id, a in state.get("agents", {}).items():
+            self.add_agent(int(agent_id), a.get("server_id"), a["name"], online=a.get("online", True),
+                           last_success=a.get("last_success"), disabled=a.get("disabled", False))
+        for config_id, c in state.get("configurations", {}).items():
+            self.add_configuration(int(config_id), c["agent"], c["name"], c.get("frequency", "Daily"),
+                                   tuple(c.get("paths", ("/var/lib/mysql/",))), active=c.get("active", True),
+                                   hour_interval=c.get("hour_interval"))
+        for backup_id, b in state.get("backups", {}).items():
+            self.add_backup(int(backup_id), b["agent"], b["state"], b["time_of_activity"], b.get("started"),
+                            b.get("completed"), b.get("configuration", 0))
 
     def add_agent(self, agent_id: int, server_id: Optional[str], name: str, online: bool = True,
                   last_success: Optional[float] = None, disabled: bool = False) -> dict:
@@ -155,80 +179,57 @@ class FakeRackspaceBackup(LoopbackAPI):
 
     def clouds_yaml(self, name: str = "rackspace", region: Optional[str] = "DFW", api_key: Optional[str] = None) -> str:
         """A clouds.yaml entry as a Rackspace user writes it, pointed at this fake."""
-        lines = [f"clouds:", f"  {name}:", "    auth_type: rackspace_apikey", "    auth:",
+        lines = ["clouds:", f"  {name}:", "    auth_type: rackspace_apikey", "    auth:",
                  f"      username: {self.username}", f"      api_key: {api_key or self.api_key}",
                  f"      auth_url: {self.identity_url}"]
         if region:
             lines.append(f"    region_name: {region}")
         return "\n".join(lines) + "\n"
 
-    def paths(self) -> List[str]:
-        return [r.path for r in self.requests]
-
     # ---- requests ----------------------------------------------------------------------
 
-    def _handle(self, h: BaseHTTPRequestHandler) -> None:
-        path = urlsplit(h.path).path
-        length = int(h.headers.get("Content-Length") or 0)
-        raw_body = h.rfile.read(length) if length else b""
-        route = _route_path(path, self.tenant)
-        with self._lock:
-            self.requests.append(Request(h.command, path, dict(h.headers.items())))
-        fault = self.faults.match(route or path)
-        if self._wait_if_hanging(fault):
-            return
-        headers = {}
-        try:
-            status, body = 200, self._respond(h, path, route, raw_body, fault)
-        except _Fault as e:
-            status, body, headers = e.status, e.body, e.headers
-        if isinstance(body, bytes):
-            raw = body
-        else:   # the API escapes the slashes of its dates: "\/Date(1357817400000)\/"
-            raw = re.sub(r'"/Date\((-?\d+)\)/"', r'"\\/Date(\1)\\/"', json.dumps(body)).encode()
-        try:
-            h.send_response(status)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(raw)))
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(raw)
-        except OSError:
-            pass
+    def fault_path(self, path: str) -> str:
+        return _route_path(path, self.tenant) or path
 
-    def _respond(self, h, path, route, raw_body, fault: Optional[Fault]):
+    def encode(self, answer) -> bytes:
+        # The API escapes the slashes of its dates: "\/Date(1357817400000)\/"
+        return re.sub(r'"/Date\((-?\d+)\)/"', r'"\\/Date(\1)\\/"', json.dumps(answer)).encode()
+
+    def respond(self, request: Request, raw_body: bytes, fault: Optional[Fault]):
+        return self._respond(request, request.path, _route_path(request.path, self.tenant), raw_body, fault), {}
+
+    def _respond(self, request, path, route, raw_body, fault: Optional[Fault]):
         mode = fault.mode if fault else None
         if mode == "error":
-            raise _Fault(fault.status, _fault_body(fault.status, fault.message or "The server has either erred or "
-                                                   "is incapable of performing the requested operation."),
-                         dict(fault.headers))
+            raise ApiError(fault.status, _fault_body(fault.status, fault.message or "The server has either erred or "
+                                                     "is incapable of performing the requested operation."),
+                           dict(fault.headers))
         if mode == "rate_limited":
-            raise _Fault(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
+            raise ApiError(429, _fault_body(429, "Too many requests"), {"Retry-After": str(fault.retry_after)})
         if mode == "malformed_json":
             return b'[{"MachineAgentId": 213564, "MachineName": '
         if mode == "missing_data":
             return {"message": "nothing here"}
         if path == "/v2.0/tokens":
-            if h.command != "POST":
-                raise _Fault(405, _fault_body(405, "Method not allowed"))
+            if request.method != "POST":
+                raise ApiError(405, _fault_body(405, "Method not allowed"))
             return self._token(raw_body, mode)
         if route is None:
-            raise _Fault(404, _fault_body(404, "Resource not found"))
-        if h.command != "GET":
-            raise _Fault(405, _fault_body(405, "Method not allowed"))
-        if h.headers.get("X-Auth-Token") not in self.tokens:
-            raise _Fault(401, _fault_body(401, "No valid token provided. Please use the 'X-Auth-Token' header"
-                                               " with a valid token."))
+            raise ApiError(404, _fault_body(404, "Resource not found"))
+        if request.method != "GET":
+            raise ApiError(405, _fault_body(405, "Method not allowed"))
+        if request.headers.get("X-Auth-Token") not in self.tokens:
+            raise ApiError(401, _fault_body(401, "No valid token provided. Please use the 'X-Auth-Token' header"
+                                                 " with a valid token."))
         return self._backup_route(route)
 
     def _token(self, raw_body, mode):
         try:
             creds = json.loads(raw_body)["auth"]["RAX-KSKEY:apiKeyCredentials"]
         except (ValueError, KeyError, TypeError):
-            raise _Fault(400, _fault_body(400, "Invalid json request body")) from None
+            raise ApiError(400, _fault_body(400, "Invalid json request body")) from None
         if mode == "auth_rejected" or creds.get("username") != self.username or creds.get("apiKey") != self.api_key:
-            raise _Fault(401, _fault_body(401, "Username or api key is invalid."))
+            raise ApiError(401, _fault_body(401, "Username or api key is invalid."))
         body = fixture("identity_tokens")
         token = uuid.uuid4().hex
         with self._lock:
@@ -266,7 +267,7 @@ class FakeRackspaceBackup(LoopbackAPI):
         m = re.fullmatch(r"/agent/(\d+)", route)
         if m:
             if m.group(1) not in agents:
-                raise _Fault(404, _fault_body(404, "Agent not found"))
+                raise ApiError(404, _fault_body(404, "Agent not found"))
             return agents[m.group(1)]
         if route == "/backup-configuration":
             return configurations
@@ -281,9 +282,9 @@ class FakeRackspaceBackup(LoopbackAPI):
         m = re.fullmatch(r"/backup/report/(\d+)", route)
         if m:
             if m.group(1) not in reports:
-                raise _Fault(404, _fault_body(404, "Backup report not found"))
+                raise ApiError(404, _fault_body(404, "Backup report not found"))
             return reports[m.group(1)]
-        raise _Fault(404, _fault_body(404, "Resource not found"))
+        raise ApiError(404, _fault_body(404, "Resource not found"))
 
 
 def _route_path(path: str, tenant: str) -> Optional[str]:

@@ -1,45 +1,31 @@
-"""TinyCloud's API, faked on 127.0.0.1: GET /images answers the images it is given."""
+"""TinyCloud's API, faked on 127.0.0.1: GET /images answers the images it is given.
+
+Built like every fake (tests/fakes/faults.py's LoopbackAPI): requests are
+recorded, and faults are switched in the shared vocabulary, e.g.
+set_fault("error", status=503).
+"""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import List, Optional
 
+from fakes.faults import ApiError, Fault, LoopbackAPI, Request
 
-class FakeTinyCloud:
+
+class FakeTinyCloud(LoopbackAPI):
+    SERVES = ("error", "slow", "hang", "refused")
+    NAME = "fake-tinycloud"
+
     def __init__(self, images: List[dict], account: str = "acct-1"):
+        super().__init__()
         self.images, self.account = images, account
-        self.status: Optional[int] = None      # answer every request with this status instead
-        self.requests: List[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                fake.requests.append(self.path)
-                status = fake.status or (200 if self.path == "/images" else 404)
-                body = json.dumps({"account": fake.account, "images": fake.images} if status == 200
-                                  else {"error": "nope"}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return "http://127.0.0.1:%d" % self._server.server_address[1]
+        return f"http://127.0.0.1:{self._port}"
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+    def respond(self, request: Request, body: bytes, fault: Optional[Fault]):
+        if fault is not None and fault.mode == "error":
+            raise ApiError(fault.status, {"error": fault.message or "nope"}, dict(fault.headers))
+        if request.method != "GET" or request.path != "/images":
+            raise ApiError(404, {"error": "nope"})
+        return {"account": self.account, "images": self.images}, {}
