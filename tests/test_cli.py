@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, http_get, parse_metrics, run_cli, samples
+from conftest import ROOT, http_get, run_cli
 from exporter.errors import SourceError
 from exporter.models import CloudSnapshot
 from exporter.poller import Poller

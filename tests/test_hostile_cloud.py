@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from conftest import samples, stop_process, wait_until
+from conftest import samples, wait_until
 from exporter import profiles
 from exporter.config import cloud_config
 from exporter.errors import SourceError

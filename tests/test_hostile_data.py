@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, ExporterProcess, samples, stop_process, wait_until
+from conftest import ROOT, ExporterProcess, samples, wait_until
 from exporter.exposition import CloudCache
 from exporter.ledger import JobLedger
 from exporter.render import FORMATS, negotiate

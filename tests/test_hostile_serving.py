@@ -15,7 +15,6 @@ import os
 import re
 import resource
 import shlex
-import signal
 import socket
 import statistics
 import subprocess
