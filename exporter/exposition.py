@@ -11,7 +11,6 @@ part is compressed once too. Text comes from exporter.render.
 from __future__ import annotations
 
 import gzip
-import itertools
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
 from .collectors import cloud as cloud_mod
-from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
+from .render import EOF, OPENMETRICS, Format, family_parts, negotiate, render
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,63 @@ class CloudCollector:           # a prometheus_client collector (describe, colle
         return iter(self.families())
 
 
+_Entry = Tuple[Optional[bytes], bytes]    # a piece's plain text (if plain is kept) and its gzip member
+
+
+def _gzip_member(data: bytes) -> bytes:
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
+    return compressor.compress(data) + compressor.flush()
+
+
+class _Body:
+    """A cloud body as it is written: gzip members of new text, reused pieces' members between them.
+
+    ``header`` is the current family's HELP/TYPE, written before its first
+    non-empty text or piece (a family whose pieces are all empty is not written)."""
+
+    def __init__(self, plain: bool):
+        self.plain = plain
+        self.header = ""
+        self.gz: List[bytes] = []
+        self.kept: List[bytes] = []
+        self._compressor = None
+
+    def text(self, text: str) -> None:
+        if text:
+            if self.header:
+                self._write(self.header)
+                self.header = ""
+            self._write(text)
+
+    def piece(self, entry: "_Entry") -> None:
+        if entry[1]:
+            if self.header:
+                self._write(self.header)
+                self.header = ""
+            self._end_member()
+            self.gz.append(entry[1])
+            if self.plain:
+                self.kept.append(entry[0])
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
+        self.gz.append(self._compressor.compress(data))
+        if self.plain:
+            self.kept.append(data)
+
+    def _end_member(self) -> None:
+        if self._compressor is not None:
+            self.gz.append(self._compressor.flush())
+            self._compressor = None
+
+    def finish(self) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+        self._end_member()
+        # The plain body stays in chunks: joined, it would exist twice while joining.
+        return (tuple(self.kept) if self.plain else None), b"".join(self.gz)
+
+
 class CloudCache:
     """Rendered cloud metrics per content type, refreshed by the pollers.
 
@@ -52,7 +108,10 @@ class CloudCache:
     has asked for the same format uncompressed in the last PLAIN_KEEP_SECONDS:
     at 50k images the plain text is 23 MiB and its gzip about 1. The render
     goes family by family into the compressor, so the whole text never exists
-    at once.
+    at once. Pieces of families (runs of images, servers, disks: exporter.pieces)
+    are kept by key, text and gzip member each, and only those whose key
+    changed since the last refresh are rendered again; the gzip body is the
+    members one after the other (RFC 1952 lets members concatenate).
     """
 
     def __init__(self, pollers, clock=time.monotonic):
@@ -67,23 +126,42 @@ class CloudCache:
         self._cache: Dict[str, Tuple[Optional[Tuple[bytes, ...]], bytes]] = {}
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
+        # per content type: (family name, piece key) -> its text as rendered last time, only
+        # under _render_lock. reuse=False renders everything (bench/cloud_refresh.py's "before").
+        self._pieces: Dict[str, Dict[object, _Entry]] = {}
+        self.reuse = True
         self.last_duration = 0.0
         self.ok = True
 
-    def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
-        text = family_chunks([self.collector.families()], fmt.kind)
+    def _render(self, fmt: Format, plain: bool, families=None) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+        """The cloud part in one format; pieces whose key came back are not rendered again."""
+        families = self.collector.families() if families is None else families
+        old = self._pieces.get(fmt.content_type, {})
+        new: Dict[object, _Entry] = {}
+        body = _Body(plain)
+        for header, parts in family_parts([families], fmt.kind):
+            body.header = header
+            for part in parts:
+                if type(part) is str:
+                    body.text(part)
+                    continue
+                key, make_text = part
+                if not self.reuse:                      # everything rendered, one gzip stream, as before
+                    body.text(make_text())
+                    continue
+                entry = new.get(key) or old.get(key)
+                if entry is None or (plain and entry[0] is None):
+                    data = make_text().encode("utf-8")
+                    entry = (data if plain else None, _gzip_member(data) if data else b"")
+                elif not plain and entry[0] is not None:
+                    entry = (None, entry[1])            # plain scrapes stopped: the text goes
+                new[key] = entry
+                body.piece(entry)
+        body.header = ""
         if fmt.kind == OPENMETRICS:
-            text = itertools.chain(text, [EOF])
-        chunks = (chunk.encode("utf-8") for chunk in text)
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
-        gz, kept = [], []
-        for data in chunks:
-            gz.append(compressor.compress(data))
-            if plain:
-                kept.append(data)
-        gz.append(compressor.flush())
-        # The plain body stays in chunks: joined, it would exist twice while joining.
-        return (tuple(kept) if plain else None), b"".join(gz)
+            body.text(EOF)
+        self._pieces[fmt.content_type] = new
+        return body.finish()
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
@@ -96,8 +174,9 @@ class CloudCache:
                 wanted = dict(self._wanted)
             started = time.perf_counter()
             try:
+                families = self.collector.families()
                 for content_type, (fmt, plain) in wanted.items():
-                    rendered = self._render(fmt, plain)
+                    rendered = self._render(fmt, plain, families)
                     with self._lock:
                         self._cache[content_type] = rendered
             except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
