@@ -10,7 +10,6 @@ part is compressed once too. Text comes from exporter.render.
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
@@ -276,7 +275,7 @@ class Exposition:
             headers.append(("Content-Encoding", "gzip"))
 
         def packed(body: bytes) -> bytes:
-            return gzip.compress(body, _GZIP_LEVEL) if want_gzip else body
+            return _gzip_member(body) if want_gzip else body
 
         if "name[]" in params:
             # A filtered scrape (rare, for debugging): the same renderer over the
