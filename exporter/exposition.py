@@ -43,7 +43,9 @@ class CloudCollector:           # a prometheus_client collector (describe, colle
         return iter(self.families())
 
 
-_Entry = Tuple[Optional[bytes], bytes]    # a piece's plain text (if plain is kept) and its gzip member
+# A piece's plain text (while plain is kept, else None) and its gzip member: a slice of the
+# last gzip body, so the members are not a second copy of it.
+_Entry = Tuple[Optional[bytes], "bytes | memoryview"]
 
 
 def _gzip_member(data: bytes) -> bytes:
@@ -52,7 +54,7 @@ def _gzip_member(data: bytes) -> bytes:
 
 
 class _Body:
-    """A cloud body as it is written: gzip members of new text, reused pieces' members between them.
+    """A cloud body as it is written: gzip members of new text, pieces' members between them.
 
     ``header`` is the current family's HELP/TYPE, written before its first
     non-empty text or piece (a family whose pieces are all empty is not written)."""
@@ -60,8 +62,10 @@ class _Body:
     def __init__(self, plain: bool):
         self.plain = plain
         self.header = ""
-        self.gz: List[bytes] = []
+        self.gz: list = []
         self.kept: List[bytes] = []
+        self.placed: List[Tuple[object, int, int]] = []     # (piece key, offset in the body, length)
+        self._size = 0
         self._compressor = None
 
     def text(self, text: str) -> None:
@@ -71,33 +75,43 @@ class _Body:
                 self.header = ""
             self._write(text)
 
-    def piece(self, entry: "_Entry") -> None:
+    def piece(self, key, entry: "_Entry") -> None:
         if entry[1]:
             if self.header:
                 self._write(self.header)
                 self.header = ""
             self._end_member()
-            self.gz.append(entry[1])
+            self.placed.append((key, self._size, len(entry[1])))
+            self._append(entry[1])
             if self.plain:
                 self.kept.append(entry[0])
+
+    def _append(self, data) -> None:
+        self.gz.append(data)
+        self._size += len(data)
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8")
         if self._compressor is None:
             self._compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
-        self.gz.append(self._compressor.compress(data))
+        self._append(self._compressor.compress(data))
         if self.plain:
             self.kept.append(data)
 
     def _end_member(self) -> None:
         if self._compressor is not None:
-            self.gz.append(self._compressor.flush())
+            self._append(self._compressor.flush())
             self._compressor = None
 
-    def finish(self) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+    def finish(self, entries: Dict[object, "_Entry"]) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+        """The body (plain chunks or None, gzip); each placed piece's entry now points into it."""
         self._end_member()
+        gz = b"".join(self.gz)
+        view = memoryview(gz)
+        for key, offset, length in self.placed:
+            entries[key] = (entries[key][0], view[offset:offset + length])
         # The plain body stays in chunks: joined, it would exist twice while joining.
-        return (tuple(self.kept) if self.plain else None), b"".join(self.gz)
+        return (tuple(self.kept) if self.plain else None), gz
 
 
 class CloudCache:
@@ -129,6 +143,7 @@ class CloudCache:
         # under _render_lock. reuse=False renders everything (bench/cloud_refresh.py's "before").
         self._pieces: Dict[str, Dict[object, _Entry]] = {}
         self.reuse = True
+        self.pieces_rendered: Dict[str, Tuple[int, int]] = {}   # content type -> (rendered, of) last time
         self.last_duration = 0.0
         self.ok = True
 
@@ -137,6 +152,7 @@ class CloudCache:
         families = self.collector.families() if families is None else families
         old = self._pieces.get(fmt.content_type, {})
         new: Dict[object, _Entry] = {}
+        rendered = 0
         body = _Body(plain)
         for header, parts in family_parts([families], fmt.kind):
             body.header = header
@@ -150,17 +166,20 @@ class CloudCache:
                     continue
                 entry = new.get(key) or old.get(key)
                 if entry is None or (plain and entry[0] is None):
+                    rendered += 1
                     data = make_text().encode("utf-8")
                     entry = (data if plain else None, _gzip_member(data) if data else b"")
                 elif not plain and entry[0] is not None:
                     entry = (None, entry[1])            # plain scrapes stopped: the text goes
                 new[key] = entry
-                body.piece(entry)
+                body.piece(key, entry)
         body.header = ""
         if fmt.kind == OPENMETRICS:
             body.text(EOF)
+        out = body.finish(new)
         self._pieces[fmt.content_type] = new
-        return body.finish()
+        self.pieces_rendered[fmt.content_type] = (rendered, len(new))
+        return out
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
