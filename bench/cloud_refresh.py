@@ -86,6 +86,7 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True, churn:
     try:
         h.refresh()                                           # cold: token, discovery
         runs = {label: [] for label, _, _ in CONFIGS}
+        rendered = []
         saved = poller_mod.gc_paused
         for _ in range(rounds):
             for label, pause, reuse in CONFIGS:
@@ -95,6 +96,8 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True, churn:
                     if reuse:
                         refresh()          # the previous refresh rendered without keeping pieces
                     runs[label].append(refresh())
+                    if reuse:
+                        rendered = list(h.cache.pieces_rendered.values())
                 finally:
                     poller_mod.gc_paused = saved
                     h.cache.reuse = True
@@ -122,7 +125,7 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True, churn:
         server.server_close()
         h.close()
         fake.stop()
-    return {"images": images, "servers": servers, "cpu": cpu, "changes": changes,
+    return {"images": images, "servers": servers, "cpu": cpu, "changes": changes, "rendered": rendered,
             "refresh_s": statistics.median(b - a for a, b in windows),
             "during": {"n": len(during), "p50": pct(during, 50) * 1e3, "p99": pct(during, 99) * 1e3,
                        "max": max(during) * 1e3} if during else None,
@@ -157,7 +160,8 @@ def main(argv=None):
         r = json.loads(out.stdout.strip().splitlines()[-1])
         cpu = r["cpu"]
         before = cpu["before"][0]
-        cpu_rows.append([f"{images}/{servers}", r["changes"]]
+        again = ", ".join(f"{n} of {of}" for n, of in r["rendered"])
+        cpu_rows.append([f"{images}/{servers}", f"{r['changes']} ({again} runs rendered)"]
                         + [f"{cpu[label][0]:.2f} ({cpu[label][1]:.2f} + {cpu[label][2]:.2f})"
                            for label, _, _ in CONFIGS]
                         + [f"{cpu['now'][0] / before:.2f} ({(1 - cpu['now'][0] / before) * 100:.0f} % less)"])

@@ -237,7 +237,7 @@ def family_parts(families: Iterable, kind: str) -> Iterator[Tuple[str, Iterator]
         for spec, rows, pieced in fams.segments():
             if not isinstance(rows, list):
                 if rows.samples:           # the histogram: the library writes its own header
-                    yield "", iter(list(family_chunks([_Fixed(spec, rows)], kind)))
+                    yield "", family_chunks([_Fixed(spec, rows)], kind)
                 continue
             ft = family_text(spec, kind)
             yield ft.header, (_pieced_parts(ft, spec.name, rows) if pieced else _batches(ft.lines(rows)))
