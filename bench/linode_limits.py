@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from exporter import profiles  # noqa: E402
 from exporter.config import CloudConfig  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
-from exporter.sources.linode import LinodeSource  # noqa: E402
+from exporter.sources.linode.source import LinodeSource  # noqa: E402
 from fakes.linode_api import PUBLISHED_LIMITS, FakeLinodeAPI, RateLimiter, synthetic_scenario  # noqa: E402
 
 TOKEN_ENV = "IMAGING_BENCH_LINODE_TOKEN"
