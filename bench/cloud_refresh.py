@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cloud mode: a refresh's CPU, and scrapes over HTTP while refreshes run.
 
-    python bench/cloud_refresh.py [--sizes 10k/5k,50k/20k] [--refreshes 3] [--no-pause]
+    python bench/cloud_refresh.py [--sizes 10k/5k,50k/20k] [--refreshes 3] [--rounds 2] [--churn 0.0002]
 
 For each size, in a fresh child process: the fake OpenStack in a process of
 its own (bench/cloud_scale.py's Fake), the exporter's Poller -> CloudCache ->
@@ -12,9 +12,13 @@ the exporter refreshes `--refreshes` times back to back; scrapes that
 started during a refresh are the ones counted. Loopback, 2 shared cores.
 
 "CPU s" is this process's CPU for a refresh (the source, rendering and the
-collection after it), measured with the cyclic GC paused during the
-refresh (the exporter as shipped) and, in the same process, without the
-pause (exporter.poller.gc_paused replaced by a no-op: the code before issue 19).
+collection after it), in the same process three ways, alternating: "before"
+(exporter.poller.gc_paused replaced by a no-op and CloudCache.reuse off:
+issue 19's baseline, every line rendered with the GC running), "GC paused"
+and "now" (as shipped: the GC paused and the lines of unchanged runs of
+objects reused). Before each refresh the fake's account changes (--churn:
+images created at the top of the listing, deleted and changed at random
+places, servers renamed), so "now" re-renders what a real account changes.
 """
 from __future__ import annotations
 
@@ -30,11 +34,11 @@ import time
 from common import ROOT, free_port, pct, table
 
 SCRAPER = r'''
-import http.client, json, sys, time
+import http.client, json, select, sys, time
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 out, end = [], time.time() + seconds
-while time.time() < end:
+while time.time() < end and not select.select([sys.stdin], [], [], 0)[0]:    # until told to stop
     t0, w = time.time(), time.perf_counter()
     c.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
     r = c.getresponse(); r.read()
@@ -44,7 +48,21 @@ print(json.dumps(out))
 '''
 
 
-def child(images: int, servers: int, refreshes: int, switch: bool = True) -> dict:
+# Images created, deleted and changed (each) before every refresh, as a fraction of the images
+# (and a fifth as many servers renamed): 50k images kept ~30 days is ~1,700 created and deleted
+# a day, ~6 of each in a 5-minute interval; 0.0002 is 10 of each at 50k.
+CHURN = 0.0002
+
+# The refresh CPU is measured three ways in the same process, alternating, each round:
+CONFIGS = (
+    ("before", False, False),           # the code before issue 19: GC running, every line rendered
+    ("GC paused", True, False),         # the GC paused during a refresh, every line rendered
+    ("now", True, True),                # and the lines of unchanged runs of objects reused
+)
+
+
+def child(images: int, servers: int, refreshes: int, switch: bool = True, churn: float = 0.0,
+          rounds: int = 2) -> dict:
     import cloud_scale
     from exporter import poller as poller_mod
     from exporter.web import make_server
@@ -55,35 +73,51 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True) -> dic
     app = h.exposition.wsgi_app()
     server = make_server(f"127.0.0.1:{port}", app)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    changes = round(images * churn)
+    seed = iter(range(1_000_000))
+
+    def refresh():
+        if changes:
+            fake.churn(changes, next(seed))
+        c0 = time.process_time()
+        r = h.refresh()
+        return time.process_time() - c0, r["cpu"], r["render_cpu_ms"] / 1e3
+
     try:
         h.refresh()                                           # cold: token, discovery
-        cpu = {}
-        for label, pause in (("no pause (before)", False), ("GC paused (now)", True)):
-            saved = poller_mod.gc_paused
-            if not pause:
-                poller_mod.gc_paused = contextlib.nullcontext
-            try:
-                runs = []
-                for _ in range(2):
-                    c0 = time.process_time()
-                    h.refresh()
-                    runs.append(time.process_time() - c0)
-                cpu[label] = statistics.median(runs)
-            finally:
-                poller_mod.gc_paused = saved
+        runs = {label: [] for label, _, _ in CONFIGS}
+        rendered = []
+        saved = poller_mod.gc_paused
+        for _ in range(rounds):
+            for label, pause, reuse in CONFIGS:
+                poller_mod.gc_paused = saved if pause else contextlib.nullcontext
+                h.cache.reuse = reuse
+                try:
+                    if reuse:
+                        refresh()          # the previous refresh rendered without keeping pieces
+                    runs[label].append(refresh())
+                    if reuse:
+                        rendered = list(h.cache.pieces_rendered.values())
+                finally:
+                    poller_mod.gc_paused = saved
+                    h.cache.reuse = True
+        cpu = {label: [statistics.median(x[i] for x in r) for i in range(3)] for label, r in runs.items()}
         # Scrapes while refreshing back to back (with the pause, as shipped).
         if switch:
             poller_mod.favour_scrapes()             # as Poller.start does
         windows = []
         seconds_guess = 2 + refreshes * 8 * max(1, images / 10_000)
         scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(seconds_guess)],
-                                   stdout=subprocess.PIPE, text=True)
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         time.sleep(1.0)
         for _ in range(refreshes):
+            if changes:
+                fake.churn(changes, next(seed))
             t0 = time.time()
             h.refresh()
             windows.append((t0, time.time()))
-        out = json.loads(scraper.communicate()[0])
+        time.sleep(2.0)                             # idle scrapes after the last refresh
+        out = json.loads(scraper.communicate("stop\n")[0])
         during = [d for t, d in out if any(a <= t < b for a, b in windows)]
         idle = [d for t, d in out if t > windows[-1][1] + 0.5]
     finally:
@@ -91,7 +125,7 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True) -> dic
         server.server_close()
         h.close()
         fake.stop()
-    return {"images": images, "servers": servers, "cpu": cpu,
+    return {"images": images, "servers": servers, "cpu": cpu, "changes": changes, "rendered": rendered,
             "refresh_s": statistics.median(b - a for a, b in windows),
             "during": {"n": len(during), "p50": pct(during, 50) * 1e3, "p99": pct(during, 99) * 1e3,
                        "max": max(during) * 1e3} if during else None,
@@ -102,31 +136,42 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10k/5k,50k/20k")
     ap.add_argument("--refreshes", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the three CPU configurations (median)")
+    ap.add_argument("--churn", type=float, default=CHURN,
+                    help="images created, deleted and changed before each refresh, each as a fraction of the images")
     ap.add_argument("--json", help=argparse.SUPPRESS)
     ap.add_argument("--default-switch-interval", dest="switch", action="store_false",
                     help="keep Python's 5 ms GIL switch interval (before issue 19) instead of Poller.start's 1 ms")
     a = ap.parse_args(argv)
     if a.json:
         i, s = (int(x) for x in a.json.split("/"))
-        print(json.dumps(child(i, s, a.refreshes, a.switch)))
+        print(json.dumps(child(i, s, a.refreshes, a.switch, a.churn, a.rounds)))
         return 0
     import cloud_scale
     rows, cpu_rows = [], []
     for images, servers in cloud_scale.parse_sizes(a.sizes):
         out = subprocess.run([sys.executable, __file__, "--json", f"{images}/{servers}", "--refreshes",
-                              str(a.refreshes)] + ([] if a.switch else ["--default-switch-interval"]),
+                              str(a.refreshes), "--churn", str(a.churn), "--rounds", str(a.rounds)]
+                             + ([] if a.switch else ["--default-switch-interval"]),
                              capture_output=True, text=True, cwd=ROOT)
         if out.returncode:
             print(out.stderr[-2000:])
             return 1
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        before, now = r["cpu"]["no pause (before)"], r["cpu"]["GC paused (now)"]
-        cpu_rows.append([f"{images}/{servers}", f"{before:.2f}", f"{now:.2f}", f"{(1 - now / before) * 100:.0f} %"])
+        cpu = r["cpu"]
+        before = cpu["before"][0]
+        again = ", ".join(f"{n} of {of}" for n, of in r["rendered"])
+        cpu_rows.append([f"{images}/{servers}", f"{r['changes']} ({again} runs rendered)"]
+                        + [f"{cpu[label][0]:.2f} ({cpu[label][1]:.2f} + {cpu[label][2]:.2f})"
+                           for label, _, _ in CONFIGS]
+                        + [f"{cpu['now'][0] / before:.2f} ({(1 - cpu['now'][0] / before) * 100:.0f} % less)"])
         d, i = r["during"], r["idle"]
         rows.append([f"{images}/{servers}", f"{r['refresh_s']:.1f}", d and d["n"], d and f"{d['p50']:.1f}",
                      d and f"{d['p99']:.1f}", d and f"{d['max']:.1f}", i and f"{i['p50']:.1f}/{i['p99']:.1f}"])
-    print("OpenStack refresh CPU (this process: source + rendering + the collection after; median of 2 warm refreshes)")
-    print(table(["images/servers", "CPU s, GC running (before)", "CPU s, GC paused (now)", "less"], cpu_rows))
+    print(f"OpenStack refresh CPU s of this process: total (source + rendering); median of {a.rounds} rounds, "
+          "the three alternating in each; 'changes': images created, deleted and changed (each) before every refresh")
+    print(table(["images/servers", "changes", "before: GC running, all rendered", "GC paused, all rendered",
+                 "now: GC paused, unchanged runs reused", "now / before"], cpu_rows))
     print("\nscrapes over HTTP (loopback, kept-alive, gzip) from another process while the exporter refreshes "
           f"back to back; GIL switch interval {'1 ms (Poller.start)' if a.switch else '5 ms (Python default)'}")
     print(table(["images/servers", "refresh s", "scrapes during", "p50 ms", "p99 ms", "max ms",

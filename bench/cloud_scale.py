@@ -109,11 +109,37 @@ def serve_fake_linode(conn, instances, images, window):
     _serve_commands(conn, fake, lambda: len(fake.requests))
 
 
+def churn_openstack(fake, n: int, seed: int) -> None:
+    """n images created (newest first, so at the top of the listing), n deleted and n changed
+    (a name) at random places, and n // 5 servers renamed: an account's changes between refreshes."""
+    import random
+    rnd = random.Random(seed)
+    with fake._lock:
+        imgs, srv = fake._state["images"], fake._state["servers"]
+        now = time.time()
+        for victim in rnd.sample(sorted(imgs), min(n, len(imgs))):
+            del imgs[victim]
+        for changed in rnd.sample(sorted(imgs), min(n, len(imgs))):
+            imgs[changed] = {**imgs[changed], "name": imgs[changed]["name"] + "-x", "updated_at": now}
+        for i in range(n):
+            iid = f"new-{seed}-{i}"
+            imgs[iid] = {"name": iid, "status": "active", "size": 2_000_000_000 + i, "server": next(iter(srv), ""),
+                         "image_type": "snapshot", "owner": fake.scenario.project_id, "visibility": "private",
+                         "created_at": now, "updated_at": now}
+        for changed in rnd.sample(sorted(srv), min(n // 5, len(srv))):
+            srv[changed] = {**srv[changed], "name": srv[changed]["name"] + "-x"}
+        fake._sorted = {kind: sorted(objs, key=lambda oid, o=objs: (o[oid]["created_at"], oid), reverse=True)
+                        for kind, objs in fake._state.items()}
+
+
 def _serve_commands(conn, fake, count):
     while True:
         cmd = conn.recv()
         if cmd == "count":
             conn.send(count())
+        elif isinstance(cmd, tuple) and cmd[0] == "churn":     # bench/cloud_refresh.py
+            churn_openstack(fake, *cmd[1:])
+            conn.send("churned")
         else:
             fake.stop()
             conn.send("stopped")
@@ -175,6 +201,11 @@ class Fake:
     def requests(self) -> int:
         self._conn.send("count")
         return self._conn.recv()
+
+    def churn(self, n: int, seed: int) -> None:
+        """OpenStack: n images created, n deleted, n changed, n // 5 servers renamed (churn_openstack)."""
+        self._conn.send(("churn", n, seed))
+        self._conn.recv()
 
     def stop(self):
         self._conn.send("stop")

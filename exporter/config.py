@@ -5,7 +5,6 @@ anything but ConfigError. Everything has a default, so no file is needed.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -82,6 +81,7 @@ def _typename(v):
 def _check_keys(p, key, mapping, allowed):
     for k in mapping:
         if k not in allowed:
+            import difflib          # only for an unknown key: a good config never imports it
             close = difflib.get_close_matches(str(k).replace("-", "_"), allowed, n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             p.add(f"{key}.{k}" if key else str(k), f"unknown key{hint}; known keys: {', '.join(sorted(allowed))}")

@@ -10,8 +10,6 @@ part is compressed once too. Text comes from exporter.render.
 """
 from __future__ import annotations
 
-import gzip
-import itertools
 import logging
 import threading
 import time
@@ -22,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .collectors.cloud import CloudCollector
 from .models import RenderStats
-from .render import EOF, OPENMETRICS, Format, family_chunks, negotiate, render
+from .render import EOF, OPENMETRICS, Format, family_parts, negotiate, render
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +30,77 @@ _GZIP_LEVEL = 6          # level 9 costs twice the time for a few per cent
 PLAIN_KEEP_SECONDS = 600.0
 
 
+# A piece's plain text (while plain is kept, else None) and its gzip member: a slice of the
+# last gzip body, so the members are not a second copy of it.
+_Entry = Tuple[Optional[bytes], "bytes | memoryview"]
+
+
+def _gzip_member(data: bytes) -> bytes:
+    compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
+    return compressor.compress(data) + compressor.flush()
+
+
+class _Body:
+    """A cloud body as it is written: gzip members of new text, pieces' members between them.
+
+    ``header`` is the current family's HELP/TYPE, written before its first
+    non-empty text or piece (a family whose pieces are all empty is not written)."""
+
+    def __init__(self, plain: bool):
+        self.plain = plain
+        self.header = ""
+        self.gz: list = []
+        self.kept: List[bytes] = []
+        self.placed: List[Tuple[object, int, int]] = []     # (piece key, offset in the body, length)
+        self._size = 0
+        self._compressor = None
+
+    def text(self, text: str) -> None:
+        if text:
+            if self.header:
+                self._write(self.header)
+                self.header = ""
+            self._write(text)
+
+    def piece(self, key, entry: "_Entry") -> None:
+        if entry[1]:
+            if self.header:
+                self._write(self.header)
+                self.header = ""
+            self._end_member()
+            self.placed.append((key, self._size, len(entry[1])))
+            self._append(entry[1])
+            if self.plain:
+                self.kept.append(entry[0])
+
+    def _append(self, data) -> None:
+        self.gz.append(data)
+        self._size += len(data)
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self._compressor is None:
+            self._compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
+        self._append(self._compressor.compress(data))
+        if self.plain:
+            self.kept.append(data)
+
+    def _end_member(self) -> None:
+        if self._compressor is not None:
+            self._append(self._compressor.flush())
+            self._compressor = None
+
+    def finish(self, entries: Dict[object, "_Entry"]) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+        """The body (plain chunks or None, gzip); each placed piece's entry now points into it."""
+        self._end_member()
+        gz = b"".join(self.gz)
+        view = memoryview(gz)
+        for key, offset, length in self.placed:
+            entries[key] = (entries[key][0], view[offset:offset + length])
+        # The plain body stays in chunks: joined, it would exist twice while joining.
+        return (tuple(self.kept) if self.plain else None), gz
+
+
 class CloudCache:
     """Rendered cloud metrics per content type, refreshed by the pollers.
 
@@ -39,7 +108,10 @@ class CloudCache:
     has asked for the same format uncompressed in the last PLAIN_KEEP_SECONDS:
     at 50k images the plain text is 23 MiB and its gzip about 1. The render
     goes family by family into the compressor, so the whole text never exists
-    at once.
+    at once. Pieces of families (runs of images, servers, disks: exporter.pieces)
+    are kept by key, text and gzip member each, and only those whose key
+    changed since the last refresh are rendered again; the gzip body is the
+    members one after the other (RFC 1952 lets members concatenate).
     """
 
     def __init__(self, pollers, clock=time.monotonic):
@@ -55,21 +127,45 @@ class CloudCache:
         self._lock = threading.Lock()          # guards the dicts
         self._render_lock = threading.Lock()   # one render at a time
         self.stats = RenderStats()             # for the health collector
+        # per content type: (family name, piece key) -> its text as rendered last time, only
+        # under _render_lock. reuse=False renders everything (bench/cloud_refresh.py's "before").
+        self._pieces: Dict[str, Dict[object, _Entry]] = {}
+        self.reuse = True
+        self.pieces_rendered: Dict[str, Tuple[int, int]] = {}   # content type -> (rendered, of) last time
 
-    def _render(self, fmt: Format, plain: bool) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
-        text = family_chunks([self.collector.families()], fmt.kind)
+    def _render(self, fmt: Format, plain: bool, families=None) -> Tuple[Optional[Tuple[bytes, ...]], bytes]:
+        """The cloud part in one format; pieces whose key came back are not rendered again."""
+        families = self.collector.families() if families is None else families
+        old = self._pieces.get(fmt.content_type, {})
+        new: Dict[object, _Entry] = {}
+        rendered = 0
+        body = _Body(plain)
+        for header, parts in family_parts([families], fmt.kind):
+            body.header = header
+            for part in parts:
+                if type(part) is str:
+                    body.text(part)
+                    continue
+                key, make_text = part
+                if not self.reuse:                      # everything rendered, one gzip stream, as before
+                    body.text(make_text())
+                    continue
+                entry = new.get(key) or old.get(key)
+                if entry is None or (plain and entry[0] is None):
+                    rendered += 1
+                    data = make_text().encode("utf-8")
+                    entry = (data if plain else None, _gzip_member(data) if data else b"")
+                elif not plain and entry[0] is not None:
+                    entry = (None, entry[1])            # plain scrapes stopped: the text goes
+                new[key] = entry
+                body.piece(key, entry)
+        body.header = ""
         if fmt.kind == OPENMETRICS:
-            text = itertools.chain(text, [EOF])
-        chunks = (chunk.encode("utf-8") for chunk in text)
-        compressor = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, 31)    # 31: gzip framing
-        gz, kept = [], []
-        for data in chunks:
-            gz.append(compressor.compress(data))
-            if plain:
-                kept.append(data)
-        gz.append(compressor.flush())
-        # The plain body stays in chunks: joined, it would exist twice while joining.
-        return (tuple(kept) if plain else None), b"".join(gz)
+            body.text(EOF)
+        out = body.finish(new)
+        self._pieces[fmt.content_type] = new
+        self.pieces_rendered[fmt.content_type] = (rendered, len(new))
+        return out
 
     def refresh(self) -> None:
         """Re-render every format asked for so far (called after a successful refresh)."""
@@ -82,8 +178,9 @@ class CloudCache:
                 wanted = dict(self._wanted)
             started = time.perf_counter()
             try:
+                families = self.collector.families()
                 for content_type, (fmt, plain) in wanted.items():
-                    rendered = self._render(fmt, plain)
+                    rendered = self._render(fmt, plain, families)
                     with self._lock:
                         self._cache[content_type] = rendered
             except Exception:  # noqa: BLE001 - keep serving the previous rendering, and say so
@@ -183,7 +280,7 @@ class Exposition:
             headers.append(("Content-Encoding", "gzip"))
 
         def packed(body: bytes) -> bytes:
-            return gzip.compress(body, _GZIP_LEVEL) if want_gzip else body
+            return _gzip_member(body) if want_gzip else body
 
         if "name[]" in params:
             # A filtered scrape (rare, for debugging): the same renderer over the

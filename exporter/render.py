@@ -19,7 +19,9 @@ import itertools
 import math
 import re
 from functools import lru_cache
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Tuple
+
+from .pieces import Piece
 
 # prometheus_client is imported where it is used (negotiation, the histogram, the
 # encoders for tests): `--once` renders host metrics without it (issue 19: importing
@@ -220,6 +222,59 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
             else:
                 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
                 yield openmetrics_latest(_One(rows))[:-len(EOF)].decode("utf-8")
+
+
+def family_parts(families: Iterable, kind: str) -> Iterator[Tuple[str, Iterator]]:
+    """For exporter.exposition.CloudCache: each family's HELP/TYPE header and its parts.
+
+    A part is text (up to CHUNK_LINES rendered lines, never empty) or, for a
+    Piece (exporter.pieces), a ((family name, piece key), make_text) pair
+    whose text may be empty. The header goes before the first non-empty
+    part; a family whose parts are all empty is not written. Written out,
+    the parts are family_chunks' text.
+    """
+    for fams in families:
+        for spec, rows, pieced in fams.segments():
+            if not isinstance(rows, list):
+                if rows.samples:           # the histogram: the library writes its own header
+                    yield "", family_chunks([_Fixed(spec, rows)], kind)
+                continue
+            ft = family_text(spec, kind)
+            yield ft.header, (_pieced_parts(ft, spec.name, rows) if pieced else _batches(ft.lines(rows)))
+
+
+def _batches(lines: Iterator[str]) -> Iterator[str]:
+    while chunk := "".join(itertools.islice(lines, CHUNK_LINES)):
+        yield chunk
+
+
+def _pieced_parts(ft: FamilyText, name: str, rows: list):
+    start, n = 0, len(rows)
+    while start < n:
+        row = rows[start]
+        if type(row) is Piece:
+            yield (name, row.key), _piece_text(ft, row)
+            start += 1
+            continue
+        end = start + 1
+        while end < n and end - start < CHUNK_LINES and type(rows[end]) is not Piece:
+            end += 1
+        yield "".join(ft.lines(rows[start:end]))
+        start = end
+
+
+def _piece_text(ft: FamilyText, piece: Piece) -> Callable[[], str]:
+    return lambda: "".join(ft.lines(piece.make()))
+
+
+class _Fixed:
+    """One family's rows as a FamilySet (for family_chunks)."""
+
+    def __init__(self, spec, rows):
+        self._spec, self._rows = spec, rows
+
+    def rows(self):
+        yield self._spec, self._rows
 
 
 def render(families: Iterable, kind: str) -> bytes:

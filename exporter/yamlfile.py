@@ -14,12 +14,11 @@ hang, exhaust memory or end in a traceback is one ConfigError line instead:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
 from typing import Any
-
-import yaml
 
 from .errors import ConfigError
 
@@ -59,63 +58,71 @@ def read_regular_file(path: str, limit: int, allow_devnull: bool = False) -> byt
         os.close(fd)
 
 
-class _Error(yaml.MarkedYAMLError):
-    pass
+@functools.lru_cache(maxsize=None)
+def strict_loader():
+    """(the loader class, its error class), built when a YAML file is first read: PyYAML's
+    import is ~10 ms, and a `--once` without a config file reads none (the state file
+    needs only read_regular_file)."""
+    import yaml
 
+    class _Error(yaml.MarkedYAMLError):
+        pass
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader without aliases or duplicate keys, with bounded depth and numbers."""
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader without aliases or duplicate keys, with bounded depth and numbers."""
 
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._depth = 0
 
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _Error(None, None, f"aliases (*{event.anchor}) are not allowed", event.start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Error(None, None, f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _Error(None, None, f"aliases (*{event.anchor}) are not allowed", event.start_mark)
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    raise _Error(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                 self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
 
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            self.flatten_mapping(node)
-        seen = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise _Error(None, None, "a mapping key must be a plain value, not a list or mapping",
-                             key_node.start_mark)
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise _Error(None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                self.flatten_mapping(node)
+            seen = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _Error(None, None, "a mapping key must be a plain value, not a list or mapping",
+                                 key_node.start_mark)
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise _Error(None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
-    def construct_yaml_int(self, node):
-        text = self.construct_scalar(node)
-        if len(text.replace("_", "").lstrip("+-")) > 25:        # before Python parses 400 digits
-            raise _Error(None, None, f"the number {text[:30]}... is too large", node.start_mark)
-        value = super().construct_yaml_int(node)
-        if not -MAX_INT < value < MAX_INT:
-            raise _Error(None, None, f"the number {text[:30]} is too large", node.start_mark)
-        return value
+        def construct_yaml_int(self, node):
+            text = self.construct_scalar(node)
+            if len(text.replace("_", "").lstrip("+-")) > 25:        # before Python parses 400 digits
+                raise _Error(None, None, f"the number {text[:30]}... is too large", node.start_mark)
+            value = super().construct_yaml_int(node)
+            if not -MAX_INT < value < MAX_INT:
+                raise _Error(None, None, f"the number {text[:30]} is too large", node.start_mark)
+            return value
 
-    def construct_yaml_float(self, node):
-        value = super().construct_yaml_float(node)
-        if not math.isfinite(value):
-            raise _Error(None, None, f"{self.construct_scalar(node)[:30]!r} is not a finite number",
-                         node.start_mark)
-        return value
+        def construct_yaml_float(self, node):
+            value = super().construct_yaml_float(node)
+            if not math.isfinite(value):
+                raise _Error(None, None, f"{self.construct_scalar(node)[:30]!r} is not a finite number",
+                             node.start_mark)
+            return value
 
+    StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
+    StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
+    StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
+    return StrictLoader, _Error
 
-StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_yaml_int)
-StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
-StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
 
 _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
@@ -143,8 +150,12 @@ def load(path: str, what: str = "config file") -> Any:
         raise ConfigError(f"{path}: cannot read {what}: it {e}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    if all(not line.strip(" ") or line.lstrip(" ").startswith("#") for line in text.splitlines()):
+        return None             # empty or comments only (/dev/null): what YAML reads there, without PyYAML
+    import yaml
+    loader, _ = strict_loader()
     try:
-        return yaml.load(text, Loader=StrictLoader)   # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=loader)   # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -6,8 +6,10 @@ All clouds go into one set of families so each name appears once.
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Iterable
 
+from ..pieces import runs
 from ..render import floatToGoString     # the library's function, without importing the library (--once)
 from .spec import FamilySet, gauge, histogram
 
@@ -122,11 +124,10 @@ def _add_snapshot(fams: FamilySet, snap, ledger):
     # Stored bytes: a replicated image occupies its size in every region.
     fams.add(IMAGES_BYTES, c, sum((img.size_bytes or 0) if img.stored_bytes is None else img.stored_bytes
                                   for img in snap.images))
-    for img in snap.images:
-        labels = c + (img.image_id, img.name, img.server_id, img.status)
-        if img.size_bytes is not None:
-            fams.add(IMAGE_SIZE, labels, img.size_bytes)
-        fams.add(IMAGE_CREATED, labels, img.created)
+    # Images, servers and disks go in as runs (exporter.pieces): the cache renders only runs that changed.
+    for run in runs(snap.images, _image_id):
+        fams.add_piece(IMAGE_SIZE, (c, run), partial(_image_sizes, c, run.items))
+        fams.add_piece(IMAGE_CREATED, (c, run), partial(_images_created, c, run.items))
 
     q = snap.quota
     for spec, qv in ((QUOTA_IMAGES, q.images), (QUOTA_BYTES, q.bytes), (MAX_IMAGE, q.max_image_bytes)):
@@ -170,16 +171,50 @@ def _add_snapshot(fams: FamilySet, snap, ledger):
     for kind, (buckets, count, total) in sorted(ledger.histogram().items()):
         fams.add_histogram(DURATION, c + (kind,), [(floatToGoString(le), n) for le, n in buckets], total)
 
-    for s in snap.servers:
-        if s.boot_from_volume is not None:
-            fams.add(BOOT_FROM_VOLUME, c + (s.server_id, s.name), 1 if s.boot_from_volume else 0)
-        if s.backups_enabled is not None:
-            fams.add(BACKUPS_ENABLED, c + (s.server_id,), 1 if s.backups_enabled else 0)
+    for run in runs(snap.servers, _server_id):
+        fams.add_piece(BOOT_FROM_VOLUME, (c, run), partial(_boot_from_volume, c, run.items))
+        fams.add_piece(BACKUPS_ENABLED, (c, run), partial(_backups_enabled, c, run.items))
 
     _add_backup_service(fams, snap, c)
 
-    for d in snap.disks:
-        fams.add(CLOUD_DISK_SIZE, c + (d.server_id, d.server_name, d.disk_id, d.label), d.size_bytes)
+    for run in runs(snap.disks, _disk_id):
+        fams.add_piece(CLOUD_DISK_SIZE, (c, run), partial(_disk_sizes, c, run.items))
+
+
+# The rows of one run: functions of (c, the run's objects) alone, as a Piece's must be.
+
+def _image_id(img):
+    return img.image_id
+
+
+def _server_id(s):
+    return s.server_id
+
+
+def _disk_id(d):
+    return d.disk_id
+
+
+def _image_sizes(c, images):
+    return [(c + (i.image_id, i.name, i.server_id, i.status), i.size_bytes) for i in images
+            if i.size_bytes is not None]
+
+
+def _images_created(c, images):
+    return [(c + (i.image_id, i.name, i.server_id, i.status), i.created) for i in images]
+
+
+def _boot_from_volume(c, servers):
+    return [(c + (s.server_id, s.name), 1 if s.boot_from_volume else 0) for s in servers
+            if s.boot_from_volume is not None]
+
+
+def _backups_enabled(c, servers):
+    return [(c + (s.server_id,), 1 if s.backups_enabled else 0) for s in servers if s.backups_enabled is not None]
+
+
+def _disk_sizes(c, disks):
+    return [(c + (d.server_id, d.server_name, d.disk_id, d.label), d.size_bytes) for d in disks]
 
 
 def _add_backup_service(fams: FamilySet, snap, c):

@@ -42,7 +42,7 @@ SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUC
 
 
 class LibraryFamilies:
-    """Families of one of prometheus_client's own collectors (process_*), rendered by the
+    """The families of one of prometheus_client's own collectors (process_*), rendered by the
     library: the same interface as spec.FamilySet, with no spec (exporter.render)."""
 
     def __init__(self, collector):

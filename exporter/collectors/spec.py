@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Tuple
 
+from ..pieces import Piece, expand
+
 # prometheus_client's families are built only for a registry, `name[]` and the
 # histogram (imported there): `--once` renders rows without importing the library.
 
@@ -64,13 +66,22 @@ class FamilySet:
 
     def __init__(self, specs):
         self._specs = specs
-        self._rows = {}          # spec name -> [(label values, value)] or a HistogramMetricFamily
+        self._rows = {}          # spec name -> [(label values, value) or Piece] or a HistogramMetricFamily
+        self._pieced = set()     # names of the families holding a Piece
 
     def add(self, spec, labels, value):
         rows = self._rows.get(spec.name)
         if rows is None:
             rows = self._rows[spec.name] = []
         rows.append((labels, value))
+
+    def add_piece(self, spec, key, make_rows):
+        """Rows that make_rows() builds from key alone: a renderer may reuse their text (exporter.pieces)."""
+        rows = self._rows.get(spec.name)
+        if rows is None:
+            rows = self._rows[spec.name] = []
+        rows.append(Piece(key, make_rows))
+        self._pieced.add(spec.name)
 
     def add_histogram(self, spec, labels, buckets, sum_value):
         family = self._rows.get(spec.name)
@@ -80,10 +91,21 @@ class FamilySet:
 
     def rows(self):
         """(spec, rows or a histogram family) of each non-empty family, in spec order."""
+        pieced = self._pieced
         for spec in self._specs:
             rows = self._rows.get(spec.name)
+            if pieced and rows is not None and spec.name in pieced:
+                rows = expand(rows)
             if rows is not None and (rows if isinstance(rows, list) else rows.samples):
                 yield spec, rows
+
+    def segments(self):
+        """(spec, rows or a histogram family, whether the rows hold Pieces) of each family added to,
+        in spec order, with Pieces left in (so a family may turn out empty)."""
+        for spec in self._specs:
+            rows = self._rows.get(spec.name)
+            if rows is not None:
+                yield spec, rows, spec.name in self._pieced
 
     def __iter__(self):
         for spec, rows in self.rows():
