@@ -117,10 +117,10 @@ def test_once_with_a_config_file_reads_it_with_yaml_and_still_no_cloud_modules(t
 
 def test_once_output_is_the_served_host_body_with_the_textfile_stamp(tmp_path):
     """--once writes the series a served scrape of the same config writes, plus its timestamp."""
-    from exporter.app import Exporter
+    from exporter.app import assemble
     from exporter.config import Config
     body, _, _ = _one_shot(tmp_path, "--config.file=/dev/null")
-    served = Exporter(Config(state_file=str(tmp_path / "state.json")), {"host": True}, process_metrics=False)
+    served = assemble(Config(state_file=str(tmp_path / "state.json")), {"host": True}, process_metrics=False)
     try:
         served.refresh_all()
         expected = served.exposition.raw().decode()
