@@ -361,3 +361,51 @@ def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
         (900, "clickhouse-server", 1), (901, "clickhouse-serv", 1)]
     assert count_servers(scan_proc(str(tmp_path))) == (("clickhouse", 1), ("postgresql", 1))
     assert list(scan_proc(str(tmp_path / "missing"))) == []
+
+
+def test_proc_scanner_rereads_new_changed_and_reused_pids_and_everything_now_and_then(tmp_path):
+    from exporter.sources.databases import ProcScanner
+
+    def proc(pid, name, ppid=1):
+        d = tmp_path / str(pid)
+        d.mkdir(exist_ok=True)
+        (d / "stat").write_bytes(f"{pid} ({name}) S {ppid} 0 0 0".encode())
+    now = [0.0]
+    scan = ProcScanner(str(tmp_path), clock=lambda: now[0], full_every=300)
+    proc(1, "systemd", 0)
+    proc(10, "bash")                      # a fork of a shell, about to exec
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "bash", 1)]
+    assert scan.reads == 2
+    proc(10, "postgres")                  # ... it exec'd: its second read sees that
+    now[0] = 30
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "postgres", 1)]
+    assert scan.reads == 4
+    now[0] = 60
+    scan()                                # postgres read a second time: the same name, settled
+    assert scan.reads == 5
+    now[0] = 90
+    proc(11, "mysqld")
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "postgres", 1), (11, "mysqld", 1)]
+    assert scan.reads == 6, "settled processes are not read again, a new one is"
+    # PID 10 ends and its number is used again: a new /proc entry (a new inode).
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "stat").write_bytes(b"10 (nginx) S 1 0 0 0")
+    (tmp_path / "10" / "stat").unlink()
+    (tmp_path / "10").rmdir()
+    (tmp_path / "new").rename(tmp_path / "10")
+    (tmp_path / "11" / "stat").unlink()
+    (tmp_path / "11").rmdir()              # mysqld ended
+    now[0] = 120
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "nginx", 1)]
+    # A settled process that exec'd another program in place is seen at the full rescan.
+    for t in (150, 180):
+        now[0] = t
+        scan()
+    (tmp_path / "1" / "stat").write_bytes(b"1 (init) S 0 0 0 0")
+    now[0] = 210
+    assert (1, "systemd", 0) in scan(), "not re-read before the full rescan"
+    reads = scan.reads
+    now[0] = 300
+    assert (1, "init", 0) in scan()
+    assert scan.reads == reads + 2, "the full rescan reads every process"
+    assert ProcScanner(str(tmp_path / "missing"))() == []

@@ -25,7 +25,7 @@ from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
 from .block_devices import BlockTopology
-from .databases import DatabaseCounter, scan_proc
+from .databases import DatabaseCounter, ProcScanner
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class HostSource:
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self.mount_table = MountTable(root)
-        self.databases = DatabaseCounter(scan_proc, clock)
+        self.databases = DatabaseCounter(ProcScanner(clock=clock), clock)
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
