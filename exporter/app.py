@@ -88,7 +88,21 @@ class Exporter:
                 return [b"OK\n"]
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"404 page not found\n"]
+
+        def quick(environ) -> bool:
+            """True when answering cannot wait on anything (exporter.web_handler calls
+            the app on its event loop then): no cloud part, and a host read that needs
+            no stat under the mount deadline."""
+            if environ.get("PATH_INFO") != telemetry_path:
+                return True
+            host = self.collector.host
+            return self.cloud_cache is None and (host is None or getattr(host.source, "quick", _never)())
+        app.quick = quick
         return app
+
+
+def _never() -> bool:
+    return False
 
 
 def _landing_page(telemetry_path: str) -> bytes:

@@ -88,6 +88,26 @@ def test_collector_failure_is_a_metric_not_a_500(tmp_path):
     assert samples(m, "imaging_build_info") and not samples(m, "imaging_filesystem_size_bytes")
 
 
+def test_the_app_is_quick_only_for_host_reads_that_cannot_wait(tmp_path):
+    """Exporter.wsgi_app().quick tells exporter.web_handler it may call the app on its loop."""
+    from exporter.app import Exporter
+    from exporter.config import Config, cloud_config
+
+    class Host:
+        def __init__(self, quick):
+            self.quick = lambda: quick
+
+    def quick(exp, path="/metrics"):
+        return exp.wsgi_app().quick({"PATH_INFO": path})
+    cfg = Config(state_file=str(tmp_path / "s.json"))
+    assert quick(Exporter(cfg, {"host": True}, host_source=Host(True)))
+    assert not quick(Exporter(cfg, {"host": True}, host_source=Host(False)))
+    assert quick(Exporter(cfg, {"host": True}, host_source=Host(False)), "/-/healthy")
+    assert not quick(Exporter(cfg, {"host": True}, host_source=object())), "a reader that cannot tell"
+    cloud = Config(state_file=str(tmp_path / "s.json"), clouds=[cloud_config("openstack", "c", cloud="x")])
+    assert not quick(Exporter(cloud, {"host": True}, host_source=Host(True))), "a cloud part may be rendered"
+
+
 def test_once_prints_one_scrape():
     code, out, err = run_cli("--once", "--config.file=/dev/null")
     assert code == 0, err

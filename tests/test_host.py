@@ -104,6 +104,36 @@ def test_local_block_filesystems_are_stat_ed_inline_until_one_is_slow(tmp_path):
         release.set()
 
 
+class _Table:
+    """A mount table that says when it changed, as MountTable does for the kernel's."""
+
+    def __init__(self, mounts):
+        self.mounts, self.dirty = mounts, True
+
+    def read(self):
+        self.dirty = False
+        return self.mounts
+
+    def changed(self):
+        return self.dirty
+
+
+def test_host_read_is_quick_only_with_local_mounts_read_inline_and_an_unchanged_table(tmp_path):
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=lambda p: os.statvfs(p))
+    src.mount_table = table = _Table([("/dev/vda1", "/", "ext4")])
+    assert not src.quick(), "nothing known before the first read"
+    src.read()
+    assert src.quick(), "ext4 on a block device, stat'ed inline"
+    table.mounts, table.dirty = table.mounts + [("filer:/export", "/srv/share", "nfs4")], True
+    assert not src.quick(), "the table changed: the new mount may need the deadline"
+    src.read()
+    assert not src.quick(), "the NFS share is stat'ed under the deadline"
+    table.mounts, table.dirty = table.mounts[:1], True
+    src.read()
+    assert src.quick()
+
+
 def test_many_hung_mounts_do_not_starve_the_others():
     release = threading.Event()
     hung = {f"/hung{i}" for i in range(12)}
@@ -144,9 +174,12 @@ from exporter.sources.host import MountTable
 table = MountTable(paths=["/proc/self/mounts"])
 first = table.read()
 assert table.read() is first, "unchanged table: not read again"
+assert not table.changed()
 where = tempfile.mkdtemp()
 subprocess.run(["mount", "-t", "tmpfs", "imaging-test", where], check=True)
+assert table.changed() and table.changed(), "a change is reported until the table is read"
 mounted = table.read()
+assert not table.changed()
 assert (("imaging-test", where, "tmpfs") in mounted) and table.read() is mounted, mounted
 subprocess.run(["umount", where], check=True)
 assert where not in [m for _, m, _ in table.read()]
