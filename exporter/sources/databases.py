@@ -159,6 +159,8 @@ class DatabaseCounter:
 
     Walking every process costs milliseconds on a busy host, and databases
     do not come and go between scrapes. Only the very first read waits.
+    The recount runs on one thread that waits for the next (starting a
+    thread per recount cost more than ProcScanner's recount itself).
     """
 
     def __init__(self, list_processes: Callable[[], Processes], clock: Callable[[], float] = time.monotonic):
@@ -167,6 +169,8 @@ class DatabaseCounter:
         self._cache: Tuple[float, Tuple] = (float("-inf"), ())
         self.recounting = threading.Lock()
         self._first_count = threading.Lock()
+        self._wake = threading.Event()
+        self._worker: Optional[threading.Thread] = None
 
     def counts(self) -> Tuple[Tuple[str, int], ...]:
         taken, cached = self._cache
@@ -176,15 +180,22 @@ class DatabaseCounter:
                     self._recount()
             return self._cache[1]
         if self._clock() - taken >= PROCESS_CACHE_SECONDS and self.recounting.acquire(blocking=False):
-            def run():
-                try:
-                    self._recount()
-                except Exception:  # noqa: BLE001 - keep the last count
-                    log.debug("counting database processes failed", exc_info=True)
-                finally:
-                    self.recounting.release()
-            threading.Thread(target=run, name="db-processes", daemon=True).start()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="db-processes", daemon=True)
+                self._worker.start()
+            self._wake.set()
         return cached
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self._recount()
+            except Exception:  # noqa: BLE001 - keep the last count
+                log.debug("counting database processes failed", exc_info=True)
+            finally:
+                self.recounting.release()
 
     def _recount(self) -> None:
         self._cache = (self._clock(), count_servers(self._list()))
