@@ -108,6 +108,21 @@ def test_the_app_is_quick_only_for_host_reads_that_cannot_wait(tmp_path):
     assert not quick(Exporter(cloud, {"host": True}, host_source=Host(True))), "a cloud part may be rendered"
 
 
+def test_a_small_host_body_is_sent_uncompressed_and_a_large_one_gzipped(tmp_path, monkeypatch):
+    import gzip
+    from exporter import exposition
+    from exporter.app import Exporter
+    from exporter.config import Config
+    exp = Exporter(Config(state_file=str(tmp_path / "s.json")), {"host": True}).exposition
+    headers, body = exp.render(None, "gzip")
+    assert "Content-Encoding" not in dict(headers)
+    assert b"imaging_filesystem_size_bytes{" in b"".join(body)
+    monkeypatch.setattr(exposition, "SMALL_BODY", 100)
+    headers, body = exp.render(None, "gzip")
+    assert dict(headers)["Content-Encoding"] == "gzip"
+    assert b"imaging_filesystem_size_bytes{" in gzip.decompress(b"".join(body))
+
+
 def test_once_prints_one_scrape():
     code, out, err = run_cli("--once", "--config.file=/dev/null")
     assert code == 0, err
