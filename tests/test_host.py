@@ -419,6 +419,19 @@ def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
     assert list(scan_proc(str(tmp_path / "missing"))) == []
 
 
+def test_proc_scanner_reads_comm_and_the_stat_of_database_engines_only(tmp_path):
+    from exporter.sources.databases import ProcScanner, count_servers
+    for pid, name, ppid in ((1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (900, "nginx", 1)):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "comm").write_bytes(f"{name}\n".encode())
+        # The stat of a process that is not a database says something else: it must not be read.
+        (d / "stat").write_bytes(f"{pid} ({name if name == 'postgres' else 'unread'}) S {ppid} 0 0".encode())
+    found = sorted(ProcScanner(str(tmp_path))())
+    assert found == [(1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (900, "nginx", 0)]
+    assert count_servers(found) == (("postgresql", 1),)
+
+
 def test_proc_scanner_rereads_new_changed_and_reused_pids_and_everything_now_and_then(tmp_path):
     from exporter.sources.databases import ProcScanner
 

@@ -77,8 +77,29 @@ def _read_stat(proc_path: str, entry: str) -> Optional[Tuple[str, int]]:
     return name, int(fields[1])
 
 
+def _read_name(proc_path: str, entry: str) -> Optional[Tuple[str, int]]:
+    """(name, ppid) as _read_stat, from /proc/PID/comm, which the kernel writes at a third
+    of stat's cost; stat is read too only for a database engine's name (its parent
+    tells a PostgreSQL backend from its server). ppid 0: not needed (count_servers)."""
+    try:
+        fd = os.open(f"{proc_path}/{entry}/comm", os.O_RDONLY)
+    except OSError:
+        return _read_stat(proc_path, entry)   # gone, or no comm (not Linux's /proc)
+    try:
+        comm = os.read(fd, 64)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    name = comm.rstrip(b"\n").decode("utf-8", "replace")
+    if name in DATABASE_ENGINES or name in _TRUNCATED:
+        return _read_stat(proc_path, entry)
+    return name, 0
+
+
 class ProcScanner:
-    """scan_proc(), reading only the processes it has not yet seen settle.
+    """scan_proc(), reading only the processes it has not yet seen settle, and their
+    comm rather than their stat (ppid only for database engines, 0 for the rest).
 
     Reading a process's stat costs ~9 us (0.8 ms at 90 processes, ~4.5 ms
     at 500), listing /proc ~60 us: a host runs the same processes scan
@@ -122,7 +143,7 @@ class ProcScanner:
                 if old is not None and old[3] and old[0] == inode and not full:
                     known[pid] = old
                     continue
-                got = _read_stat(self.proc_path, pid)
+                got = _read_name(self.proc_path, pid)
                 self.reads += 1
                 if got is None:
                     continue
