@@ -65,6 +65,7 @@ class Handler:
             conn.busy -= 1
             conn.served += 1
             conn.waiting_since = conn.serving.loop.time()
+            conn.serving.request_done()
 
     async def _handle(self, request):
         if self.auth is not None:

@@ -1,4 +1,5 @@
-"""Listening sockets and TLS certificates for exporter.web.
+"""Listening sockets and TLS certificates for exporter.web, and the answer to
+a socket refused before aiohttp sees it.
 
 --web.listen-address is parsed and bound here (":9847" listens on IPv6 and
 IPv4 at once, as Go's net.Listen does), and the TLS context is rebuilt when
@@ -7,6 +8,7 @@ renewed without a restart (exporter-toolkit's behaviour).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -71,3 +73,18 @@ def listen(listen_address: str) -> socket.socket:
         raise ConfigError(f"--web.listen-address: cannot listen on {listen_address}: "
                           f"{e.strerror or e}") from None
     return s
+
+
+def send_and_close(sock, data: bytes) -> None:
+    """Answer and close; the request already received is read first, or the
+    close would reset the connection before the client reads the answer."""
+    try:
+        with contextlib.suppress(OSError):
+            sock.recv(65536)
+        if data:
+            sock.send(data)
+            sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -661,3 +661,26 @@ def test_an_app_that_says_it_is_quick_is_called_on_the_event_loop():
         server.server_close()
     assert ran["/fast"] == "the-loop"
     assert ran["/slow"].startswith("http"), ran
+
+
+def test_after_a_kept_alive_request_the_loop_sleeps_until_the_keepalive_deadline():
+    """The head deadline a request met does not wake the loop: with one connection open the
+    sweep is due when that connection's keep-alive wait ends (issue 19: a wake per scrape)."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
+    server = make_server("127.0.0.1:0", app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/metrics")
+            assert conn.getresponse().read() == b"ok\n"
+        time.sleep(0.2)
+        due = server._sweep_timer.when() - server.loop.time()
+        assert web.KEEPALIVE_TIMEOUT - 5 < due <= web.KEEPALIVE_TIMEOUT, due
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()
