@@ -66,45 +66,6 @@ class HostPart:
         return fams
 
 
-class LibraryFamilies:
-    """Families of one of prometheus_client's own collectors (process_*), rendered by the
-    library: the same interface as spec.Families, with no spec (exporter.render)."""
-
-    def __init__(self, collector):
-        self.collector = collector
-
-    def rows(self):
-        # Unlabelled gauges and counters (all of process_*) as rows for exporter.render: the
-        # library's own encoder was 60 % of a host scrape's rendering (issue 19).
-        for family in self.collector.collect():
-            if not family.samples:
-                continue
-            spec = self._spec(family)
-            if spec is not None:
-                yield spec, [((), family.samples[0].value)]
-            else:
-                yield None, family
-
-    _specs: dict = {}
-
-    @classmethod
-    def _spec(cls, family):
-        sample = family.samples[0]
-        if (len(family.samples) != 1 or sample.labels or sample.timestamp is not None or sample.exemplar
-                or family.unit or family.type not in ("gauge", "counter")
-                or (family.type == "counter" and sample.name != family.name + "_total")):
-            return None
-        key = (sample.name, family.type, family.documentation)
-        spec = cls._specs.get(key)
-        if spec is None:
-            spec = cls._specs[key] = (gauge if family.type == "gauge" else counter)(sample.name,
-                                                                                  family.documentation)
-        return spec
-
-    def __iter__(self):
-        return (family for family in self.collector.collect() if family.samples)
-
-
 class ExporterCollector:        # a prometheus_client collector (describe, collect)
     def __init__(self, version, host=None, pollers=(), cloud_cache=None, process_metrics=True):
         self.version = version
@@ -115,8 +76,8 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
         # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
         self.process = None
         if process_metrics:
-            from prometheus_client import ProcessCollector      # served mode only imports the library
-            self.process = LibraryFamilies(ProcessCollector(registry=None))
+            from .process import ProcessFamilies
+            self.process = ProcessFamilies()
 
     def describe(self):
         # The families without samples: registration needs only the names.
