@@ -132,6 +132,9 @@ def test_host_read_is_quick_only_with_local_mounts_read_inline_and_an_unchanged_
     table.mounts, table.dirty = table.mounts[:1], True
     src.read()
     assert src.quick()
+    src.statter._stuck["/nfs"] = None                 # a stuck mount is skipped, not waited on ...
+    src.statter.stat_all(["/", "/nfs"], inline={"/"})
+    assert src.statter.guarded, "... but once it returns it may hang again: not on the loop"
 
 
 def test_many_hung_mounts_do_not_starve_the_others():

@@ -188,7 +188,7 @@ class _Statter:
         self._stuck: Dict[str, concurrent.futures.Future] = {}
         self._slow: set = set()              # inline once, too slow: guarded from then on
         self._lock = threading.Lock()
-        self.guarded = True                  # the last stat_all ran a call under the deadline
+        self.guarded = True                  # the last stat_all had a mount not stat'ed inline
 
     def stat_all(self, paths: List[str], inline=frozenset()):
         """Return {path: result | exception | "timeout" | "stuck"}; paths in ``inline`` are
@@ -203,7 +203,7 @@ class _Statter:
                 direct.append(p)
             else:
                 futures[p] = self._threads.submit(self.stat_fn, p)
-        self.guarded = bool(futures)
+        self.guarded = len(direct) < len(paths)    # one is guarded or stuck: it may hang again
         deadline = time.monotonic() + self.timeout
         for p in direct:                     # while the guarded calls run on their threads
             results[p] = self._stat_inline(p)
@@ -317,7 +317,7 @@ class HostSource:
 
     def quick(self) -> bool:
         """True when read() cannot wait: the last one stat'ed every mount inline (local block
-        devices only), nothing is stuck and the mount table has not changed since."""
+        devices only: none guarded, none stuck) and the mount table has not changed since."""
         return not self.statter.guarded and not self.mount_table.changed()
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
