@@ -117,7 +117,7 @@ class ProcScanner:
         self.proc_path, self._clock, self.full_every = proc_path, clock, full_every
         self._known: Dict[str, Tuple[int, str, int, bool]] = {}    # pid -> (inode, name, ppid, settled)
         self._full_at = float("-inf")
-        self.reads = 0                    # stat files read, for tests and benchmarks
+        self.reads = 0                    # processes read (comm or stat), for tests and benchmarks
 
     def __call__(self) -> List[Tuple[int, str, int]]:
         now = self._clock()
