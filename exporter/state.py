@@ -37,11 +37,6 @@ MAX_BYTES = 64 * 1024 * 1024    # far above any real ledger; a bigger file is no
 # Ledger changes are written at most this often (forced writes excepted);
 # shutdown flushes the rest.
 _MIN_WRITE_INTERVAL = 5.0
-# New high-water peaks are written at most this often (shutdown writes at once): on a disk
-# that grows steadily every scrape is a new peak, and a write (a JSON dump, two fsyncs) is
-# 0.4-0.6 ms of CPU, a fifth of a scrape's at a 15 s interval (issue 19). A crash loses at
-# most this much of a peak's history; the next scrape sees today's use again.
-PEAK_WRITE_INTERVAL = 300.0
 
 
 def default_path(platform: str = "") -> str:
@@ -236,9 +231,6 @@ class State:
     def _write_loop(self):
         while True:
             self._wake.wait()
-            wait = self._last_write + PEAK_WRITE_INTERVAL - self._clock()
-            if wait > 0:                    # peaks within the interval go out together
-                time.sleep(min(wait, PEAK_WRITE_INTERVAL))
             self._wake.clear()
             try:
                 self.flush(force=True)

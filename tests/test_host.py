@@ -231,29 +231,6 @@ def test_high_water_never_decreases_and_survives_restart(tmp_path, exporter_proc
     assert json.loads(state_file.read_text())["high_water"][f"{device} /"] == 10**15
 
 
-def test_high_water_peaks_are_written_together_at_most_once_an_interval(tmp_path, monkeypatch):
-    from conftest import wait_until
-    from exporter import state as state_mod
-    monkeypatch.setattr(state_mod, "PEAK_WRITE_INTERVAL", 1.0)
-    path = tmp_path / "state.json"
-    st = State(str(path))
-
-    def written():
-        return json.loads(path.read_text())["high_water"]["/dev/vda /"] if path.exists() else None
-    st.high_water("/dev/vda", "/", 100)
-    wait_until(lambda: written() == 100, timeout=5, what="the first peak written at once")
-    started = time.monotonic()
-    st.high_water("/dev/vda", "/", 200)
-    st.high_water("/dev/vda", "/", 300)
-    time.sleep(0.3)
-    assert written() == 100, "a peak within the interval waits for the next write"
-    wait_until(lambda: written() == 300, timeout=5, what="the later peaks written together")
-    assert time.monotonic() - started >= 0.6
-    st.high_water("/dev/vda", "/", 400)
-    st.flush()
-    assert written() == 400, "a flush (shutdown) writes at once"
-
-
 def test_corrupt_state_file_is_reported_and_replaced(tmp_path, exporter_process):
     state_file = tmp_path / "state.json"
     for garbage in (b'{"version": 1, "high_wat', b"\x00\xff\xfe", b"[]", b'{"version": 1, "high_water": {"a": "x"}}'):
