@@ -20,7 +20,8 @@ rendering cost per scrape.
 --interval scrapes each exporter once per interval, as Prometheus does,
 instead of back to back, and reports each process's CPU seconds per hour
 over the whole window (scrapes and everything its timers do in between)
-beside the scrape latency. node_exporter runs twice: as briefed
+beside the scrape latency, and that CPU thread by thread (the event loop, the
+database recount, the state writer). node_exporter runs twice: as briefed
 (--collector.disable-defaults --collector.filesystem) and like for like
 (also --web.disable-exporter-metrics, so it serves only filesystem series).
 """
@@ -210,6 +211,33 @@ def cpu_seconds(pid):
     return time.clock_gettime(((~pid) << 3) | 2)
 
 
+def thread_cpu(pid) -> dict:
+    """{thread id: CPU seconds} of a process's live threads (/proc/PID/task/TID/schedstat,
+    nanoseconds on CPU): where a process's CPU went, thread by thread."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[int(tid)] = int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def thread_shares(pid, before, after, total, rounds) -> str:
+    """ms of CPU per scrape by thread: the main thread (the event loop), others by id, and
+    threads that ended in the window (the difference to the process's total)."""
+    shares = {("main" if tid == pid else f"thread {tid - pid:+d}"): after[tid] - before.get(tid, 0.0)
+              for tid in after}
+    shares["ended threads"] = total - sum(shares.values())
+    return ", ".join(f"{name} {cpu / rounds * 1000:.3f}" for name, cpu in
+                     sorted(shares.items(), key=lambda kv: -kv[1]) if cpu * 1000 / rounds >= 0.005)
+
+
 def paced(interval=15.0, rounds=10):
     """Each exporter scraped once per ``interval`` for ``rounds`` rounds on a kept-alive connection
     with Prometheus 3's headers; returns ({name: (CPU s/h, [ms, ...])}, node_exporter's path)."""
@@ -243,6 +271,7 @@ def paced(interval=15.0, rounds=10):
         times = {name: [] for name in ports}
         start = time.monotonic()
         cpu0 = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+        threads0 = {name: thread_cpu(p.pid) for name, p in procs.items()}
         for i in range(rounds):
             order = list(ports) if i % 2 == 0 else list(reversed(ports))   # neither always goes first
             for name in order:
@@ -251,14 +280,17 @@ def paced(interval=15.0, rounds=10):
                 times[name].append((time.perf_counter() - t) * 1000)
             time.sleep(max(0.0, start + (i + 1) * interval - time.monotonic()))
         window = time.monotonic() - start
-        cpu = {name: (cpu_seconds(p.pid) - cpu0[name]) / window * 3600 for name, p in procs.items()}
+        used = {name: cpu_seconds(p.pid) - cpu0[name] for name, p in procs.items()}
+        threads = {name: thread_shares(p.pid, threads0[name], thread_cpu(p.pid), used[name], rounds)
+                   for name, p in procs.items()}
+        cpu = {name: used[name] / window * 3600 for name in procs}
         for c in conns.values():
             c.close()
     finally:
         for p in procs.values():
             p.terminate()
             p.wait(10)
-    return {name: (cpu[name], times[name]) for name in ports}, node_bin, window
+    return {name: (cpu[name], times[name], threads[name]) for name in ports}, node_bin, window
 
 
 def paced_report(results, interval, rounds, node_bin, window) -> str:
@@ -266,7 +298,7 @@ def paced_report(results, interval, rounds, node_bin, window) -> str:
              f"kept-alive connection, OpenMetrics + gzip; loopback; {os.cpu_count()} CPUs shared; "
              f"node_exporter = {node_bin}",
              f"{'exporter':<32} {'CPU s/h':>8} {'p50 ms':>8} {'max ms':>8}"]
-    for name, (cpu, t) in results.items():
+    for name, (cpu, t, _) in results.items():
         lines.append(f"{name:<32} {cpu:>8.3f} {pct(t, 50):>8.3f} {max(t):>8.3f}")
     pairs = [("imaging-exporter", "node_exporter (as briefed)"),
              ("imaging-exporter (like for like)", "node_exporter (like for like)")]
@@ -274,6 +306,9 @@ def paced_report(results, interval, rounds, node_bin, window) -> str:
         ours, peer = results[mine], results[theirs]
         lines.append(f"ratio {mine} / {theirs}: CPU {ours[0] / peer[0]:.2f}, "
                      f"p50 {pct(ours[1], 50) / pct(peer[1], 50):.2f}")
+    lines.append("CPU ms per scrape by thread (schedstat; includes what runs between scrapes):")
+    for name, (_, _, shares) in results.items():
+        lines.append(f"  {name:<32} {shares}")
     lines.append("as briefed: both with their process metrics; like for like: both with "
                  "--web.disable-exporter-metrics. CPU s/h: each process over the whole window, scrapes "
                  "and whatever it does in between")

@@ -70,6 +70,16 @@ class Exporter:
                 return [b"OK\n"]
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"404 page not found\n"]
+
+        def quick(environ) -> bool:
+            """True when answering cannot wait on anything (exporter.web_handler calls
+            the app on its event loop then): no cloud part, and a host read that needs
+            no stat under the mount deadline."""
+            if environ.get("PATH_INFO") != telemetry_path:
+                return True
+            host = self.exposition.collector.host
+            return self.exposition.cloud is None and (host is None or getattr(host.source, "quick", _never)())
+        app.quick = quick
         return app
 
 
@@ -114,6 +124,10 @@ def build_exposition(pollers: Sequence = (), host: Optional[HostCollector] = Non
                                   cloud_render=cloud_cache.stats if cloud_cache else None,
                                   process_metrics=process_metrics)
     return Exposition(collector, cloud_cache)
+
+
+def _never() -> bool:
+    return False
 
 
 def _landing_page(telemetry_path: str) -> bytes:

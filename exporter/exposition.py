@@ -220,6 +220,7 @@ class CloudCache:
 
 
 MAX_NAMES = 64       # name[] parameters honoured in one scrape
+SMALL_BODY = 32 * 1024   # a host-only body up to this size is not gzipped (issue 19)
 
 
 class _Only:
@@ -293,6 +294,10 @@ class Exposition:
         if fmt.kind == OPENMETRICS and self.cloud is None:
             dynamic += EOF.encode()
         if self.cloud is None:
+            if want_gzip and len(dynamic) <= SMALL_BODY:
+                # Sent as it is: compressing a host body cost more CPU at a 15 s interval (zlib's
+                # 256 KiB state, cold) than the rest of the answer; a few KiB more on the wire.
+                return headers[:1], [dynamic]
             return headers, [packed(dynamic)]
         return headers, [packed(dynamic), *self.cloud.get(fmt, want_gzip)]
 

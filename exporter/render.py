@@ -92,7 +92,6 @@ def negotiate(accept: Optional[str]) -> Format:
     if content_type in FORMATS:
         return FORMATS[content_type]
     mime, *params = [p.strip() for p in content_type.split(";")]
-    opts = dict(p.split("=", 1) for p in params if "=" in p)
     if mime == "application/openmetrics-text":
         return _OPENMETRICS_FALLBACK
     return DEFAULT_FORMAT
@@ -168,6 +167,10 @@ class FamilyText:
         # label values -> the line up to its value: a host scrape writes the same few
         # series every time, and escaping their label values was most of its rendering.
         self._prefixes = {}
+        # (rows, text) of the last render of a small family: limits, host_info, disk sizes,
+        # database counts, build info repeat scrape after scrape (issue 19). Equal rows give
+        # equal text, 0.0 and -0.0 aside (equal values to Prometheus too).
+        self.last = None
 
     def lines(self, rows) -> Iterator[str]:
         prefixes, order, template = self._prefixes, self.order, self.prefix_template
@@ -212,6 +215,9 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
         for spec, rows in fams.rows():
             if isinstance(rows, list):
                 ft = family_text(spec, kind)
+                if len(rows) <= SAME_ROWS_MAX:
+                    yield _small_family(ft, rows)
+                    continue
                 lines = ft.lines(rows)
                 yield ft.header + "".join(itertools.islice(lines, CHUNK_LINES))
                 while chunk := "".join(itertools.islice(lines, CHUNK_LINES)):
@@ -275,6 +281,20 @@ class _Fixed:
 
     def rows(self):
         yield self._spec, self._rows
+
+
+SAME_ROWS_MAX = 64       # a family of at most this many series keeps its last text
+
+
+def _small_family(ft: FamilyText, rows: list) -> str:
+    last = ft.last
+    if last is not None and last[0] == rows:
+        return last[1]
+    text = ft.header + "".join(ft.lines(rows))
+    # Only all-string label values: 1 and 1.0 are equal but written differently.
+    if all(type(labels) is tuple and all(type(v) is str for v in labels) for labels, _ in rows):
+        ft.last = (rows, text)
+    return text
 
 
 def render(families: Iterable, kind: str) -> bytes:

@@ -6,7 +6,8 @@ Why aiohttp (docs/architecture.md has the measurements): every connection
 is a small object on one event loop, not a thread, so thousands of slow or
 idle clients cost memory, not threads; aiohttp's C parser frames requests
 (bodies read off the connection, HEAD without a body, keep-alive). The WSGI
-app (landing page, health, /metrics) runs on a bounded thread pool.
+app (landing page, health, /metrics) runs on a bounded thread pool, or on
+the loop when it says it cannot wait (exporter/web_handler.py).
 
 What is ours, around it:
 - a cap on open connections derived from RLIMIT_NOFILE; past it, the
@@ -18,7 +19,8 @@ What is ours, around it:
 - --web.max-requests: requests being answered at once, 503 past it;
 - TLS: the first byte tells a TLS ClientHello from plain HTTP, which gets
   Go's "400 Client sent an HTTP request to an HTTPS server." like
-  node_exporter; certificates are reloaded when their files change.
+  node_exporter; certificates are reloaded when their files change
+  (exporter/web_listen.py, with the listening sockets).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from aiohttp import web_protocol, web_server
 from .errors import ConfigError
 from .web_auth import BasicAuth
 from .web_handler import Handler
+from .web_listen import TLSContexts, listen, parse_listen_address, send_and_close  # noqa: F401 - parse_listen_address: exporter.web's API
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ EMFILE_PAUSE = 0.5           # seconds without accepting after EMFILE
 # while a request runs); an idle exporter's loop does not wake at all (issue 19: a wake
 # every 2 s was most of host mode's CPU at a 15 s scrape interval).
 SWEEP_INTERVAL = 2.0
+# With this few connections open, the sweep timer moves to the earliest deadline left after
+# each request: the head deadline a scrape met would otherwise wake the loop 10 s after
+# every scrape (~0.2 ms of CPU a wake, issue 19). Past it, sweeps run as they fall due.
+SETTLE_CONNECTIONS = 16
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
                  b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
@@ -65,39 +72,11 @@ _FULL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset
          b"Content-Length: 33\r\nConnection: close\r\n\r\nToo many open connections; retry\n")
 
 
-def parse_listen_address(addr):
-    """":9847" -> ("", 9847); "127.0.0.1:9847"; "[::1]:9847"."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--web.listen-address: {addr!r} is not host:port, for example \":9847\"")
-    return host.strip("[]"), int(port)
-
-
 def max_connections() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 65536
     return max(16, soft - FD_RESERVE)
-
-
-class _TLSContexts:
-    """The SSLContext, rebuilt when a certificate, key or CA file changes."""
-
-    def __init__(self, tls):
-        self.tls, self._lock = tls, threading.Lock()
-        self._signature, self._context = tls.signature(), tls.context()
-
-    def get(self):
-        with self._lock:
-            signature = self.tls.signature()
-            if signature != self._signature:
-                self._signature = signature
-                try:
-                    self._context = self.tls.context()
-                    log.info("Reloaded TLS certificates")
-                except ConfigError as e:
-                    log.error("Keeping the previous TLS certificates: %s", e)
-            return self._context
 
 
 class _Connection(web_protocol.RequestHandler):
@@ -166,7 +145,7 @@ class Server:
         self.sockets = sockets
         self.server_addresses = [s.getsockname() for s in sockets]
         self.server_address = self.server_addresses[0]
-        self.tls = _TLSContexts(web_config.tls) if web_config is not None and web_config.tls else None
+        self.tls = TLSContexts(web_config.tls) if web_config is not None and web_config.tls else None
         auth = BasicAuth(web_config.users) if web_config is not None and web_config.users else None
         headers = {k: v for k, v in (web_config.headers.items() if web_config is not None and web_config.headers
                                      else ()) if v}       # blank means unset
@@ -257,7 +236,7 @@ class Server:
                 return
             sock.setblocking(False)
             if len(self.conns) + len(self.pending) >= self.max_connections and not self._evict_one():
-                _send_and_close(sock, _FULL)
+                send_and_close(sock, _FULL)
                 continue
             self._start(sock)
 
@@ -305,7 +284,7 @@ class Server:
             first = b""
         if first != b"\x16":
             self.pending.pop(p.sock, None)
-            _send_and_close(p.sock, _PLAIN_TO_TLS if first else b"")
+            send_and_close(p.sock, _PLAIN_TO_TLS if first else b"")
             return
         self._hand_over(p, self.tls.get())
 
@@ -351,6 +330,13 @@ class Server:
             timer.cancel()
         self._sweep_timer = self.loop.call_at(when, self._sweep)
 
+    def request_done(self) -> None:
+        """A request was answered (on the loop's thread): its head's deadline is no longer due."""
+        timer = self._sweep_timer
+        if timer is not None and len(self.conns) + len(self.pending) <= SETTLE_CONNECTIONS:
+            timer.cancel()
+            self._sweep()
+
     def _sweep(self):
         """Close connections past a deadline: a head not finished in HEAD_TIMEOUT,
         a new connection silent for FIRST_REQUEST_TIMEOUT, a TLS client that has not
@@ -383,50 +369,6 @@ class Server:
             self.deadline_at(max(due, now + SWEEP_INTERVAL))
 
 
-def _send_and_close(sock, data: bytes) -> None:
-    """Answer and close; the request already received is read first, or the
-    close would reset the connection before the client reads the answer."""
-    try:
-        with contextlib.suppress(OSError):
-            sock.recv(65536)
-        if data:
-            sock.send(data)
-            sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-def _resolve(host, port, listen_address):
-    if not host:
-        return (socket.AF_INET6, ("::", port)) if socket.has_dualstack_ipv6() else (socket.AF_INET, ("", port))
-    try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
-                                                      socket.AI_PASSIVE)[0]
-    except socket.gaierror as e:
-        raise ConfigError(f"--web.listen-address: cannot resolve {listen_address}: {e.strerror}") from None
-    return family, sockaddr
-
-
-def _listen(listen_address: str) -> socket.socket:
-    host, port = parse_listen_address(listen_address)
-    family, address = _resolve(host, port, listen_address)
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6 and not host:       # "::" also accepts IPv4
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(address)
-        s.listen(1024)
-        s.setblocking(False)
-    except OSError as e:
-        s.close()
-        raise ConfigError(f"--web.listen-address: cannot listen on {listen_address}: "
-                          f"{e.strerror or e}") from None
-    return s
-
-
 def make_server(listen_addresses: Union[str, Sequence[str]], app, web_config=None,
                 max_requests: int = DEFAULT_MAX_REQUESTS) -> Server:
     """A server for the WSGI ``app`` on every address, with the web config applied.
@@ -439,7 +381,7 @@ def make_server(listen_addresses: Union[str, Sequence[str]], app, web_config=Non
     sockets: List[socket.socket] = []
     try:
         for addr in listen_addresses:
-            sockets.append(_listen(addr))
+            sockets.append(listen(addr))
     except ConfigError:
         for s in sockets:
             s.close()

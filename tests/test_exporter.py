@@ -106,6 +106,67 @@ def test_assemble_builds_only_the_collectors_turned_on(tmp_path, monkeypatch):
     assert samples(m, "imaging_source_up", source="linode")
 
 
+def test_the_app_is_quick_only_for_host_reads_that_cannot_wait(tmp_path):
+    """Exporter.wsgi_app().quick tells exporter.web_handler it may call the app on its loop."""
+    from exporter.app import assemble
+    from exporter.config import Config, cloud_config
+
+    class Host:
+        def __init__(self, quick):
+            self.quick = lambda: quick
+
+    def quick(exp, path="/metrics"):
+        return exp.wsgi_app().quick({"PATH_INFO": path})
+    cfg = Config(state_file=str(tmp_path / "s.json"))
+    assert quick(assemble(cfg, {"host": True}, host_source=Host(True)))
+    assert not quick(assemble(cfg, {"host": True}, host_source=Host(False)))
+    assert quick(assemble(cfg, {"host": True}, host_source=Host(False)), "/-/healthy")
+    assert not quick(assemble(cfg, {"host": True}, host_source=object())), "a reader that cannot tell"
+    cloud = Config(state_file=str(tmp_path / "s.json"), clouds=[cloud_config("openstack", "c", cloud="x")])
+    assert not quick(assemble(cloud, {"host": True}, host_source=Host(True))), "a cloud part may be rendered"
+
+
+def test_a_small_host_body_is_sent_uncompressed_and_a_large_one_gzipped(tmp_path, monkeypatch):
+    import gzip
+    from exporter import exposition
+    from exporter.app import assemble
+    from exporter.config import Config
+    exp = assemble(Config(state_file=str(tmp_path / "s.json")), {"host": True}).exposition
+    headers, body = exp.render(None, "gzip")
+    assert "Content-Encoding" not in dict(headers)
+    assert b"imaging_filesystem_size_bytes{" in b"".join(body)
+    monkeypatch.setattr(exposition, "SMALL_BODY", 100)
+    headers, body = exp.render(None, "gzip")
+    assert dict(headers)["Content-Encoding"] == "gzip"
+    assert b"imaging_filesystem_size_bytes{" in gzip.decompress(b"".join(body))
+
+
+def test_process_metrics_are_prometheus_client_s_for_this_process():
+    """collectors/process.py reads process_* itself (fewer calls): the same families, help,
+    types and values as the library's ProcessCollector."""
+    from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+    from exporter.collectors.process import ProcessFamilies
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+
+    class Ours:
+        def collect(self):
+            return iter(ProcessFamilies())
+    ours.register(Ours())
+    ProcessCollector(registry=theirs)
+    a, b = (parse_metrics(generate_latest(r).decode()) for r in (ours, theirs))
+    assert sorted(n for n, _ in a) == sorted(n for n, _ in b) == sorted([
+        "process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+        "process_cpu_seconds_total", "process_open_fds", "process_max_fds"])
+    helps = [l for l in generate_latest(ours).decode().splitlines() if l.startswith("#")]
+    assert helps == [l for l in generate_latest(theirs).decode().splitlines() if l.startswith("#")]
+    value = lambda m, n: m[(n, frozenset())]  # noqa: E731
+    for name in ("process_start_time_seconds", "process_max_fds"):
+        assert value(a, name) == value(b, name), name
+    for name, slack in (("process_virtual_memory_bytes", 64 << 20), ("process_resident_memory_bytes", 64 << 20),
+                        ("process_cpu_seconds_total", 1.0), ("process_open_fds", 4)):
+        assert abs(value(a, name) - value(b, name)) <= slack, name
+
+
 def test_once_prints_one_scrape():
     code, out, err = run_cli("--once", "--config.file=/dev/null")
     assert code == 0, err

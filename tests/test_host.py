@@ -10,7 +10,7 @@ import time
 
 from exporter.collectors.host import host_families
 from exporter.config import HostConfig
-from exporter.sources.host import HostSource, MountTable, read_mounts
+from exporter.sources.host import SLOW_INLINE_SECONDS, HostSource, MountTable, read_mounts
 from exporter.state import State
 from conftest import ROOT, samples
 from host_roots import hanging_stat, nfs_root
@@ -84,6 +84,48 @@ def test_local_block_filesystems_are_stat_ed_inline_until_one_is_slow(tmp_path):
         release.set()
 
 
+class _Table:
+    """A mount table that says when it changed, as MountTable does for the kernel's."""
+
+    def __init__(self, mounts):
+        self.mounts, self.dirty = mounts, True
+
+    def read(self):
+        self.dirty = False
+        return self.mounts
+
+    def changed(self):
+        return self.dirty
+
+
+def test_host_read_is_quick_only_with_local_mounts_read_inline_and_an_unchanged_table(tmp_path):
+    root, share = nfs_root(tmp_path)
+    src = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=lambda p: os.statvfs(p))
+    src.mount_table = table = _Table([("/dev/vda1", "/", "ext4")])
+    assert not src.quick(), "nothing known before the first read"
+    src.read()
+    assert src.quick(), "ext4 on a block device, stat'ed inline"
+    table.mounts, table.dirty = table.mounts + [("filer:/export", "/srv/share", "nfs4")], True
+    assert not src.quick(), "the table changed: the new mount may need the deadline"
+    src.read()
+    assert not src.quick(), "the NFS share is stat'ed under the deadline"
+    table.mounts, table.dirty = table.mounts[:1], True
+    src.read()
+    assert src.quick()
+
+    slow_once = [True]
+
+    def slow_stat(path):
+        if slow_once and slow_once.pop():
+            time.sleep(2 * SLOW_INLINE_SECONDS)
+        return os.statvfs(path)
+    slow = HostSource(HostConfig(mount_timeout=TIMEOUT, root_path=root), stat_fn=slow_stat)
+    slow.mount_table = _Table([("/dev/vda1", "/", "ext4")])
+    slow.read()
+    slow.read()
+    assert not slow.quick(), "a local mount once slow is stat'ed under the deadline from then on: not on the loop"
+
+
 def test_many_hung_mounts_do_not_starve_the_others(tmp_path):
     release = threading.Event()
     root = tmp_path / "host"
@@ -131,9 +173,12 @@ from exporter.sources.host import MountTable
 table = MountTable(paths=["/proc/self/mounts"])
 first = table.read()
 assert table.read() is first, "unchanged table: not read again"
+assert not table.changed()
 where = tempfile.mkdtemp()
 subprocess.run(["mount", "-t", "tmpfs", "imaging-test", where], check=True)
+assert table.changed() and table.changed(), "a change is reported until the table is read"
 mounted = table.read()
+assert not table.changed()
 assert (("imaging-test", where, "tmpfs") in mounted) and table.read() is mounted, mounted
 subprocess.run(["umount", where], check=True)
 assert where not in [m for _, m, _ in table.read()]
@@ -348,3 +393,64 @@ def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
         (900, "clickhouse-server", 1), (901, "clickhouse-serv", 1)]
     assert count_servers(scan_proc(str(tmp_path))) == (("clickhouse", 1), ("postgresql", 1))
     assert list(scan_proc(str(tmp_path / "missing"))) == []
+
+
+def test_proc_scanner_reads_comm_and_the_stat_of_database_engines_only(tmp_path):
+    from exporter.sources.databases import ProcScanner, count_servers
+    for pid, name, ppid in ((1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (900, "nginx", 1)):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "comm").write_bytes(f"{name}\n".encode())
+        # The stat of a process that is not a database says something else: it must not be read.
+        (d / "stat").write_bytes(f"{pid} ({name if name == 'postgres' else 'unread'}) S {ppid} 0 0".encode())
+    found = sorted(ProcScanner(str(tmp_path))())
+    assert found == [(1, "systemd", 0), (700, "postgres", 1), (701, "postgres", 700), (900, "nginx", 0)]
+    assert count_servers(found) == (("postgresql", 1),)
+
+
+def test_proc_scanner_rereads_new_changed_and_reused_pids_and_everything_now_and_then(tmp_path):
+    from exporter.sources.databases import ProcScanner
+
+    def proc(pid, name, ppid=1):
+        d = tmp_path / str(pid)
+        d.mkdir(exist_ok=True)
+        (d / "stat").write_bytes(f"{pid} ({name}) S {ppid} 0 0 0".encode())
+    now = [0.0]
+    scan = ProcScanner(str(tmp_path), clock=lambda: now[0], full_every=300)
+    proc(1, "systemd", 0)
+    proc(10, "bash")                      # a fork of a shell, about to exec
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "bash", 1)]
+    assert scan.reads == 2
+    proc(10, "postgres")                  # ... it exec'd: its second read sees that
+    now[0] = 30
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "postgres", 1)]
+    assert scan.reads == 4
+    now[0] = 60
+    scan()                                # postgres read a second time: the same name, settled
+    assert scan.reads == 5
+    now[0] = 90
+    proc(11, "mysqld")
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "postgres", 1), (11, "mysqld", 1)]
+    assert scan.reads == 6, "settled processes are not read again, a new one is"
+    # PID 10 ends and its number is used again: a new /proc entry (a new inode).
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "stat").write_bytes(b"10 (nginx) S 1 0 0 0")
+    (tmp_path / "10" / "stat").unlink()
+    (tmp_path / "10").rmdir()
+    (tmp_path / "new").rename(tmp_path / "10")
+    (tmp_path / "11" / "stat").unlink()
+    (tmp_path / "11").rmdir()              # mysqld ended
+    now[0] = 120
+    assert sorted(scan()) == [(1, "systemd", 0), (10, "nginx", 1)]
+    # A settled process that exec'd another program in place is seen at the full rescan.
+    for t in (150, 180):
+        now[0] = t
+        scan()
+    (tmp_path / "1" / "stat").write_bytes(b"1 (init) S 0 0 0 0")
+    now[0] = 210
+    assert (1, "systemd", 0) in scan(), "not re-read before the full rescan"
+    reads = scan.reads
+    now[0] = 300
+    assert (1, "init", 0) in scan()
+    assert scan.reads == reads + 2, "the full rescan reads every process"
+    assert ProcScanner(str(tmp_path / "missing"))() == []

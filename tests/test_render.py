@@ -141,3 +141,23 @@ def test_a_large_family_is_written_in_chunks_with_the_same_bytes():
     assert len(chunks) == 4 and max(c.count("\n") for c in chunks) <= CHUNK_LINES + 2
     fmt = negotiate(None)
     assert "".join(chunks).encode() == fmt.encoder(Registry(fams))
+
+
+def test_a_small_family_s_text_is_reused_only_while_its_rows_are_the_same():
+    """exporter.render keeps the last text of a small family (issue 19): a scrape after a
+    change of value or label must show the change, never the text of the scrape before."""
+    spec = gauge("t_reused", "Reused text.", "device")
+
+    def body(*rows):
+        fams = Families((spec,))
+        for labels, value in rows:
+            fams.add(spec, labels, value)
+        return render([fams], TEXT).decode()
+    first = body((("vda",), 1.5))
+    assert body((("vda",), 1.5)) == first
+    assert 't_reused{device="vda"} 2.5\n' in body((("vda",), 2.5)), "a new value"
+    assert 't_reused{device="vdb"} 2.5\n' in body((("vdb",), 2.5)), "a new label value"
+    assert body((("vdb",), 2.5), (("vdc",), 3)).count("t_reused{") == 2, "a new series"
+    # Equal rows, different text: 1 and 1.0 as label values are never reused for each other.
+    assert 'device="1"' in body(((1,), 1.0))
+    assert 'device="1.0"' in body(((1.0,), 1.0))

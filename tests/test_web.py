@@ -600,3 +600,50 @@ def test_cli_check_config_reports_bad_web_config_without_traceback(tmp_path):
     assert stderr.strip().splitlines() == [
         f"imaging-exporter: {path}: basic_auth_users.prometheus: is not a bcrypt hash (like $2y$10$ and 53 "
         "more characters); create one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"]
+
+
+def test_an_app_that_says_it_is_quick_is_called_on_the_event_loop():
+    """exporter.web_handler calls the app on the loop when app.quick(environ) says so
+    (host mode, local disks only), on its pool otherwise."""
+    ran = {}
+
+    def app(environ, start_response):
+        ran[environ["PATH_INFO"]] = threading.current_thread().name
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
+    app.quick = lambda environ: environ["PATH_INFO"] == "/fast"
+    server = make_server("127.0.0.1:0", app)
+    thread = threading.Thread(target=server.serve_forever, name="the-loop", daemon=True)
+    thread.start()
+    try:
+        for path in ("/fast", "/slow"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}{path}", timeout=10) as r:
+                assert r.read() == b"ok\n"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert ran["/fast"] == "the-loop"
+    assert ran["/slow"].startswith("http"), ran
+
+
+def test_after_a_kept_alive_request_the_loop_sleeps_until_the_keepalive_deadline():
+    """The head deadline a request met does not wake the loop: with one connection open the
+    sweep is due when that connection's keep-alive wait ends (issue 19: a wake per scrape)."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok\n"]
+    server = make_server("127.0.0.1:0", app)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/metrics")
+            assert conn.getresponse().read() == b"ok\n"
+        time.sleep(0.2)
+        due = server._sweep_timer.when() - server.loop.time()
+        assert web.KEEPALIVE_TIMEOUT - 5 < due <= web.KEEPALIVE_TIMEOUT, due
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()

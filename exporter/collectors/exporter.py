@@ -41,22 +41,6 @@ SPECS = (BUILD_INFO, SCRAPE_DURATION, SCRAPE_SUCCESS, SOURCE_UP, SOURCE_LAST_SUC
          SOURCE_INTERVAL, SOURCE_ERRORS, TEXTFILE_TIMESTAMP)
 
 
-class LibraryFamilies:
-    """The families of one of prometheus_client's own collectors (process_*), rendered by the
-    library: the same interface as spec.FamilySet, with no spec (exporter.render)."""
-
-    def __init__(self, collector):
-        self.collector = collector
-
-    def rows(self):
-        for family in self.collector.collect():
-            if family.samples:
-                yield None, family
-
-    def __iter__(self):
-        return (family for _, family in self.rows())
-
-
 class ExporterCollector:        # a prometheus_client collector (describe, collect)
     def __init__(self, version, host=None, pollers=(), cloud_render=None, process_metrics=True):
         self.version = version
@@ -67,8 +51,8 @@ class ExporterCollector:        # a prometheus_client collector (describe, colle
         # reports them (--web.disable-exporter-metrics turns them off, as in node_exporter).
         self.process = None
         if process_metrics:
-            from prometheus_client import ProcessCollector      # served mode only imports the library
-            self.process = LibraryFamilies(ProcessCollector(registry=None))
+            from .process import ProcessFamilies
+            self.process = ProcessFamilies()
 
     def describe(self):
         # The families without samples: registration needs only the names.

@@ -20,6 +20,11 @@ class HighWaterSource:
     def __init__(self, source, state: State):
         self.source, self.state = source, state
 
+    def quick(self) -> bool:
+        """The wrapped reader's answer (HostSource.quick): a reader that cannot tell is not quick."""
+        quick = getattr(self.source, "quick", None)
+        return bool(quick and quick())
+
     def read(self) -> HostSnapshot:
         snap = self.source.read()
         marks = tuple((fs.device, fs.mountpoint, self.state.high_water(fs.device, fs.mountpoint, fs.used_bytes))

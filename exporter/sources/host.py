@@ -25,7 +25,7 @@ from ..config import HostConfig
 from ..models import BlockDevice, DeviceError, Filesystem, HostSnapshot
 from ..threads import CachedThreads
 from .block_devices import BlockTopology
-from .databases import DatabaseCounter, scan_proc
+from .databases import DatabaseCounter, ProcScanner
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,27 @@ class MountTable:
         self._file = None
         self._poll = select.poll()
         self._table: Optional[List[Tuple[str, str, str]]] = None
+        self._changed = False
         self._lock = threading.Lock()
 
     def read(self) -> List[Tuple[str, str, str]]:
         with self._lock:
-            if self._table is None or self._file is None or self._poll.poll(0):
-                self._table = self._load()
+            if self._stale():
+                self._table, self._changed = self._load(), False
             return self._table
+
+    def changed(self) -> bool:
+        """True when the next read() reads the table again (it changed, or cannot be watched)."""
+        with self._lock:
+            return self._stale()
+
+    def _stale(self) -> bool:
+        # The kernel reports a change to one poll() only: remembered until the table is read.
+        if self._table is None or self._file is None:
+            return True
+        if not self._changed and self._poll.poll(0):
+            self._changed = True
+        return self._changed
 
     def _load(self) -> List[Tuple[str, str, str]]:
         if self._file is None:
@@ -174,6 +188,7 @@ class _Statter:
         self._stuck: Dict[str, concurrent.futures.Future] = {}
         self._slow: set = set()              # inline once, too slow: guarded from then on
         self._lock = threading.Lock()
+        self.guarded = True                  # the last stat_all had a mount not stat'ed inline
 
     def stat_all(self, paths: List[str], inline=frozenset()):
         """Return {path: result | exception | "timeout" | "stuck"}; paths in ``inline`` are
@@ -188,6 +203,7 @@ class _Statter:
                 direct.append(p)
             else:
                 futures[p] = self._threads.submit(self.stat_fn, p)
+        self.guarded = len(direct) < len(paths)    # one is guarded or stuck: it may hang again
         deadline = time.monotonic() + self.timeout
         for p in direct:                     # while the guarded calls run on their threads
             results[p] = self._stat_inline(p)
@@ -262,7 +278,7 @@ class HostSource:
         root = cfg.root_path or "/"
         self.topology = BlockTopology(sys_path or os.path.join(root, "sys"))
         self.mount_table = MountTable(root)
-        self.databases = DatabaseCounter(scan_proc, clock)
+        self.databases = DatabaseCounter(ProcScanner(clock=clock), clock)
 
     def _host_path(self, mountpoint: str) -> str:
         root = self.cfg.root_path or "/"
@@ -298,6 +314,11 @@ class HostSource:
                       for name, size in self.topology.disk_sizes().items())
         return HostSnapshot(filesystems=tuple(filesystems), errors=tuple(errors), disks=disks,
                             database_processes=self._database_processes(), hostname=socket.gethostname())
+
+    def quick(self) -> bool:
+        """True when read() cannot wait: the last one stat'ed every mount inline (local block
+        devices only: none guarded, none stuck) and the mount table has not changed since."""
+        return not self.statter.guarded and not self.mount_table.changed()
 
     def _database_processes(self) -> Tuple[Tuple[str, int], ...]:
         return self.databases.counts()
