@@ -15,7 +15,7 @@ import math
 import os
 import resource
 
-from .spec import Families, counter, gauge
+from .spec import FamilySet, counter, gauge
 
 VMEM = gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")
 RSS = gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
@@ -48,8 +48,8 @@ class ProcessFamilies:
         self._ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100.0
         self._page = resource.getpagesize()
 
-    def families(self) -> Families:
-        fams = Families(SPECS)
+    def families(self) -> FamilySet:
+        fams = FamilySet(SPECS)
         if not self._btime:
             return fams
         try:
