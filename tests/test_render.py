@@ -149,7 +149,7 @@ def test_a_small_family_s_text_is_reused_only_while_its_rows_are_the_same():
     spec = gauge("t_reused", "Reused text.", "device")
 
     def body(*rows):
-        fams = Families((spec,))
+        fams = FamilySet((spec,))
         for labels, value in rows:
             fams.add(spec, labels, value)
         return render([fams], TEXT).decode()
