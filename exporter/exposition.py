@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import zlib
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
@@ -99,6 +99,14 @@ class _Body:
             entries[key] = (entries[key][0], view[offset:offset + length])
         # The plain body stays in chunks: joined, it would exist twice while joining.
         return (tuple(self.kept) if self.plain else None), gz
+
+
+class Held(NamedTuple):
+    """What CloudCache keeps for one content type."""
+    plain: Optional[bytes]      # the plain body, or None while only gzip is asked for
+    gzip: bytes
+    pieces: int                 # reusable pieces (exporter.pieces) kept for the next render
+    pieces_with_plain: int      # of those, how many keep their plain text too
 
 
 class CloudCache:
@@ -210,6 +218,16 @@ class CloudCache:
             with self._lock:
                 self._cache[fmt.content_type] = rendered
             return (rendered[1],) if want_gzip else rendered[0]
+
+    def held(self) -> Dict[str, "Held"]:
+        """What the cache keeps in memory, per content type (read-only; for tests and debugging)."""
+        with self._lock:
+            cache = dict(self._cache)
+        with self._render_lock:
+            pieces = {ct: sum(1 for e in entries.values() if e[0] is not None) for ct, entries in self._pieces.items()}
+            counts = {ct: len(entries) for ct, entries in self._pieces.items()}
+        return {ct: Held(b"".join(plain) if plain is not None else None, gz, counts.get(ct, 0), pieces.get(ct, 0))
+                for ct, (plain, gz) in cache.items()}
 
     def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[Tuple[bytes, ...]]:
         with self._lock:

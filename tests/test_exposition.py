@@ -89,14 +89,13 @@ def test_only_gzip_is_kept_until_a_client_asks_for_plain_text(tmp_path):
     poller.refresh_once()
     gz = b"".join(exp.render(OPENMETRICS, "gzip")[1])
     content_type = dict(exp.render(OPENMETRICS, "gzip")[0])["Content-Type"]
-    plain_cached, gz_cached = exp.cloud._cache[content_type]
-    assert plain_cached is None and gz_cached, "a gzip scraper does not make the exporter keep plain text"
+    held = exp.cloud.held()[content_type]
+    assert held.plain is None and held.gzip, "a gzip scraper does not make the exporter keep plain text"
     plain = exp.raw(OPENMETRICS, None)            # rendered on demand, then kept after refreshes
     strip = lambda b: [l for l in b.splitlines() if not l.startswith(b"imaging_scrape_duration")]  # noqa: E731
     assert strip(gzip.decompress(gz)) == strip(plain)
     poller.refresh_once()
-    plain_cached, _ = exp.cloud._cache[content_type]
-    assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in b"".join(plain_cached)
+    assert b'imaging_images{cloud="c1",project="p1",status="active"} 6.0' in exp.cloud.held()[content_type].plain
     assert strip(gzip.decompress(b"".join(exp.render(OPENMETRICS, "gzip")[1]))) == strip(exp.raw(OPENMETRICS))
 
 
@@ -113,13 +112,13 @@ def test_plain_body_is_dropped_when_plain_scrapes_stop(tmp_path):
     cache.get(fmt, want_gzip=False)                       # one plain scrape (curl) at t=0
     now[0] = 300.0
     poller.refresh_once()
-    assert cache._cache[content_type][0] is not None, "kept while plain scrapes may still come"
+    assert cache.held()[content_type].plain is not None, "kept while plain scrapes may still come"
     now[0] = 700.0
     poller.refresh_once()
-    assert cache._cache[content_type][0] is None, "no plain scrape for 700 s: only gzip is rendered"
+    assert cache.held()[content_type].plain is None, "no plain scrape for 700 s: only gzip is rendered"
     assert b'status="active"} 5.0' in b"".join(cache.get(fmt, want_gzip=False)), "a later plain scrape renders it again"
     poller.refresh_once()
-    assert b'status="active"} 6.0' in b"".join(cache._cache[content_type][0])
+    assert b'status="active"} 6.0' in cache.held()[content_type].plain
 
 
 def test_the_cloud_render_s_duration_and_success_reach_the_health_metrics(tmp_path):

@@ -31,9 +31,9 @@ def test_distinct_accept_headers_add_no_cache_entries():
             cache.get(negotiate(f"application/openmetrics-text; version=1.0.{n}"), gz)
     for accept in ("text/plain; version=x", "text/plain;version=1.0.0;escaping=dots", "a/b", "*/*"):
         cache.get(negotiate(accept), False)
-    assert len(cache._cache) <= 2 and set(cache._cache) <= set(FORMATS)
+    assert len(cache.held()) <= 2 and set(cache.held()) <= set(FORMATS)
     cache.refresh()
-    assert len(cache._wanted) <= 2
+    assert len(cache.held()) <= 2 and set(cache.held()) <= set(FORMATS)
 
 
 # ---- case 4: state files with bad contents ------------------------------------------
