@@ -13,7 +13,7 @@ def test_profiles_json_is_generated_from_profiles_yaml():
 
 
 def test_the_profiles_read_at_run_time_are_those_of_profiles_yaml():
-    assert profiles._load() == profiles.build(profiles.read_yaml())
+    assert (profiles.profiles(), profiles.common()) == profiles.build(profiles.read_yaml())
     with open(profiles.PROFILES_DATA, encoding="utf-8") as f:
         assert json.load(f) == profiles.read_yaml()
 
