@@ -158,6 +158,7 @@ class Server:
         self._stopped: Optional[asyncio.Event] = None
         self._shutdown_requested = threading.Event()
         self._running = threading.Event()
+        self._start_lock = threading.Lock()   # serve_forever starts, or shutdown came first: not both
         self._done = threading.Event()
         self._no_fds_logged = float("-inf")
         self._factory = None
@@ -166,8 +167,11 @@ class Server:
     # -- the loop ----------------------------------------------------------------
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:   # poll_interval: socketserver's signature
+        with self._start_lock:
+            if self._shutdown_requested.is_set():   # shut down before it started: the sockets may be closed
+                return
+            self._running.set()
         loop = asyncio.new_event_loop()
-        self._running.set()
         try:
             loop.run_until_complete(self._serve(loop))
         finally:
@@ -206,7 +210,8 @@ class Server:
 
     def shutdown(self) -> None:
         """Stop serve_forever and wait for it to end (as socketserver's shutdown does)."""
-        self._shutdown_requested.set()
+        with self._start_lock:
+            self._shutdown_requested.set()
         loop, stopped = self.loop, self._stopped
         if loop is not None and stopped is not None and not loop.is_closed():
             try:

@@ -647,3 +647,19 @@ def test_after_a_kept_alive_request_the_loop_sleeps_until_the_keepalive_deadline
         conn.close()
         server.shutdown()
         server.server_close()
+
+
+def test_shutdown_right_after_start_leaves_no_failed_thread(monkeypatch):
+    """A server shut down (and its sockets closed) before its thread began serving: the
+    thread ends quietly instead of failing on a closed socket."""
+    failures = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    for _ in range(100):
+        server = make_server("127.0.0.1:0", metrics_app())
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        assert not thread.is_alive()
+    assert failures == []
