@@ -123,10 +123,7 @@ class CloudCache:
     """
 
     def __init__(self, pollers, clock=time.monotonic):
-        from prometheus_client import CollectorRegistry
         self.collector = CloudCollector(pollers)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.collector)
         self._wanted: Dict[str, Tuple[Format, bool]] = {}       # content type -> (format, plain asked)
         self._plain_asked: Dict[str, float] = {}               # content type -> last plain scrape
         self._clock = clock
@@ -271,17 +268,6 @@ class Exposition:
     def __init__(self, collector, cloud: Optional[CloudCache]):
         self.collector = collector           # host and health: rendered per scrape
         self.cloud = cloud
-        self._registry = None
-
-    @property
-    def registry(self):
-        """A prometheus_client registry of the per-scrape collector, built when first asked."""
-        if self._registry is None:
-            from prometheus_client import CollectorRegistry
-            registry = CollectorRegistry(auto_describe=True)
-            registry.register(self.collector)
-            self._registry = registry
-        return self._registry
 
     def render(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None,
                query: str = "") -> Tuple[list, List[bytes]]:

@@ -35,7 +35,7 @@ def test_text_body_equals_a_full_render(tmp_path):
     poller, exp = build(tmp_path, snapshot(4))
     poller.refresh_once()
     full = CollectorRegistry()
-    full.register(exp.registry)
+    full.register(exp.collector)
     full.register(exp.cloud.collector)
     ours, theirs = parse_metrics(exp.raw().decode()), parse_metrics(generate_latest(full).decode())
     drop = lambda m: {k: v for k, v in m.items() if k[0] != "imaging_scrape_duration_seconds"}  # noqa: E731
