@@ -239,9 +239,9 @@ class _Statter:
             self._stuck[path] = fut
 
         def done(_f, path=path):
-            with self._lock:
-                self._stuck.pop(path, None)
             log.info("statfs of %s returned; the mount is watched again", path)
+            with self._lock:          # after the log line: whoever sees it watched again sees the line too
+                self._stuck.pop(path, None)
         fut.add_done_callback(done)
 
 
