@@ -25,7 +25,7 @@ import yaml
 # and loaded by path (tests, dashboards/generate.py), so its directory goes on the path.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rules_cloud import backup_rules, exporter_rules, job_rules, quota_rules  # noqa: E402
-from rules_common import Ctx, number, pct, seconds, words  # noqa: E402,F401 - re-exported for importers
+from rules_common import RuleWriter, number, pct, seconds, words  # noqa: E402,F401 - re-exported for importers
 from rules_backup import cloud_backup_rules  # noqa: E402
 from rules_host import coverage_rules, headroom_rules, peak_rules, recording_rules  # noqa: E402
 
@@ -156,17 +156,17 @@ HEADER = """\
 
 
 def build(c: dict = CONFIG) -> dict:
-    x = Ctx(c)
+    writer = RuleWriter(c)
     return {"groups": [
-        {"name": "imaging.rules", "rules": recording_rules(x)},
-        {"name": "imaging-peaks.rules", "interval": c["peakRecordInterval"], "rules": peak_rules(x)},
-        {"name": "imaging-headroom", "rules": headroom_rules(x)},
-        {"name": "imaging-quota", "rules": quota_rules(x)},
-        {"name": "imaging-jobs", "rules": job_rules(x)},
-        {"name": "imaging-backups", "rules": backup_rules(x)},
-        {"name": "imaging-coverage", "rules": coverage_rules(x)},
-        {"name": "imaging-exporter", "rules": exporter_rules(x)},
-        {"name": "imaging-cloud-backup", "rules": cloud_backup_rules(x)},
+        {"name": "imaging.rules", "rules": recording_rules(writer)},
+        {"name": "imaging-peaks.rules", "interval": c["peakRecordInterval"], "rules": peak_rules(writer)},
+        {"name": "imaging-headroom", "rules": headroom_rules(writer)},
+        {"name": "imaging-quota", "rules": quota_rules(writer)},
+        {"name": "imaging-jobs", "rules": job_rules(writer)},
+        {"name": "imaging-backups", "rules": backup_rules(writer)},
+        {"name": "imaging-coverage", "rules": coverage_rules(writer)},
+        {"name": "imaging-exporter", "rules": exporter_rules(writer)},
+        {"name": "imaging-cloud-backup", "rules": cloud_backup_rules(writer)},
     ]}
 
 

@@ -1,19 +1,19 @@
 """Rackspace Cloud Backup (the rackspace_backup provider): what images cannot hold must be backed up."""
 from __future__ import annotations
 
-from rules_common import WHERE_CLOUD, Ctx, words
+from rules_common import WHERE_CLOUD, RuleWriter, words
 
 IMAGE_LIMITATIONS = ('Rackspace, "Cloud Server Image Limitations":'
                      " images \"are not a reliable way to back up a dynamic database\"")
 
 
-def cloud_backup_rules(x: Ctx):
-    cb = x.c["cloudBackup"]
-    s = x.sel()
-    hosts = x.sel('server_id!=""', cb["rackspaceHosts"])
+def cloud_backup_rules(writer: RuleWriter):
+    cb = writer.c["cloudBackup"]
+    s = writer.sel()
+    hosts = writer.sel('server_id!=""', cb["rackspaceHosts"])
     enabled = "(imaging_backups_enabled%s == 1)" % s
     return [
-        x.alert(
+        writer.alert(
             "ImagingDatabaseWithoutBackup",
             """
 server_id_engine:imaging_database_processes:sum
@@ -27,7 +27,7 @@ unless on (server_id) %(e)s
             + ": back the database up with Cloud Backup or the database's own tools.",
             cb["databaseFor"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingUncoveredDataWithoutBackup",
             """
 (imaging_uncovered_bytes%(s)s > 0)
@@ -42,7 +42,7 @@ unless on (server_id) %(e)s
             " Backup configuration backs the server up: nothing keeps a copy of this data.",
             cb["uncoveredFor"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingBackupAgentOffline",
             "imaging_backup_agent_online%s == 0" % s,
             "warning",
@@ -52,13 +52,13 @@ unless on (server_id) %(e)s
             % words(cb["agentOfflineFor"]),
             cb["agentOfflineFor"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingBackupOverdue",
             """
 time() - max by (cloud, project, server_id) (imaging_job_last_success_timestamp_seconds%(sb)s)
 > on (cloud, project, server_id)
 %(n)d * min by (cloud, project, server_id) (imaging_backup_schedule_interval_seconds%(s)s)
-""" % dict(s=s, sb=x.sel('kind="backup"'), n=cb["scheduleRuns"]),
+""" % dict(s=s, sb=writer.sel('kind="backup"'), n=cb["scheduleRuns"]),
             "warning",
             "A server's last successful backup is older than its backup schedule allows.",
             "The last successful backup of server {{ $labels.server_id }} in " + WHERE_CLOUD + " finished"

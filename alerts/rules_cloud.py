@@ -1,13 +1,13 @@
 """Cloud-mode and exporter rules of alerts/generate.py: quotas, jobs, backups, blindness."""
 from __future__ import annotations
 
-from rules_common import WHERE_CLOUD, WHERE_HOST, Ctx, number, seconds, words
+from rules_common import WHERE_CLOUD, WHERE_HOST, RuleWriter, number, seconds, words
 
 
-def quota_records(x: Ctx):
+def quota_records(writer: RuleWriter):
     """Usage and quota ratios; in the quota group, before its alerts, so an evaluation sees them current."""
-    c = x.c
-    s = x.sel()
+    c = writer.c
+    s = writer.sel()
     return [
         {
             # Glance's own usage (source="api") when the exporter has it, else the listing's count.
@@ -16,7 +16,7 @@ def quota_records(x: Ctx):
 max without (source) (imaging_quota_images_used%(s)s)
 or
 sum without (status) (imaging_images%(si)s)
-""".lstrip() % dict(s=s, si=x.sel(c["imageCountSelector"])),
+""".lstrip() % dict(s=s, si=writer.sel(c["imageCountSelector"])),
         },
         {
             "record": "cloud_project:imaging_images_bytes:sum",
@@ -45,17 +45,17 @@ cloud_project:imaging_images_bytes:sum
     ]
 
 
-def quota_rules(x: Ctx):
-    c = x.c
+def quota_rules(writer: RuleWriter):
+    c = writer.c
     warn = c["quotaWarningRatio"]
     # 1 while the quota is full: the page looks at how much of the last hour it was.
-    rules = quota_records(x) + [{"record": "%s_full:bool" % r, "expr": "%s:ratio >= bool 1\n" % r}
+    rules = quota_records(writer) + [{"record": "%s_full:bool" % r, "expr": "%s:ratio >= bool 1\n" % r}
              for r in ("cloud_project:imaging_images_quota", "cloud_project:imaging_images_bytes_quota")]
     for name, record, what in (
         ("ImagingImageQuota", "cloud_project:imaging_images_quota", "image count quota"),
         ("ImagingImageStorageQuota", "cloud_project:imaging_images_bytes_quota", "image storage quota"),
     ):
-        rules.append(x.alert(
+        rules.append(writer.alert(
             name + "NearlyFull",
             "%s:ratio >= %g" % (record, warn),
             "warning",
@@ -64,7 +64,7 @@ def quota_rules(x: Ctx):
             " of its %s. Once it is full every new image request fails, scheduled ones included." % what,
             c["quotaWarningFor"],
         ))
-        rules.append(x.alert(
+        rules.append(writer.alert(
             name + "Full",
             "avg_over_time(%s_full:bool[%s]) >= %g" % (record, c["quotaFullWindow"], c["quotaFullShare"]),
             "critical",
@@ -74,13 +74,13 @@ def quota_rules(x: Ctx):
             " fails. Delete images that are no longer needed." % (what, words(c["quotaFullWindow"])),
             keep_firing_for=c["quotaFullKeepFiring"],
         ))
-    rules.append(x.alert(
+    rules.append(writer.alert(
         "ImagingImageTooLarge",
         """
 imaging_image_size_bytes%(s)s
 > ignoring (image_id, image_name, server_id, status, source) group_left
 imaging_image_max_size_bytes%(s)s
-""" % dict(s=x.sel()),
+""" % dict(s=writer.sel()),
         "warning",
         "An image is larger than the largest image the cloud accepts.",
         "Image {{ $labels.image_name }} ({{ $labels.image_id }}, status {{ $labels.status }}) of server"
@@ -91,16 +91,16 @@ imaging_image_max_size_bytes%(s)s
     return rules
 
 
-def job_rules(x: Ctx):
-    c = x.c
+def job_rules(writer: RuleWriter):
+    c = writer.c
     n = c["jobRepeatedFailures"]
     job = "{{ $labels.kind }} job {{ $labels.job_id }} of server {{ $labels.server_name }} ({{ $labels.server_id }}) in " + WHERE_CLOUD
     # The exporter publishes the first start it saw for the job id (a re-queued job keeps it);
     # the phase label changes while a job runs: drop it so one job is one alert.
-    age = "time() - max without (phase) (%s)" % x.last("imaging_job_started_timestamp_seconds")
-    streak = x.last("imaging_job_consecutive_failures")
+    age = "time() - max without (phase) (%s)" % writer.last("imaging_job_started_timestamp_seconds")
+    streak = writer.last("imaging_job_consecutive_failures")
     return [
-        x.alert(
+        writer.alert(
             "ImagingJobRunningLong",
             "%s > %s" % (age, number(seconds(c["jobLongAfter"]))),
             "warning",
@@ -109,7 +109,7 @@ def job_rules(x: Ctx):
             " hours and starts late when many images are requested at once; a job still running after %s"
             " is stuck." % words(c["jobStuckAfter"]),
         ),
-        x.alert(
+        writer.alert(
             "ImagingJobStuck",
             "%s > %s" % (age, number(seconds(c["jobStuckAfter"]))),
             "critical",
@@ -118,7 +118,7 @@ def job_rules(x: Ctx):
             " it start, more than %s. It will not finish on its own: contact the provider's support."
             % words(c["jobStuckAfter"]),
         ),
-        x.alert(
+        writer.alert(
             "ImagingJobFailed",
             "%s > 0 < %d" % (streak, n),
             "warning",
@@ -127,7 +127,7 @@ def job_rules(x: Ctx):
             " A retry about %s after a failure often succeeds, once the provider has reclaimed freed space."
             " The alert clears when a later job of the server succeeds." % words(c["retryAfter"]),
         ),
-        x.alert(
+        writer.alert(
             "ImagingJobFailedRepeatedly",
             "%s >= %d" % (streak, n),
             "critical",
@@ -147,13 +147,13 @@ def _longer_than_daily(s: str) -> str:
             "(min by (cloud, project, server_id) (imaging_backup_schedule_interval_seconds%s) > 24 * 3600)\n" % s)
 
 
-def backup_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
-    sb = x.sel('kind="backup"')
+def backup_rules(writer: RuleWriter):
+    c = writer.c
+    s = writer.sel()
+    sb = writer.sel('kind="backup"')
     age = c["backupMaxAge"]
     return [
-        x.alert(
+        writer.alert(
             "ImagingBackupTooOld",
             """
 time() - imaging_job_last_success_timestamp_seconds%(sb)s > %(age)s
@@ -165,7 +165,7 @@ imaging_backups_enabled%(s)s == 1
             "The last successful backup of server {{ $labels.server_id }} in " + WHERE_CLOUD + " finished"
             " {{ $value | humanizeDuration }} ago, although backups are enabled.",
         ),
-        x.alert(
+        writer.alert(
             # Enabled now and `age` ago, and no successful backup on record at all.
             "ImagingBackupMissing",
             """
@@ -180,7 +180,7 @@ imaging_job_last_success_timestamp_seconds%(sb)s
             "Server {{ $labels.server_id }} in " + WHERE_CLOUD + " has had backups enabled for more than %s,"
             " but the exporter has no successful backup of it within its lookback window." % words(age),
         ),
-        x.alert(
+        writer.alert(
             "ImagingBackupsDisabled",
             "imaging_backups_enabled%s == 0" % s,
             "info",
@@ -193,9 +193,9 @@ imaging_job_last_success_timestamp_seconds%(sb)s
     ]
 
 
-def exporter_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
+def exporter_rules(writer: RuleWriter):
+    c = writer.c
+    s = writer.sel()
     src = "its {{ $labels.source }} source{{ with $labels.cloud }} for cloud {{ . }}{{ end }}"
     blind = c["blindPageAfter"]
     stale = """
@@ -204,7 +204,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
 """ % dict(s=s, n=c["sourceStaleIntervals"])
     rules = []
     for sev, for_ in (("warning", c["exporterDownFor"]), ("critical", blind)):
-        rules.append(x.alert(
+        rules.append(writer.alert(
             "ImagingExporterDown",
             "up%s == 0" % s,
             sev,
@@ -214,7 +214,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
             for_,
         ))
     for sev, for_ in (("warning", c["sourceDownFor"]), ("critical", blind)):
-        rules.append(x.alert(
+        rules.append(writer.alert(
             "ImagingSourceDown",
             "imaging_source_up%s == 0" % s,
             sev,
@@ -226,7 +226,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
             for_,
         ))
     rules += [
-        x.alert(
+        writer.alert(
             "ImagingSourceStale",
             stale,
             "warning",
@@ -235,7 +235,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
             " {{ $value | humanizeDuration }} ago, more than %d refresh intervals. Alerts based on this"
             " source are out of date." % c["sourceStaleIntervals"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingSourceStale",
             "(%s)\nand\ntime() - imaging_source_last_success_timestamp_seconds%s > %s"
             % (stale.strip(), s, number(seconds(blind))),
@@ -247,7 +247,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
         ),
     ]
     for sev, age in (("warning", c["textfileMaxAge"]), ("critical", blind)):
-        rules.append(x.alert(
+        rules.append(writer.alert(
             "ImagingTextfileStale",
             "time() - imaging_textfile_timestamp_seconds%s > %s" % (s, number(seconds(age))),
             sev,
@@ -257,7 +257,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
             " imaging alerts of this server are out of date." % words(age),
         ))
     rules += [
-        x.alert(
+        writer.alert(
             "ImagingMountStatError",
             "imaging_filesystem_device_error%s > 0" % s,
             "warning",
@@ -267,7 +267,7 @@ time() - imaging_source_last_success_timestamp_seconds%(s)s
             % words(c["mountErrorFor"]),
             c["mountErrorFor"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingCollectorFailed",
             "imaging_scrape_collector_success%s == 0" % s,
             "warning",

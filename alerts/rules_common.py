@@ -33,7 +33,9 @@ def pct(ratio: float) -> str:
     return ("%g" % (ratio * 100)) + "%"
 
 
-class Ctx:
+class RuleWriter:
+    """Writes rules with the config's selector, scrape-gap tolerance and runbook URL."""
+
     def __init__(self, c: dict):
         self.c = c
 

@@ -1,12 +1,13 @@
 """Host-mode rules of alerts/generate.py: headroom under image limits, coverage, joins to the cloud."""
 from __future__ import annotations
 
-from rules_common import BACKUPS_ON, NEVER_SHRINKS, WHERE_CLOUD, WHERE_HOST, Ctx, _alternatives, number, pct, seconds, words
+from rules_common import (BACKUPS_ON, NEVER_SHRINKS, WHERE_CLOUD, WHERE_HOST, RuleWriter, _alternatives, number, pct,
+                          seconds, words)
 
 
-def recording_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
+def recording_rules(writer: RuleWriter):
+    c = writer.c
+    s = writer.sel()
     return [
         {
             # Host-mode series carry the host target's instance/job; imaging_host_info
@@ -18,7 +19,7 @@ sum by (server_id, engine, instance, job) (
   * on (instance, job) group_left (server_id)
   imaging_host_info%(h)s
 )
-""".lstrip() % dict(s=s, h=x.sel('server_id!=""')),
+""".lstrip() % dict(s=s, h=writer.sel('server_id!=""')),
         },
         {
             # Host targets (instance, job) whose server has the provider's Backup Service on.
@@ -29,22 +30,22 @@ max by (instance, job, server_id) (
   * on (server_id) group_left ()
   max by (server_id) (imaging_backups_enabled%(s)s == 1)
 )
-""".lstrip() % dict(s=s, h=x.sel('server_id!=""')),
+""".lstrip() % dict(s=s, h=writer.sel('server_id!=""')),
         },
     ]
 
 
-def peak_rules(x: Ctx):
+def peak_rules(writer: RuleWriter):
     """The lowest headroom of each rolling day: the daily peaks of usage, what a limit is crossed at."""
-    c = x.c
+    c = writer.c
     return [{
         "record": "limit_mountpoint:%s:min1d" % metric,
-        "expr": "min_over_time(%s%s[%s])\n" % (metric, x.sel(), c["peakWindow"]),
+        "expr": "min_over_time(%s%s[%s])\n" % (metric, writer.sel(), c["peakWindow"]),
     } for metric in ("imaging_headroom_bytes", "imaging_headroom_inodes")]
 
 
-def headroom_rules(x: Ctx):
-    c = x.c
+def headroom_rules(writer: RuleWriter):
+    c = writer.c
     warn_only = _alternatives(c["warningOnlyLimits"])
     paging = 'limit!~"%s"' % warn_only
     bypass = c["backupBypassLimits"]
@@ -66,21 +67,21 @@ def headroom_rules(x: Ctx):
 %(h)s >= 0
 and
 %(r)s < %(ratio)g
-""" % dict(h=x.last(metric, extra), r=x.last("imaging_headroom_ratio", extra), ratio=ratio)
+""" % dict(h=writer.last(metric, extra), r=writer.last("imaging_headroom_ratio", extra), ratio=ratio)
 
     def exceeded(metric, extra=""):
-        return "-%s > 0" % x.last(metric, extra)
+        return "-%s > 0" % writer.last(metric, extra)
 
     def filling_warning(metric):
         return """
 %(r)s < %(ratio)g
 and
 predict_linear(limit_mountpoint:%(m)s:min1d%(s)s[%(rng)s], %(h)s) < 0
-""" % dict(r=x.last("imaging_headroom_ratio"), ratio=c["predictWarningRatio"], m=metric, s=x.sel(),
+""" % dict(r=writer.last("imaging_headroom_ratio"), ratio=c["predictWarningRatio"], m=metric, s=writer.sel(),
            rng=c["peakRange"], h=number(seconds(c["predictWarningHorizon"])))
 
     def filling_critical(metric):
-        s = x.sel(paging)
+        s = writer.sel(paging)
         h = number(seconds(c["predictCriticalHorizon"]))
         horizon = seconds(c["predictCriticalHorizon"])
         day = seconds(c["peakWindow"])
@@ -99,13 +100,13 @@ unless
 and
   max_over_time(imaging_headroom_ratio%(s)s[%(hz)s] offset %(back)s) - imaging_headroom_ratio%(s)s offset %(day)s > %(rise)g
 )
-""" % dict(r=x.last("imaging_headroom_ratio", paging), ratio=c["predictCriticalRatio"], m=metric, s=s,
+""" % dict(r=writer.last("imaging_headroom_ratio", paging), ratio=c["predictCriticalRatio"], m=metric, s=s,
            rng=c["predictRange"], recent=c["predictRecentRange"], h=h, hz="%ds" % horizon if horizon % 3600
            else "%dh" % (horizon // 3600), back="%dh" % ((day - horizon) // 3600), day=c["peakWindow"],
-           last=x.last(metric, paging), rise=c["cycleMinRise"])
+           last=writer.last(metric, paging), rise=c["cycleMinRise"])
 
     def filling_pair(name, metric, what, after=""):
-        return [x.alert(
+        return [writer.alert(
             name, filling_warning(metric), "warning",
             "A filesystem is predicted to cross %s for server images within the next %s."
             % (what, words(c["predictWarningHorizon"])),
@@ -113,7 +114,7 @@ and
             " and its daily peaks, over the last %s, cross the limit within %s."
             % (words(c["peakRange"]), words(c["predictWarningHorizon"])) + after,
             c["predictFor"], c["predictKeepFiring"],
-        ), x.alert(
+        ), writer.alert(
             name, unless_backups(filling_critical(metric)), "critical",
             "A filesystem is predicted to cross %s for server images within the next %s."
             % (what, words(c["predictCriticalHorizon"])),
@@ -128,14 +129,14 @@ and
         '{{ if eq $labels.limit "disk_usage" }} This limit counts the highest usage the disk has ever had'
         " and the virtual disk cannot shrink: deleting files will not make images of this server work again."
         "{{ else }} Image requests fail until usage is back under the limit.{{ end }}")
-    rules = [x.alert(
+    rules = [writer.alert(
         "ImagingSizeLimitNearlyReached", nearly("imaging_headroom_bytes", c["headroomNearlyRatio"]), "warning",
         "A filesystem is close to a size limit for server images.",
         WHERE_HOST + " has {{ $value | humanize }}B of headroom left under the {{ $labels.limit }}"
         " image limit, less than %s of the limit. Image requests fail once it is crossed."
         % pct(c["headroomNearlyRatio"]) + NEVER_SHRINKS,
         c["headroomNearlyFor"],
-    ), x.alert(
+    ), writer.alert(
         "ImagingSizeLimitNearlyReached",
         nearly("imaging_headroom_bytes", c["headroomCriticalRatio"],
                'limit=~"%s"' % _alternatives(c["headroomCriticalLimits"])), "critical",
@@ -144,12 +145,12 @@ and
         " image limit, less than %s of the limit: the next growth makes image requests fail."
         % pct(c["headroomCriticalRatio"]) + NEVER_SHRINKS,
         c["headroomCriticalFor"],
-    ), x.alert(
+    ), writer.alert(
         "ImagingSizeLimitExceeded", unless_backups(exceeded("imaging_headroom_bytes", paging)), "critical",
         "A filesystem is over a size limit for server images: image requests will fail.",
         WHERE_HOST + " is {{ $value | humanize }}B over the {{ $labels.limit }} image limit." + over_size,
         c["headroomExceededFor"],
-    ), x.alert(
+    ), writer.alert(
         "ImagingSizeLimitExceeded",
         "\nor\n".join([exceeded("imaging_headroom_bytes", 'limit=~"%s"' % warn_only)]
                        + ([only_backups(exceeded("imaging_headroom_bytes"))] if bypass else [])),
@@ -167,13 +168,13 @@ and
                           after='{{ if eq $labels.limit "disk_usage" }} The virtual disk never shrinks: once the'
                           " limit is crossed, images of this server fail for good.{{ end }}")
 
-    rules += [x.alert(
+    rules += [writer.alert(
         "ImagingInodeLimitNearlyReached", nearly("imaging_headroom_inodes", c["headroomNearlyRatio"]), "warning",
         "A filesystem is close to an inode limit for server images.",
         WHERE_HOST + " has {{ $value | humanize }} inodes left under the {{ $labels.limit }} image limit,"
         " less than %s of the limit. Image requests fail once it is crossed." % pct(c["headroomNearlyRatio"]),
         c["headroomNearlyFor"],
-    ), x.alert(
+    ), writer.alert(
         "ImagingInodeLimitExceeded", exceeded("imaging_headroom_inodes"), "critical",
         "A filesystem uses more inodes than server images allow: image requests will fail.",
         WHERE_HOST + " uses {{ $value | humanize }} inodes more than the {{ $labels.limit }} image limit"
@@ -184,9 +185,9 @@ and
     rules += filling_pair("ImagingInodeLimitFillingUp", "imaging_headroom_inodes", "an inode limit")
 
     # Windows domain controller: Rackspace cannot restore an image of one (demote it first).
-    rules.append(x.alert(
+    rules.append(writer.alert(
         "ImagingDomainControllerImage",
-        "imaging_host_domain_controller%s == 1" % x.sel(),
+        "imaging_host_domain_controller%s == 1" % writer.sel(),
         "warning",
         "A Windows server is a domain controller: an image of it cannot be restored.",
         "{{ $labels.instance }} runs Active Directory Domain Services. The provider's build system needs the"
@@ -197,11 +198,11 @@ and
     return rules
 
 
-def coverage_rules(x: Ctx):
-    c = x.c
-    s = x.sel()
+def coverage_rules(writer: RuleWriter):
+    c = writer.c
+    s = writer.sel()
     return [
-        x.alert(
+        writer.alert(
             "ImagingDataNotInImage",
             "imaging_uncovered_bytes%s > 0" % s,
             "info",
@@ -210,7 +211,7 @@ def coverage_rules(x: Ctx):
             " capture the system disk only: this data is not in them and needs its own backup.",
             c["coverageFor"],
         ),
-        x.alert(
+        writer.alert(
             "ImagingServerBootsFromVolume",
             "imaging_server_boot_from_volume%s == 1" % s,
             "info",
@@ -220,7 +221,7 @@ def coverage_rules(x: Ctx):
             " snapshot the volume instead.",
             c["coverageFor"],
         ),
-        x.alert(
+        writer.alert(
             # Host side (per engine, with the server_id from imaging_host_info) times the
             # running image jobs of the same server, one series per server (group by).
             "ImagingDatabaseRunningDuringImage",
@@ -230,7 +231,7 @@ server_id_engine:imaging_database_processes:sum
 group by (server_id, cloud, project, server_name) (
   imaging_job_started_timestamp_seconds%(sj)s
 )
-""" % dict(sj=x.sel(c["databaseJobSelector"])),
+""" % dict(sj=writer.sel(c["databaseJobSelector"])),
             "warning",
             "A database is running on a server while an image of the server is being taken.",
             "{{ $value }} {{ $labels.engine }} server(s) running on {{ $labels.instance }} while an image of"
