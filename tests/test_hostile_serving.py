@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, die_with_parent, free_port, stop_process, wait_until
-from exporter.web import make_server
+from web_serving import serving
 
 UNIT = os.path.join(ROOT, "deploy", "imaging-exporter.service")
 
@@ -222,11 +222,7 @@ def test_max_requests_answers_503_past_the_cap():
         time.sleep(0.5)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok\n"]
-    server = make_server("127.0.0.1:0", slow, max_requests=2)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    port = server.server_address[1]
-    try:
+    with serving(None, slow, max_requests=2) as port:
         statuses, lock = [], threading.Lock()
         barrier = threading.Barrier(6)
 
@@ -244,9 +240,6 @@ def test_max_requests_answers_503_past_the_cap():
         assert sorted(s for s, _ in statuses) == [200, 200, 503, 503, 503, 503], statuses
         assert all(t < 0.3 for s, t in statuses if s == 503), "a 503 comes at once"
         assert _scrape(port)[0] == 200, "the cap is on requests at once, not a ban"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_repeated_listen_address_serves_every_address_and_a_duplicate_is_refused(tmp_path):
@@ -476,18 +469,12 @@ def test_a_head_that_never_ends_is_cut_at_the_deadline(monkeypatch):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok\n"]
-    server = make_server("127.0.0.1:0", app)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with serving(None, app) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\n")
             closed, took = _drip_head(s)
         assert closed and 0.9 < took < 2.5, (closed, took)
         assert _scrape(port)[0] == 200
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_kept_alive_connection_whose_next_head_never_ends_is_cut_at_the_deadline(monkeypatch):
@@ -500,10 +487,7 @@ def test_a_kept_alive_connection_whose_next_head_never_ends_is_cut_at_the_deadli
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
         return [b"ok\n"]
-    server = make_server("127.0.0.1:0", app)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with serving(None, app) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             answer = b""
@@ -514,6 +498,3 @@ def test_a_kept_alive_connection_whose_next_head_never_ends_is_cut_at_the_deadli
             closed, took = _drip_head(s)
         assert closed and 0.9 < took < 2.5, (closed, took)
         assert _scrape(port)[0] == 200
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -25,10 +25,10 @@ import bcrypt
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
-from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 
 from certificates import write_cert
 from conftest import free_port, need_binary, run_cli, wait_until
+from web_serving import metrics_app, serving
 from exporter import web, web_auth
 from exporter.errors import ConfigError
 from exporter.web import make_server, parse_listen_address
@@ -70,24 +70,6 @@ def tls_section(pki, **extra):
     return dict(cert_file=pki["server_crt"], key_file=pki["server_key"], **extra)
 
 
-def metrics_app():
-    registry = CollectorRegistry()
-    Gauge("imaging_test_value", "A value for the web tests.", registry=registry).set(42)
-    return make_wsgi_app(registry)
-
-
-@contextlib.contextmanager
-def serving(config, app=None, address="127.0.0.1:0"):
-    """make_server on a free loopback port, served in a thread; yields the port."""
-    server = make_server(address, app or metrics_app(), config)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def client_context(pki, cert=None, key=None):
