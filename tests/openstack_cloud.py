@@ -20,19 +20,26 @@ MIB, GIB = 2**20, 2**30
 TIMEOUT = 1.0                 # request_timeout for every source in these tests
 
 
+def clouds_entry(url, user, password, project_name) -> dict:
+    """A clouds.yaml entry: password auth against the Keystone v3 of a fake served at ``url``."""
+    return {"auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
+            "auth": {"auth_url": url + "/identity/v3", "username": user, "password": password,
+                     "project_name": project_name, "user_domain_name": "Default", "project_domain_name": "Default"}}
+
+
+def fake_entry(fake: FakeOpenStack, password=None) -> dict:
+    """clouds_entry for a FakeOpenStack, with its own credentials unless ``password`` differs."""
+    return clouds_entry(fake.url, fake.user, password or fake.password, fake.project_name)
+
+
 class Cloud:
     """A started fake plus a clouds.yaml entry "fake" that points at it."""
 
     def __init__(self, fake: FakeOpenStack, tmp_path, monkeypatch, password=None):
         self.fake = fake.start()
         self.sources = []
-        auth = {"auth_url": fake.url + "/identity/v3", "username": fake.user,
-                "password": password or fake.password, "project_name": fake.project_name,
-                "user_domain_name": "Default", "project_domain_name": "Default"}
         path = tmp_path / "clouds.yaml"
-        path.write_text(yaml.safe_dump({"clouds": {"fake": {
-            "auth_type": "password", "auth": auth, "region_name": "RegionOne",
-            "identity_api_version": 3}}}))
+        path.write_text(yaml.safe_dump({"clouds": {"fake": fake_entry(fake, password)}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
             monkeypatch.delenv(var, raising=False)

@@ -20,6 +20,7 @@ from fakes.faults import Fault
 from fakes.openstack_api import FakeOpenStack
 from fakes.openstack_scenarios import load_scenario, project_scenario, synthetic_scenario
 from fakes.scenario import Scenario
+from openstack_cloud import fake_entry
 
 M, H = 60.0, 3600.0
 GIB = 2**30
@@ -35,11 +36,7 @@ def project():
 
 def clouds_env(tmp_path, fakes: dict) -> dict:
     """A clouds.yaml with one entry per fake (named like the cloud), and the env that points at it."""
-    entries = {name: {"auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
-                      "auth": {"auth_url": f.url + "/identity/v3", "username": f.user, "password": f.password,
-                               "project_name": f.project_name, "user_domain_name": "Default",
-                               "project_domain_name": "Default"}}
-               for name, f in fakes.items()}
+    entries = {name: fake_entry(f) for name, f in fakes.items()}
     path = tmp_path / "clouds.yaml"
     path.write_text(yaml.safe_dump({"clouds": entries}))
     return {"OS_CLIENT_CONFIG_FILE": str(path)}

@@ -45,6 +45,7 @@ from fakes.linode_api import FakeLinodeAPI, format_time
 from fakes.openstack_api import FakeOpenStack
 from fakes.openstack_scenarios import project_scenario
 from fakes.rackspace_backup_api import FakeRackspaceBackup
+from openstack_cloud import fake_entry
 
 HOST_SERVER_ID = "102"             # Linode's db-1 in tests/fixtures/linode/account.yaml
 LINODE_CLOUD = "linode"
@@ -132,11 +133,7 @@ class Stack(AlertingStack):
             fake = self.add(FakeOpenStack(scenario(now)))
             fake.start()
             self.openstack[name] = fake
-            clouds_yaml[name] = {
-                "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
-                "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
-                         "project_name": fake.project_name, "user_domain_name": "Default",
-                         "project_domain_name": "Default"}}
+            clouds_yaml[name] = fake_entry(fake)
         # Rackspace Cloud Backup: quiet-1's agent, online, a nightly configuration that succeeded 3 h ago.
         self.backup = self.add(FakeRackspaceBackup("quiet", live=True))
         self.backup.start()

@@ -23,6 +23,7 @@ from exporter.poller import MAX_DELAY, Poller
 from exporter.sources.linode.source import LinodeSource
 from exporter.sources.openstack.source import OpenStackSource
 from fakes.linode_api import FakeLinodeAPI
+from openstack_cloud import clouds_entry
 
 # ---- a dripping API (case 9) ---------------------------------------------------
 
@@ -100,10 +101,7 @@ def test_dripping_linode_api_is_a_timeout(dripping, monkeypatch):
 
 def test_dripping_openstack_identity_is_a_timeout(dripping, tmp_path, monkeypatch):
     clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(yaml.safe_dump({"clouds": {"drip": {
-        "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
-        "auth": {"auth_url": dripping.url + "/identity/v3", "username": "u", "password": "p",
-                 "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
+    clouds.write_text(yaml.safe_dump({"clouds": {"drip": clouds_entry(dripping.url, "u", "p", "p")}}))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
     cfg = cloud_config("openstack", "drip", cloud="drip", request_timeout=1.5)
     poller, elapsed = _timed_failure(OpenStackSource(cfg, profiles.get("openstack")))
@@ -260,10 +258,7 @@ def test_a_100_mb_identity_answer_is_cut_off_for_openstack(tmp_path, monkeypatch
     server = HugeServer()
     try:
         clouds = tmp_path / "clouds.yaml"
-        clouds.write_text(yaml.safe_dump({"clouds": {"huge": {
-            "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
-            "auth": {"auth_url": server.url + "/identity/v3", "username": "u", "password": "p",
-                     "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
+        clouds.write_text(yaml.safe_dump({"clouds": {"huge": clouds_entry(server.url, "u", "p", "p")}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
         cfg = cloud_config("openstack", "huge", cloud="huge", request_timeout=20)
         poller, _ = _timed_failure(OpenStackSource(cfg, profiles.get("openstack")))

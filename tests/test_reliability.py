@@ -23,6 +23,7 @@ from exporter.sources.linode.source import LinodeSource
 from exporter.state import State
 from conftest import parse_metrics, samples, wait_until
 from fakes.linode_api import FakeLinodeAPI
+from openstack_cloud import fake_entry
 
 TIMEOUT = 0.3
 CYCLES = 200
@@ -214,11 +215,7 @@ def test_openstack_survives_every_fault_in_random_order(tmp_path, monkeypatch):
     actions = {name: make for name, make, _ in faults}
     reasons = {}                                         # fault name -> the reasons its refreshes failed with
     with FakeOpenStack(scenario) as fake:
-        (tmp_path / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"fake": {
-            "auth_type": "password", "region_name": "RegionOne", "identity_api_version": 3,
-            "auth": {"auth_url": fake.url + "/identity/v3", "username": fake.user, "password": fake.password,
-                     "project_name": fake.project_name, "user_domain_name": "Default",
-                     "project_domain_name": "Default"}}}}))
+        (tmp_path / "clouds.yaml").write_text(yaml.safe_dump({"clouds": {"fake": fake_entry(fake)}}))
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_PROJECT_NAME"):
             monkeypatch.delenv(var, raising=False)
