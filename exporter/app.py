@@ -78,7 +78,7 @@ class Exporter:
             if environ.get("PATH_INFO") != telemetry_path:
                 return True
             host = self.exposition.collector.host
-            return self.exposition.cloud is None and (host is None or getattr(host.source, "quick", _never)())
+            return self.exposition.cloud is None and (host is None or host.source.quick())
         app.quick = quick
         return app
 
@@ -124,10 +124,6 @@ def build_exposition(pollers: Sequence = (), host: Optional[HostCollector] = Non
                                   cloud_render=cloud_cache.stats if cloud_cache else None,
                                   process_metrics=process_metrics)
     return Exposition(collector, cloud_cache)
-
-
-def _never() -> bool:
-    return False
 
 
 def _landing_page(telemetry_path: str) -> bytes:

@@ -218,10 +218,9 @@ def family_chunks(families: Iterable, kind: str) -> Iterator[str]:
                 if len(rows) <= SAME_ROWS_MAX:
                     yield _small_family(ft, rows)
                     continue
-                lines = ft.lines(rows)
-                yield ft.header + "".join(itertools.islice(lines, CHUNK_LINES))
-                while chunk := "".join(itertools.islice(lines, CHUNK_LINES)):
-                    yield chunk
+                batches = _batches(ft.lines(rows))
+                yield ft.header + next(batches, "")
+                yield from batches
             elif kind == TEXT:
                 from prometheus_client.exposition import generate_latest
                 yield generate_latest(_One(rows)).decode("utf-8")
