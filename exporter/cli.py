@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 
@@ -262,6 +261,7 @@ def _main(argv=None, on_serving=None):
             if not state_existed and os.path.exists(state_path):
                 log.info("created state file %s (high-water marks and counted jobs survive restarts)", state_path)
 
+    import signal               # served mode only
     from .web import make_server
     try:
         server = make_server(args.listen_address, exporter.wsgi_app(args.telemetry_path), web_config,

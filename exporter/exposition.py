@@ -18,7 +18,6 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
 
-from .collectors.cloud import CloudCollector
 from .models import RenderStats
 from .render import EOF, OPENMETRICS, Format, family_parts, negotiate, render
 
@@ -123,6 +122,7 @@ class CloudCache:
     """
 
     def __init__(self, pollers, clock=time.monotonic):
+        from .collectors.cloud import CloudCollector    # not imported by host mode (--once)
         self.collector = CloudCollector(pollers)
         self._wanted: Dict[str, Tuple[Format, bool]] = {}       # content type -> (format, plain asked)
         self._plain_asked: Dict[str, float] = {}               # content type -> last plain scrape

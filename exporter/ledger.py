@@ -21,12 +21,10 @@ import bisect
 from typing import TYPE_CHECKING, Dict, Iterable, Tuple
 
 from .state import State
+from .state_schema import BUCKETS     # the state file keeps one count per bound
 
-if TYPE_CHECKING:       # annotations only: the state file's check imports this module in host mode too
+if TYPE_CHECKING:       # annotations only
     from .cloud_models import FinishedJob, RunningJob
-
-# Imaging "can take several hours" (Rackspace, "Cloud Server Image Limitations") and is stuck after 24 h.
-BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0)
 
 
 class JobLedger:

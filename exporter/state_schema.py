@@ -19,6 +19,10 @@ from typing import Any, List, Tuple
 MAX_DEPTH = 8
 MAX_STRING = 4096                # characters in a key or string value
 MAX_NUMBER = 2.0 ** 63           # bytes, counts, timestamps, durations all fit
+# Job-duration histogram bounds in seconds, counted by the ledger; the state file keeps one count per
+# bound, so a loaded file's bucket lists are checked against them. Imaging "can take several hours"
+# (Rackspace, "Cloud Server Image Limitations") and is stuck after 24 h.
+BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0, 172800.0)
 
 
 def depth(obj, limit: int = MAX_DEPTH) -> int:

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import select
-import socket
 import sys
 import threading
 import time
@@ -313,7 +312,7 @@ class HostSource:
         disks = tuple(BlockDevice(name, "system" if name in root_disks else "data", size)
                       for name, size in self.topology.disk_sizes().items())
         return HostSnapshot(filesystems=tuple(filesystems), errors=tuple(errors), disks=disks,
-                            database_processes=self._database_processes(), hostname=socket.gethostname())
+                            database_processes=self._database_processes(), hostname=os.uname().nodename)    # gethostname(2), without importing socket
 
     def quick(self) -> bool:
         """True when read() cannot wait: the last one stat'ed every mount inline (local block
