@@ -1,4 +1,4 @@
-"""The YAML configuration, validated up front into plain dataclasses.
+"""The YAML configuration, validated up front into NamedTuples (cheap to define: exporter.models).
 
 Every problem is reported as one line naming the key; nothing here raises
 anything but ConfigError. Everything has a default, so no file is needed.
@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from . import profiles as profiles_mod, yamlfile
 from .errors import ConfigError
@@ -26,8 +25,7 @@ DEFAULT_FS_TYPES_EXCLUDE = (r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs
 DEFAULT_STATE_FILE = ""                # "": exporter.state.default_path() decides
 
 
-@dataclass(frozen=True)
-class HostConfig:
+class HostConfig(NamedTuple):
     profile: str = "generic"
     server_id: str = ""
     mount_points_include: str = ""
@@ -40,8 +38,7 @@ class HostConfig:
     disabled_limits: Tuple[str, ...] = ()     # profile limits turned off with `enabled: false`
 
 
-@dataclass(frozen=True)
-class CloudConfig:
+class CloudConfig(NamedTuple):
     name: str
     provider: str                  # a name of exporter.sources.registry
     refresh_interval: float = 300.0
@@ -52,12 +49,11 @@ class CloudConfig:
     image_bytes_quota: Optional[int] = None
     max_image_size: Optional[int] = None
     # the provider's own keys, declared and checked by its package (exporter/sources/<provider>/)
-    options: Options = field(default_factory=Options)
+    options: Options = Options()     # read-only, so one shared empty default is safe
 
 
-@dataclass(frozen=True)
-class Config:
-    host: HostConfig = field(default_factory=HostConfig)
+class Config(NamedTuple):
+    host: HostConfig = HostConfig()
     clouds: Tuple[CloudConfig, ...] = ()
     state_file: str = DEFAULT_STATE_FILE
     path: str = ""

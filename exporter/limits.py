@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, NamedTuple, Tuple
 
 from .models import HostSnapshot
 from .profiles import Limit
 
 
-@dataclass(frozen=True)
-class Headroom:
+class Headroom(NamedTuple):
     limit: str
     mountpoint: str
     unit: str          # "bytes" or "inodes"

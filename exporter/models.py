@@ -5,18 +5,20 @@ families. Timestamps are Unix seconds (float), sizes are bytes.
 
 Host models are here; the cloud ones are in exporter.cloud_models, and
 importing them from here still works: the module is loaded then (PEP 562),
-so a host-mode `--once` defines no cloud dataclasses (issue 19).
+so a host-mode `--once` defines no cloud dataclasses (issue 19). The host
+models are NamedTuples, not frozen dataclasses: a frozen dataclass costs
+0.5-0.9 ms to define (its methods are compiled at import) against 0.08 ms,
+and the dataclasses module ~5 ms more to import (it imports inspect), paid by
+every `--once` from cron (docs/performance.md, "--once, third pass").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 
 # ---- host mode -------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Filesystem:
+class Filesystem(NamedTuple):
     device: str
     mountpoint: str
     fstype: str
@@ -36,23 +38,20 @@ class Filesystem:
         return None if self.inodes is None else self.inodes - self.inodes_free
 
 
-@dataclass(frozen=True)
-class DeviceError:
+class DeviceError(NamedTuple):
     device: str
     mountpoint: str
     fstype: str
     error: str                # "timeout", "stuck" or the errno name
 
 
-@dataclass(frozen=True)
-class BlockDevice:
+class BlockDevice(NamedTuple):
     device: str               # kernel name, e.g. "vda"
     role: str                 # "system" or "data"
     size_bytes: int
 
 
-@dataclass(frozen=True)
-class HostSnapshot:
+class HostSnapshot(NamedTuple):
     filesystems: Tuple[Filesystem, ...]
     errors: Tuple[DeviceError, ...] = ()
     disks: Tuple[BlockDevice, ...] = ()
@@ -68,12 +67,17 @@ class HostSnapshot:
 
 # ---- the exporter's own work -------------------------------------------------
 
-@dataclass
 class RenderStats:
     """How the last rendering of the cloud metrics went: updated by the cache that renders
     them (exporter.exposition), read by the health collector, which never sees the cache."""
-    last_duration: float = 0.0     # seconds
-    ok: bool = True
+    __slots__ = ("last_duration", "ok")
+
+    def __init__(self, last_duration: float = 0.0, ok: bool = True):
+        self.last_duration = last_duration     # seconds
+        self.ok = ok
+
+    def __repr__(self):
+        return f"RenderStats(last_duration={self.last_duration!r}, ok={self.ok!r})"
 
 
 _CLOUD_MODELS = frozenset({"Image", "RunningJob", "FinishedJob", "Server", "Disk", "BackupAgent",

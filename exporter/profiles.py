@@ -1,4 +1,4 @@
-"""Limit profiles: the shipped data file, loaded into plain dataclasses.
+"""Limit profiles: the shipped data file, loaded into NamedTuples (cheap to define: exporter.models).
 
 profiles.yaml is the data as written (with its sources); profiles.json is
 the same data generated from it (`python -m exporter.profiles`, checked by
@@ -12,8 +12,7 @@ import functools
 import json
 import os
 import sys
-from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 from .units import parse_count, parse_duration, parse_size
 
@@ -26,8 +25,7 @@ PROFILES_FILE = os.path.join(os.path.dirname(__file__), "profiles.yaml")
 PROFILES_DATA = os.path.join(os.path.dirname(__file__), "profiles.json")    # generated from PROFILES_FILE
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     name: str
     measure: str
     value: int                      # bytes, inodes or images
@@ -39,8 +37,7 @@ class Limit:
         return {"used_inodes": "inodes", "image_count": "images"}.get(self.measure, "bytes")
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):
     name: str
     description: str
     limits: Tuple[Limit, ...] = ()
@@ -58,8 +55,7 @@ class Profile:
         return None
 
 
-@dataclass(frozen=True)
-class Common:
+class Common(NamedTuple):
     job_stuck_after: float
     repeated_failures: int
     retry_after: float

@@ -7,7 +7,6 @@ flags, the preflight, the app and the metrics all take it.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -116,7 +115,7 @@ def test_adding_it_touched_no_exporter_file(tinycloud):
 
 
 def test_a_missing_sdk_is_one_error_naming_the_extra():
-    provider = dataclasses.replace(PROVIDER, name="needs-sdk", source="tinycloud.no_such_sdk:TinyCloudSource")
+    provider = PROVIDER._replace(name="needs-sdk", source="tinycloud.no_such_sdk:TinyCloudSource")
     with pytest.raises(ConfigError) as e:
         provider.source_class()
     assert e.value.problems == ["provider needs-sdk needs urllib (the standard library), which is not installed "

@@ -6,8 +6,7 @@ registration does not collect, and docs/metrics.md is generated from them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 from ..pieces import Piece, expand
 
@@ -18,19 +17,11 @@ from ..pieces import Piece, expand
 _LEGACY_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-@dataclass(frozen=True)
-class MetricSpec:
+class MetricSpec(NamedTuple):
     name: str
     type: str                   # "gauge", "counter" or "histogram"
     help: str
     labels: Tuple[str, ...] = ()
-
-    def __post_init__(self):
-        # Names in the legacy character set: no escaping scheme changes them
-        # except "dots"/"values" (exporter.render leaves those to the library).
-        for n in (self.name,) + self.labels:
-            if not _LEGACY_NAME.match(n) or n in ("le", "quantile"):
-                raise ValueError(f"metric or label name {n!r} is not a plain legacy name")
 
     def family(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -43,16 +34,25 @@ class MetricSpec:
         raise ValueError(self.type)
 
 
+def _spec(name, type_, help_, labels) -> MetricSpec:
+    # Names in the legacy character set: no escaping scheme changes them
+    # except "dots"/"values" (exporter.render leaves those to the library).
+    for n in (name,) + labels:
+        if not _LEGACY_NAME.match(n) or n in ("le", "quantile"):
+            raise ValueError(f"metric or label name {n!r} is not a plain legacy name")
+    return MetricSpec(name, type_, help_, labels)
+
+
 def gauge(name, help_, *labels):
-    return MetricSpec(name, "gauge", help_, tuple(labels))
+    return _spec(name, "gauge", help_, labels)
 
 
 def counter(name, help_, *labels):
-    return MetricSpec(name, "counter", help_, tuple(labels))
+    return _spec(name, "counter", help_, labels)
 
 
 def histogram(name, help_, *labels):
-    return MetricSpec(name, "histogram", help_, tuple(labels))
+    return _spec(name, "histogram", help_, labels)
 
 
 class FamilySet:

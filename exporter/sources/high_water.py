@@ -8,8 +8,6 @@ turn snapshots into families and never write state.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from ..models import HostSnapshot
 from ..state import State
 
@@ -29,4 +27,4 @@ class HighWaterSource:
         snap = self.source.read()
         marks = tuple((fs.device, fs.mountpoint, self.state.high_water(fs.device, fs.mountpoint, fs.used_bytes))
                       for fs in snap.filesystems)
-        return dataclasses.replace(snap, high_water=marks)
+        return snap._replace(high_water=marks)

@@ -11,29 +11,27 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import ConfigError
 from ..units import parse_count, parse_duration
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One provider key of a `clouds[]` entry."""
     default: Any
     parse: Callable[[Any], Any]   # raises ValueError whose text ends the config error line
     help: str = ""
 
 
-@dataclass(frozen=True)
-class Provider:
+class Provider(NamedTuple):
     name: str                                   # the config's `provider:` and the `source` label
     source: str                                 # "package.module:Class", imported when first polled
     extra: str                                  # pip install 'imaging-exporter[<extra>]'
     sdk: str                                    # what the extra installs, named in the error
     profile: str                                # default limits profile (exporter/profiles.yaml)
-    options: Mapping[str, Option] = field(default_factory=dict)
+    options: Mapping[str, Option] = MappingProxyType({})     # NamedTuple (exporter.models): read-only default
     preflight: Callable[[Any], List[str]] = lambda cfg: []     # problems seen without the network
     quiet_loggers: Tuple[str, ...] = ()         # the SDK's loggers that print requests at debug
     # instance-id (cloud-init) -> this provider's server id, or "" when it is not one
