@@ -1,5 +1,6 @@
 """Host mode: hung mounts, high-water marks across restarts, the state file."""
 import json
+import logging
 import os
 import random
 import signal
@@ -151,6 +152,10 @@ def test_many_hung_mounts_do_not_starve_the_others(tmp_path):
             assert {e.error for e in snap.errors} <= {"timeout", "stuck"}
     finally:
         release.set()
+        # Every stuck statfs returns and logs so inside this test, not into the next one's capture.
+        deadline = time.monotonic() + 10
+        while {e.error for e in src.read().errors} & {"timeout", "stuck"} and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def test_stat_error_is_reported_by_errno_name():
@@ -273,7 +278,9 @@ def test_state_file_survives_kill_9_mid_write(tmp_path, caplog):
         p.wait()
         p.stdout.close()
         s = State(path)
-        assert not [r for r in caplog.records if r.name == "exporter.state"], caplog.text
+        # A kill between the temporary file and the rename leaves that file (removed, at info): no warning.
+        assert not [r for r in caplog.records if r.name == "exporter.state" and r.levelno >= logging.WARNING], \
+            caplog.text
         value = s.high_water("/dev/x", "/", 0)
         assert value >= last, "the mark went backwards"
         last = value
