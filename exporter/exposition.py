@@ -226,6 +226,13 @@ class CloudCache:
         return {ct: Held(b"".join(plain) if plain is not None else None, gz, counts.get(ct, 0), pieces.get(ct, 0))
                 for ct, (plain, gz) in cache.items()}
 
+    def holds_gzip(self, fmt: Format) -> bool:
+        """Whether a gzip scrape in ``fmt`` is answered from what is held, rendering nothing
+        and waiting on no render: once a format is rendered, each refresh replaces its gzip
+        body and none is ever dropped (plain text is, PLAIN_KEEP_SECONDS after its last ask)."""
+        with self._lock:
+            return fmt.content_type in self._cache
+
     def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[Tuple[bytes, ...]]:
         with self._lock:
             hit = self._cache.get(fmt.content_type)
@@ -304,6 +311,14 @@ class Exposition:
                 return headers[:1], [dynamic]
             return headers, [packed(dynamic)]
         return headers, [packed(dynamic), *self.cloud.get(fmt, want_gzip)]
+
+    def answered_from_held(self, accept: Optional[str], accept_encoding: Optional[str], query: str) -> bool:
+        """Whether answering renders only the per-scrape part (host, health) and reads the cloud
+        part as held: no cloud, or a gzip scrape (as Prometheus sends) of a format rendered already,
+        without a name[] filter (which renders the cloud families)."""
+        if self.cloud is None:
+            return True
+        return not query and _gzip_accepted(accept_encoding) and self.cloud.holds_gzip(negotiate(accept))
 
     def raw(self, accept: Optional[str] = None, accept_encoding: Optional[str] = None, query: str = "") -> bytes:
         """The whole body as one bytes object (for --once, tests and benchmarks)."""

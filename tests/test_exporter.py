@@ -106,7 +106,7 @@ def test_assemble_builds_only_the_collectors_turned_on(tmp_path, monkeypatch):
     assert samples(m, "imaging_source_up", source="linode")
 
 
-def test_the_app_is_quick_only_for_host_reads_that_cannot_wait(tmp_path):
+def test_the_app_is_quick_only_for_reads_that_cannot_wait(tmp_path):
     """Exporter.wsgi_app().quick tells exporter.web_handler it may call the app on its loop."""
     from exporter.app import assemble
     from exporter.config import Config, cloud_config
@@ -115,15 +115,25 @@ def test_the_app_is_quick_only_for_host_reads_that_cannot_wait(tmp_path):
         def __init__(self, quick):
             self.quick = lambda: quick
 
-    def quick(exp, path="/metrics"):
-        return exp.wsgi_app().quick({"PATH_INFO": path})
+    def quick(exp, path="/metrics", **environ):
+        return exp.wsgi_app().quick({"PATH_INFO": path, **environ})
     cfg = Config(state_file=str(tmp_path / "s.json"))
     assert quick(assemble(cfg, {"host": True}, host_source=Host(True)))
     assert not quick(assemble(cfg, {"host": True}, host_source=Host(False)))
     assert quick(assemble(cfg, {"host": True}, host_source=Host(False)), "/-/healthy")
     assert not quick(assemble(cfg, {"host": True}, host_source=object())), "a reader that cannot tell"
     cloud = Config(state_file=str(tmp_path / "s.json"), clouds=[cloud_config("openstack", "c", cloud="x")])
-    assert not quick(assemble(cloud, {"host": True}, host_source=Host(True))), "a cloud part may be rendered"
+    exp = assemble(cloud, {"host": True}, host_source=Host(True))
+    prometheus = {"HTTP_ACCEPT_ENCODING": "gzip", "HTTP_ACCEPT": "application/openmetrics-text;version=1.0.0"}
+    assert not quick(exp, **prometheus), "nothing rendered yet: the first scrape renders the cloud part"
+    exp.exposition.render(prometheus["HTTP_ACCEPT"], "gzip")
+    assert quick(exp, **prometheus), "the cloud part is held in gzip: read, not rendered"
+    assert not quick(exp, HTTP_ACCEPT_ENCODING="gzip"), "text format: not rendered yet"
+    assert not quick(exp, HTTP_ACCEPT=prometheus["HTTP_ACCEPT"]), "plain text may be rendered"
+    assert not quick(exp, QUERY_STRING="name[]=imaging_images", **prometheus), "name[] renders cloud families"
+    slow_host = assemble(cloud, {"host": True}, host_source=Host(False))
+    slow_host.exposition.render(prometheus["HTTP_ACCEPT"], "gzip")
+    assert not quick(slow_host, **prometheus), "the host read may wait on a mount"
 
 
 def test_a_small_host_body_is_sent_uncompressed_and_a_large_one_gzipped(tmp_path, monkeypatch):
