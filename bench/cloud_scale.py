@@ -124,7 +124,7 @@ def churn_openstack(fake, n: int, seed: int) -> None:
         for i in range(n):
             iid = f"new-{seed}-{i}"
             imgs[iid] = {"name": iid, "status": "active", "size": 2_000_000_000 + i, "server": next(iter(srv), ""),
-                         "image_type": "snapshot", "owner": fake.scenario.project_id, "visibility": "private",
+                         "image_type": "snapshot", "project": fake.project_id, "visibility": "private",
                          "created_at": now, "updated_at": now}
         for changed in rnd.sample(sorted(srv), min(n // 5, len(srv))):
             srv[changed] = {**srv[changed], "name": srv[changed]["name"] + "-x"}
