@@ -46,7 +46,8 @@ MULTIATTACH = "multiattach"
 DETACHED = "volume_not_attached"
 
 
-@dataclass(frozen=True)
+# slots: at 50k images the records of a refresh are ~50 bytes smaller each without a __dict__ (2.5 MiB).
+@dataclass(frozen=True, slots=True)
 class OsImage:
     image_id: str
     name: str
@@ -61,7 +62,7 @@ class OsImage:
     snapshot_ids: Tuple[str, ...] = ()    # Cinder snapshots of a boot-from-volume server's image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OsServer:
     server_id: str
     name: str
@@ -70,7 +71,7 @@ class OsServer:
     volume_ids: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OsVolumeSnapshot:
     snapshot_id: str
     status: str
