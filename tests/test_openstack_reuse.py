@@ -84,3 +84,16 @@ def test_a_failed_refresh_leaves_the_last_good_snapshot_to_reuse(cloud):
     again = src.refresh()
     assert again == first
     assert all(a is b for a, b in zip(again.images, first.images))
+
+
+def test_records_share_repeated_words_and_take_any_status_as_before():
+    from exporter.sources.openstack import jobs
+
+    def item(i, status):
+        # Strings built at run time, as a JSON decoder makes them: equal, not the same objects.
+        return {"id": f"img-{i}", "name": f"n{i}", "status": "".join(status), "owner": "".join(["pro", "ject"]),
+                "created_at": "2024-05-01T12:00:00Z"}
+    a, b = jobs.image_record(item(1, ["act", "ive"])), jobs.image_record(item(2, ["ac", "tive"]))
+    assert a.status == "active" and a.status is b.status and a.owner is b.owner
+    odd = jobs.image_record({**item(3, ["x"]), "status": 5})
+    assert odd.status == 5            # not a string: kept as it is, as before interning

@@ -95,9 +95,9 @@ def image_record(d: dict, last: Optional[Mapping[str, Image]] = None) -> OsImage
         image_id = old.image_id
         name = old.name if old.name == name else name
         server_id = old.server_id if old.server_id == server_id else server_id
-        status = old.status if old.status == status else sys.intern(status)
+        status = old.status if old.status == status else _word(status)
     else:
-        status = sys.intern(status)         # a handful of words, 50k times
+        status = _word(status)
     created = timestamp(d["created_at"])
     size = d.get("size")
     snaps = _bdm_snapshot_ids(d.get("block_device_mapping"))
@@ -106,7 +106,12 @@ def image_record(d: dict, last: Optional[Mapping[str, Image]] = None) -> OsImage
                    updated=timestamp(d["updated_at"]) if d.get("updated_at") else created,
                    server_id=server_id, kind="backup" if image_type == "backup" else "image",
                    from_server=image_type in SERVER_IMAGE_TYPES or bool(server_id) or bool(snaps),
-                   owner=sys.intern(str(d.get("owner") or "")), snapshot_ids=snaps)
+                   owner=_word(str(d.get("owner") or "")), snapshot_ids=snaps)
+
+
+def _word(value):
+    """One string object for a value that 50k items repeat (a status, the owner); not a str: as it is."""
+    return sys.intern(value) if type(value) is str else value
 
 
 def _bdm_snapshot_ids(value) -> Tuple[str, ...]:
