@@ -15,10 +15,11 @@ refresh are the ones counted. Loopback, 2 shared cores.
 
 "CPU s" is this process's CPU for a refresh (the source, rendering and the
 collection after it), in the same process three ways, alternating: "before"
-(exporter.poller.gc_paused replaced by a no-op and CloudCache.reuse off:
-issue 19's baseline, every line rendered with the GC running), "GC paused"
-and "now" (as shipped: the GC paused and the lines of unchanged runs of
-objects reused). Before each refresh the fake's account changes (--churn:
+(exporter.poller.gc_paused replaced by a no-op, CloudCache.reuse and the
+source's reuse off: issue 19's baseline, every object built and every line
+rendered with the GC running), "GC paused" and "now" (as shipped: the GC
+paused, the previous snapshot's unchanged objects reused by the source and
+the lines of unchanged runs of objects by the cache). Before each refresh the fake's account changes (--churn:
 images created at the top of the listing, deleted and changed at random
 places, servers renamed), so "now" re-renders what a real account changes.
 """
@@ -57,9 +58,9 @@ CHURN = 0.0002
 
 # The refresh CPU is measured three ways in the same process, alternating, each round:
 CONFIGS = (
-    ("before", False, False),           # the code before issue 19: GC running, every line rendered
-    ("GC paused", True, False),         # the GC paused during a refresh, every line rendered
-    ("now", True, True),                # and the lines of unchanged runs of objects reused
+    ("before", False, False),           # the code before issue 19: GC running, every object and line made anew
+    ("GC paused", True, False),         # the GC paused during a refresh, every object and line made anew
+    ("now", True, True),                # and unchanged objects (source) and runs' lines (cache) reused
 )
 
 
@@ -101,7 +102,7 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True, churn:
         for _ in range(rounds):
             for label, pause, reuse in CONFIGS:
                 poller_mod.gc_paused = saved if pause else contextlib.nullcontext
-                h.cache.reuse = reuse
+                h.cache.reuse = h.source.source.reuse = reuse
                 try:
                     if reuse:
                         refresh()          # the previous refresh rendered without keeping pieces
@@ -110,7 +111,7 @@ def child(images: int, servers: int, refreshes: int, switch: bool = True, churn:
                         rendered = list(h.cache.pieces_rendered.values())
                 finally:
                     poller_mod.gc_paused = saved
-                    h.cache.reuse = True
+                    h.cache.reuse = h.source.source.reuse = True
         cpu = {label: [statistics.median(x[i] for x in r) for i in range(3)] for label, r in runs.items()}
         # Scrapes while refreshing back to back (with the pause, as shipped).
         if switch:

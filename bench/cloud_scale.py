@@ -3,6 +3,7 @@
 
     python bench/cloud_scale.py [--images 10000] [--servers 5000] [--refreshes 5] [--renders 200]
     python bench/cloud_scale.py --sizes 1k/500,10k/5k,50k/20k [--linode-sizes 100,500,2000]
+    python bench/cloud_scale.py --sizes 50k/20k --linode-sizes "" --churn 10   # the account changes between refreshes
     python bench/cloud_scale.py --provider linode --instances 500
     python bench/cloud_scale.py --linode-requests [100,500,2000]   # requests per refresh, before/after, vs rate limits
     python bench/cloud_scale.py --openmetrics        # scrape as Prometheus does (OpenMetrics)
@@ -291,8 +292,10 @@ class Harness:
         self.source.close()
 
 
-def measure(provider: str, images: int, servers: int, refreshes: int, renders: int, accept=None) -> dict:
-    """Every figure for one size; `servers` is the instance count for Linode; accept: the scrapes' Accept."""
+def measure(provider: str, images: int, servers: int, refreshes: int, renders: int, accept=None,
+            churn: int = 0) -> dict:
+    """Every figure for one size; `servers` is the instance count for Linode; accept: the scrapes' Accept;
+    churn: OpenStack images created, deleted and changed (each) before every warm refresh."""
     fake = Fake(provider, images, servers)
     h = None
     try:
@@ -300,7 +303,11 @@ def measure(provider: str, images: int, servers: int, refreshes: int, renders: i
         rss_base = rss_mib()
         cold = h.refresh()
         rss_cold = rss_mib()
-        warm = [h.refresh() for _ in range(refreshes)]
+        warm = []
+        for seed in range(refreshes):
+            if churn:
+                fake.churn(churn, seed)
+            warm.append(h.refresh())
         rss_warm = rss_mib()
         peak_refreshes = peak_rss_mib()
         times = h.scrapes(renders)
@@ -447,8 +454,8 @@ def parse_sizes(text: str):
     return out
 
 
-def run_child(provider, images, servers, refreshes, renders, openmetrics=False) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--json", "--provider", provider,
+def run_child(provider, images, servers, refreshes, renders, openmetrics=False, churn=0) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--json", "--provider", provider, "--churn", str(churn),
            "--refreshes", str(refreshes), "--renders", str(renders)] + (["--openmetrics"] if openmetrics else [])
     cmd += ["--images", str(images), "--servers", str(servers)] if provider == "openstack" else \
         ["--instances", str(servers)] + (["--images", str(images)] if images is not None else [])
@@ -637,6 +644,9 @@ def main(argv=None):
     ap.add_argument("--linode-requests", nargs="?", const=DEFAULT_LINODE_SIZES, default=None,
                     help=f"requests per Linode refresh before/after and against the rate limits, by instance "
                          f"count (default {DEFAULT_LINODE_SIZES})")
+    ap.add_argument("--churn", type=parse_count, default=0,
+                    help="OpenStack: images created, deleted and changed (each) before every warm refresh, and a "
+                         "fifth as many servers renamed (default 0: the account does not change)")
     ap.add_argument("--openmetrics", action="store_true",
                     help="scrape with Prometheus' Accept header (OpenMetrics) instead of the text format 0.0.4")
     ap.add_argument("--json", action="store_true", help="one size; print its figures as one JSON line")
@@ -654,7 +664,7 @@ def main(argv=None):
         return 0
     if args.sizes or args.linode_sizes:
         if args.sizes and args.sizes != "none":
-            results = [run_child("openstack", i, s, args.refreshes, args.renders, args.openmetrics)
+            results = [run_child("openstack", i, s, args.refreshes, args.renders, args.openmetrics, args.churn)
                        for i, s in parse_sizes(args.sizes)]
             print_sizes("openstack", results)
         if args.linode_sizes:
@@ -668,7 +678,7 @@ def main(argv=None):
         memory_report(args.provider, images, servers)
         return 0
     r = measure(args.provider, images, servers, args.refreshes, args.renders,
-                PROMETHEUS_ACCEPT if args.openmetrics else None)
+                PROMETHEUS_ACCEPT if args.openmetrics else None, args.churn if openstack else 0)
     if args.json:
         print(json.dumps(r))
     else:

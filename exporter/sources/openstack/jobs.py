@@ -16,13 +16,14 @@ Attribution of a job to a server:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar
 
 from ...errors import SourceError
 from .. import api
-from ...models import FinishedJob, RunningJob
+from ...models import FinishedJob, Image, RunningJob, Server
 
 T = TypeVar("T")
 
@@ -45,7 +46,8 @@ MULTIATTACH = "multiattach"
 DETACHED = "volume_not_attached"
 
 
-@dataclass(frozen=True)
+# slots: at 50k images the records of a refresh are ~50 bytes smaller each without a __dict__ (2.5 MiB).
+@dataclass(frozen=True, slots=True)
 class OsImage:
     image_id: str
     name: str
@@ -60,7 +62,7 @@ class OsImage:
     snapshot_ids: Tuple[str, ...] = ()    # Cinder snapshots of a boot-from-volume server's image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OsServer:
     server_id: str
     name: str
@@ -69,7 +71,7 @@ class OsServer:
     volume_ids: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OsVolumeSnapshot:
     snapshot_id: str
     status: str
@@ -80,20 +82,36 @@ class OsVolumeSnapshot:
 
 # ---- records from API items -----------------------------------------------------
 
-def image_record(d: dict) -> OsImage:
+def image_record(d: dict, last: Optional[Mapping[str, Image]] = None) -> OsImage:
+    """An image item as a record; with `last` (the previous snapshot's images by id), the
+    record's strings are that image's where they are equal, so the item's own die with its page."""
     # Nova's image properties (image_type, instance_uuid, block_device_mapping)
     # are top-level keys in Glance v2.
     image_type = d.get("image_type") or ""
-    server_id = d.get("instance_uuid") or ""
+    image_id, name, status = d["id"], d.get("name") or "", d.get("status") or ""
+    server_id = str(d.get("instance_uuid") or "")
+    old = last.get(image_id) if last else None
+    if old is not None:
+        image_id = old.image_id
+        name = old.name if old.name == name else name
+        server_id = old.server_id if old.server_id == server_id else server_id
+        status = old.status if old.status == status else _word(status)
+    else:
+        status = _word(status)
     created = timestamp(d["created_at"])
     size = d.get("size")
     snaps = _bdm_snapshot_ids(d.get("block_device_mapping"))
-    return OsImage(image_id=d["id"], name=d.get("name") or "", status=d.get("status") or "",
+    return OsImage(image_id=image_id, name=name, status=status,
                    size=int(size) if size is not None else None, created=created,
                    updated=timestamp(d["updated_at"]) if d.get("updated_at") else created,
-                   server_id=str(server_id), kind="backup" if image_type == "backup" else "image",
+                   server_id=server_id, kind="backup" if image_type == "backup" else "image",
                    from_server=image_type in SERVER_IMAGE_TYPES or bool(server_id) or bool(snaps),
-                   owner=str(d.get("owner") or ""), snapshot_ids=snaps)
+                   owner=_word(str(d.get("owner") or "")), snapshot_ids=snaps)
+
+
+def _word(value):
+    """One string object for a value that 50k items repeat (a status, the owner); not a str: as it is."""
+    return sys.intern(value) if type(value) is str else value
 
 
 def _bdm_snapshot_ids(value) -> Tuple[str, ...]:
@@ -108,12 +126,18 @@ def _bdm_snapshot_ids(value) -> Tuple[str, ...]:
     return tuple(str(m["snapshot_id"]) for m in value if isinstance(m, dict) and m.get("snapshot_id"))
 
 
-def server_record(d: dict) -> OsServer:
+def server_record(d: dict, last: Optional[Mapping[str, Server]] = None) -> OsServer:
+    """A server item as a record; `last` as for image_record."""
     # Nova answers image "" for a server that boots from a volume; its images
     # then hold no disk data.
     image = d.get("image")
     volumes = tuple(v["id"] for v in d.get("os-extended-volumes:volumes_attached") or ())
-    return OsServer(server_id=d["id"], name=d.get("name") or "", task_state=d.get("OS-EXT-STS:task_state"),
+    server_id, name = d["id"], d.get("name") or ""
+    old = last.get(server_id) if last else None
+    if old is not None:
+        server_id = old.server_id
+        name = old.name if old.name == name else name
+    return OsServer(server_id=server_id, name=name, task_state=d.get("OS-EXT-STS:task_state"),
                     boot_from_volume=not (isinstance(image, dict) and image.get("id")), volume_ids=volumes)
 
 

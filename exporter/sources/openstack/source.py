@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Callable, List, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,11 +40,12 @@ from openstack import exceptions as sdk_exc
 from ... import __version__
 from ...config import CloudConfig
 from ...errors import SourceError
-from ...models import CloudSnapshot, FinishedJob, Image, Server
+from ...models import CloudSnapshot, FinishedJob
 from ...profiles import Profile
 from .. import api, keystone, quota as quota_mod
 from ..http_deadline import DeadlineAdapter
 from . import jobs, vanished
+from .reuse import Previous
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,10 @@ class OpenStackSource:
         self._conn = None     # made on the first refresh, so a broken cloud cannot stop startup
         # Jobs running at the last good refresh and those that vanished since.
         self._vanished = vanished.VanishedState()
+        # The last snapshot returned: its unchanged objects are reused by the next refresh (reuse.py);
+        # reuse=False builds every object anew (bench/cloud_refresh.py's "before").
+        self._last: Optional[CloudSnapshot] = None
+        self.reuse = True
 
     # ---- the contract ----
 
@@ -81,10 +87,11 @@ class OpenStackSource:
         access = api.call("authenticating", lambda: conn.session.auth.get_access(conn.session), self._classify)
         project_id = access.project_id
         everyone = {"all_tenants": "1"} if self._all_projects else {}
+        last = Previous(self._last if self.reuse else None)
 
-        images = self._images(conn, project_id)
-        servers = self._list("listing servers", jobs.server_record, conn, "compute", "/servers/detail", "servers",
-                             everyone)
+        images = self._images(conn, project_id, last)
+        servers = self._list("listing servers", partial(jobs.server_record, last=last.servers), conn, "compute",
+                             "/servers/detail", "servers", everyone, last.same_id(last.servers))
         volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
@@ -115,17 +122,16 @@ class OpenStackSource:
             cloud=self.cfg.name,
             project=access.project_name or project_id,
             taken_at=now,
-            images=tuple(Image(image_id=i.image_id, name=i.name, status=i.status, size_bytes=i.size,
-                               created=i.created, server_id=i.server_id) for i in images),
+            images=tuple(last.image(i) for i in images),
             running_jobs=tuple(running),
             finished_jobs=tuple(finished) + tuple(memory.done.values()),
-            servers=tuple(Server(server_id=s.server_id, name=s.name, boot_from_volume=s.boot_from_volume)
-                          for s in servers),
+            servers=tuple(last.server(s) for s in servers),
             quota=self._quota(usage),
             parts=(("volume_snapshots", volume_snapshots is not None),),
         )
         # Commit the memory only once the whole refresh has succeeded.
         self._vanished = memory
+        self._last = snap
         return snap
 
     def close(self) -> None:
@@ -146,18 +152,19 @@ class OpenStackSource:
         return self._conn
 
     def _list(self, what: str, build: Callable[[dict], T], conn, service: str, path: str, key: str,
-              params: dict) -> List[T]:
+              params: dict, same_id: Optional[Callable[[str], str]] = None) -> List[T]:
         def run():
             proxy = getattr(conn, service)      # may authenticate and read the catalog
-            return self._paginate(what, build, proxy, path, key, params)
+            return self._paginate(what, build, proxy, path, key, params, same_id)
         return api.call(what, run, self._classify)
 
-    def _images(self, conn, project_id: str) -> List[jobs.OsImage]:
+    def _images(self, conn, project_id: str, last: Previous) -> List[jobs.OsImage]:
         """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
         owner = {} if self._all_projects else {"owner": project_id}
-        shown = self._list("listing images", jobs.image_record, conn, "image", "/images", "images", owner)
-        hidden = self._list("listing hidden images", jobs.image_record, conn, "image", "/images", "images",
-                            {**owner, "os_hidden": "true"})
+        build, same_id = partial(jobs.image_record, last=last.images), last.same_id(last.images)
+        shown = self._list("listing images", build, conn, "image", "/images", "images", owner, same_id)
+        hidden = self._list("listing hidden images", build, conn, "image", "/images", "images",
+                            {**owner, "os_hidden": "true"}, same_id)
         ids = {i.image_id for i in shown}
         return shown + [i for i in hidden if i.image_id not in ids]
 
@@ -207,7 +214,7 @@ class OpenStackSource:
             return None
 
     def _paginate(self, what: str, build: Callable[[dict], T], proxy, path: str, key: str,
-                  params: dict) -> List[T]:
+                  params: dict, same_id: Optional[Callable[[str], str]] = None) -> List[T]:
         """Every item of a marker/limit listing as a record, following the service's next links.
 
         Each page is turned into records as it arrives, so the raw JSON of
@@ -216,6 +223,8 @@ class OpenStackSource:
         its host from their own config, which is often an internal name the
         exporter cannot reach. An id seen twice (the links loop or overlap)
         or more than max_pages pages (they never end) is a pagination error.
+        The ids seen are kept as same_id gives them: the previous snapshot's
+        equal strings, not the page's (which would outlive their page).
         """
         records: List[T] = []
         seen = set()
@@ -231,7 +240,7 @@ class OpenStackSource:
                     raise SourceError("malformed", f"{what}: an item without an id")
                 if oid in seen:
                     raise SourceError("pagination", f"{what}: {oid} came twice; the next links loop")
-                seen.add(oid)
+                seen.add(same_id(oid) if same_id is not None else oid)
             records += jobs.records(what, build, page)
             link = _next_query(body, key)
             if link is None or not page:
