@@ -31,6 +31,8 @@ from rules_host import coverage_rules, headroom_rules, peak_rules, recording_rul
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:      # exporter.generated, from a checkout too
+    sys.path.insert(0, ROOT)
 PROFILES = os.path.join(ROOT, "exporter", "profiles.yaml")
 
 
@@ -215,27 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="fail if %s or the mixin is out of date" % OUTPUT)
     p.add_argument("--output", default=OUTPUT)
     a = p.parse_args(argv)
-    outputs = _outputs(a)
-    if a.check:
-        stale = []
-        for path, text in outputs.items():
-            try:
-                with open(path, encoding="utf-8") as f:
-                    current = f.read()
-            except FileNotFoundError:
-                current = None
-            if current != text:
-                stale.append(path)
-        if stale:
-            print("%s out of date: run python alerts/generate.py" % ", ".join(stale), file=sys.stderr)
-            return 1
-        return 0
-    for path, text in outputs.items():
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    return 0
+    from exporter.generated import write_or_check
+    return write_or_check(_outputs(a), a.check, "python alerts/generate.py")
 
 
 if __name__ == "__main__":

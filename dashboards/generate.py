@@ -56,26 +56,9 @@ def main(argv=None) -> int:
     if JSONEncoder is None:
         print("grafana-foundation-sdk is not installed: pip install -e '.[dashboards]'", file=sys.stderr)
         return 2
-    stale = []
-    for name, build in dashboards().items():
-        path = os.path.join(a.output_dir, name)
-        text = render(build)
-        if a.check:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    if f.read() == text:
-                        continue
-            except FileNotFoundError:
-                pass
-            stale.append(path)
-            continue
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    for path in stale:
-        print("%s is out of date: run python dashboards/generate.py" % path, file=sys.stderr)
-    return 1 if stale else 0
+    from exporter.generated import write_or_check
+    return write_or_check({os.path.join(a.output_dir, name): render(build) for name, build in dashboards().items()},
+                          a.check, "python dashboards/generate.py")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:      # exporter.generated, from a checkout too
+    sys.path.insert(0, ROOT)
 RULES = os.path.join(ROOT, "alerts", "imaging-rules.yml")
 OUTPUT = os.path.join(ROOT, "deploy", "kubernetes", "prometheusrule.yaml")
 HEADER = """\
@@ -56,20 +58,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with open(RULES, encoding="utf-8") as f:
         text = build(f.read())
-    if args.check:
-        try:
-            with open(OUTPUT, encoding="utf-8") as f:
-                current = f.read()
-        except FileNotFoundError:
-            current = None
-        if current != text:
-            print(f"{os.path.relpath(OUTPUT, ROOT)} is stale; run {os.path.relpath(__file__, ROOT)}",
-                  file=sys.stderr)
-            return 1
-        return 0
-    with open(OUTPUT, "w", encoding="utf-8") as f:
-        f.write(text)
-    return 0
+    from exporter.generated import write_or_check
+    return write_or_check({OUTPUT: text}, args.check, "python3 deploy/generate_prometheusrule.py")
 
 
 if __name__ == "__main__":

@@ -54,25 +54,13 @@ def readme_with_table(readme: str) -> str:
 
 
 def main(argv=None):
+    from .generated import write_or_check
     argv = sys.argv[1:] if argv is None else argv
-    paths = {os.path.join(ROOT, "docs", "metrics.md"): lambda old: metrics_md(),
-             os.path.join(ROOT, "README.md"): readme_with_table}
-    stale = []
-    for path, render in paths.items():
-        old = ""
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                old = f.read()
-        new = render(old)
-        if new != old:
-            stale.append(path)
-            if "--check" not in argv:
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(new)
-    if "--check" in argv and stale:
-        print("out of date: " + ", ".join(stale) + " (run python -m exporter.metricsdoc)", file=sys.stderr)
-        return 1
-    return 0
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        readme_text = readme_with_table(f.read())
+    return write_or_check({os.path.join(ROOT, "docs", "metrics.md"): metrics_md(), readme: readme_text},
+                          "--check" in argv, "python -m exporter.metricsdoc")
 
 
 if __name__ == "__main__":

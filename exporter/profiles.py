@@ -129,21 +129,9 @@ def get(name) -> Profile:
 
 def main(argv=None) -> int:
     """Write profiles.json from profiles.yaml; with --check, only say whether it is out of date."""
+    from .generated import write_or_check
     argv = sys.argv[1:] if argv is None else argv
-    new = json_text(read_yaml())
-    try:
-        with open(PROFILES_DATA, encoding="utf-8") as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = ""
-    if new == old:
-        return 0
-    if "--check" in argv:
-        print(f"out of date: {PROFILES_DATA} (run python -m exporter.profiles)", file=sys.stderr)
-        return 1
-    with open(PROFILES_DATA, "w", encoding="utf-8") as f:
-        f.write(new)
-    return 0
+    return write_or_check({PROFILES_DATA: json_text(read_yaml())}, "--check" in argv, "python -m exporter.profiles")
 
 
 if __name__ == "__main__":
