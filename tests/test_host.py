@@ -376,7 +376,10 @@ def test_database_servers_are_counted_once_and_recounted_in_the_background(tmp_p
 
 
 def test_proc_scan_reads_names_and_parents_like_psutil(tmp_path):
-    from exporter.sources.databases import count_servers, scan_proc
+    from exporter.sources.databases import ProcScanner, count_servers
+
+    def scan_proc(path):          # no comm files here: every process's stat is read
+        return ProcScanner(path)()
 
     def proc(pid, stat, cmdline=None):
         d = tmp_path / str(pid)
