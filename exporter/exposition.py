@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import zlib
+from functools import lru_cache
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 # prometheus_client is imported where used: a `--once` host render never needs it.
@@ -230,8 +231,7 @@ class CloudCache:
         """Whether a gzip scrape in ``fmt`` is answered from what is held, rendering nothing
         and waiting on no render: once a format is rendered, each refresh replaces its gzip
         body and none is ever dropped (plain text is, PLAIN_KEEP_SECONDS after its last ask)."""
-        with self._lock:
-            return fmt.content_type in self._cache
+        return self._lookup(fmt, True) is not None
 
     def _lookup(self, fmt: Format, want_gzip: bool) -> Optional[Tuple[bytes, ...]]:
         with self._lock:
@@ -262,6 +262,7 @@ class _Only:
                 yield spec, rows
 
 
+@lru_cache(maxsize=64)      # asked twice a scrape (Exporter.wsgi_app's quick(), then render), same few headers
 def _gzip_accepted(accept_encoding: Optional[str]) -> bool:
     if not accept_encoding:
         return False

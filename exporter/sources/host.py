@@ -311,8 +311,9 @@ class HostSource:
                 inodes=r.f_files, inodes_free=r.f_ffree))
         disks = tuple(BlockDevice(name, "system" if name in root_disks else "data", size)
                       for name, size in self.topology.disk_sizes().items())
+        # os.uname().nodename is gethostname(2), without importing socket (--once).
         return HostSnapshot(filesystems=tuple(filesystems), errors=tuple(errors), disks=disks,
-                            database_processes=self._database_processes(), hostname=os.uname().nodename)    # gethostname(2), without importing socket
+                            database_processes=self._database_processes(), hostname=os.uname().nodename)
 
     def quick(self) -> bool:
         """True when read() cannot wait: the last one stat'ed every mount inline (local block
