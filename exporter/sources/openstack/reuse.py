@@ -13,7 +13,7 @@ without a field-by-field look.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 from ...models import CloudSnapshot, Image, Server
 from .jobs import OsImage, OsServer
@@ -26,12 +26,14 @@ class Previous:
         self.images: Dict[str, Image] = {i.image_id: i for i in snap.images} if snap else {}
         self.servers: Dict[str, Server] = {s.server_id: s for s in snap.servers} if snap else {}
 
-    def same_id(self, objects: Dict) -> Callable[[str], str]:
-        """id -> the equal id string the previous snapshot holds (or the id itself)."""
-        def same(oid: str) -> str:
-            old = objects.get(oid)
-            return oid if old is None else (old.image_id if type(old) is Image else old.server_id)
-        return same
+    def same_image_id(self, oid: str) -> str:
+        """The equal id string the previous snapshot holds (or the id itself)."""
+        old = self.images.get(oid)
+        return oid if old is None else old.image_id
+
+    def same_server_id(self, oid: str) -> str:
+        old = self.servers.get(oid)
+        return oid if old is None else old.server_id
 
     def image(self, i: OsImage) -> Image:
         old = self.images.get(i.image_id)

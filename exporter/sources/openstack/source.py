@@ -91,7 +91,7 @@ class OpenStackSource:
 
         images = self._images(conn, project_id, last)
         servers = self._list("listing servers", partial(jobs.server_record, last=last.servers), conn, "compute",
-                             "/servers/detail", "servers", everyone, last.same_id(last.servers))
+                             "/servers/detail", "servers", everyone, last.same_server_id)
         volume_snapshots = self._volume_snapshots(conn, everyone)
         # Glance's usage is the token's project only; with all_projects the
         # listing spans the cloud and the project's limit would not match it.
@@ -161,7 +161,7 @@ class OpenStackSource:
     def _images(self, conn, project_id: str, last: Previous) -> List[jobs.OsImage]:
         """The images, hidden ones too: Glance lists os_hidden images only when asked for them alone."""
         owner = {} if self._all_projects else {"owner": project_id}
-        build, same_id = partial(jobs.image_record, last=last.images), last.same_id(last.images)
+        build, same_id = partial(jobs.image_record, last=last.images), last.same_image_id
         shown = self._list("listing images", build, conn, "image", "/images", "images", owner, same_id)
         hidden = self._list("listing hidden images", build, conn, "image", "/images", "images",
                             {**owner, "os_hidden": "true"}, same_id)
